@@ -1,0 +1,74 @@
+"""`caring bench`: agent-steps per second of the nursery's PettingZoo view and its batched core.
+
+An agent-step is one mother stepped with her observation built. Each figure is the median of
+`repeats` timed runs after a warm-up; noisy shared machines make single runs meaningless."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from worlds.nursery.config import NurseryConfig
+from worlds.nursery.core import N_ACTIONS, NurseryCore
+from worlds.nursery.env import NurseryEnv
+from caring.evaluate import episode_keys
+
+
+def _median_rate(run, repeats: int) -> float:
+    run()  # warm-up
+    return statistics.median(run() for _ in range(repeats))
+
+
+def bench_pettingzoo(config: NurseryConfig, steps: int, repeats: int) -> float:
+    env = NurseryEnv(**{k: getattr(config, k) for k in config.__dataclass_fields__})
+    rng = np.random.default_rng(0)
+
+    def run() -> float:
+        env.reset(seed=0)
+        count, start = 0, time.perf_counter()
+        for _ in range(steps):
+            if not env.agents:
+                env.reset()
+            actions = {a: int(rng.integers(N_ACTIONS)) for a in env.agents}
+            env.step(actions)
+            count += len(actions)
+        return count / (time.perf_counter() - start)
+
+    return _median_rate(run, repeats)
+
+
+@torch.inference_mode()
+def bench_batched(config: NurseryConfig, batch: int, steps: int, repeats: int, device: str) -> float:
+    core = NurseryCore(config, device)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def run() -> float:
+        state, _ = core.reset(episode_keys(0, batch, device))
+        actions = torch.randint(0, N_ACTIONS, (steps, batch, core.A), generator=gen, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        count, start = 0, time.perf_counter()
+        for t in range(steps):
+            count += int(batch * core.A)  # every mother slot is stepped and observed
+            state, out = core.step(state, actions[t])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return count / (time.perf_counter() - start)
+
+    return _median_rate(run, repeats)
+
+
+def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: list[str]) -> dict:
+    results = [{"mode": "pettingzoo", "batch": 1, "device": "cpu",
+                "agent_steps_per_s": bench_pettingzoo(config, 300, repeats)}]
+    for device in devices:
+        for batch in batches:
+            steps = max(20, min(200, 20_000 // batch))
+            results.append({"mode": "batched", "batch": batch, "device": device,
+                            "agent_steps_per_s": bench_batched(config, batch, steps, repeats, device)})
+    state, _ = NurseryCore(config).reset(episode_keys(0, 1))
+    return {"world": "nursery", "device": ",".join(devices), "torch_threads": torch.get_num_threads(),
+            "repeats": repeats, "state_bytes_per_world": state.nbytes_per_world(), "results": results}

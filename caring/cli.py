@@ -1,0 +1,224 @@
+"""The `caring` command. Bad input gets one `caring: error: ...` line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from worlds.config import ConfigError, build_config, load_config_file, parse_sets
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(message)
+
+
+def _world_config(args: argparse.Namespace):
+    from worlds import check_world
+    from worlds.nursery.config import NurseryConfig
+
+    check_world(args.world)
+    overrides: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    overrides.update(parse_sets(args.set))
+    return build_config(NurseryConfig, overrides)
+
+
+def _core(args: argparse.Namespace):
+    from worlds.nursery.core import NurseryCore
+
+    return NurseryCore(_world_config(args), _device(args.device))
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; valid devices: cpu, cuda, auto")
+    return name
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write via a temporary file and rename, so an interrupted run never leaves half a result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_eval(args: argparse.Namespace) -> None:
+    from caring.evaluate import evaluate
+    from caring.policies import load_policy
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    core = _core(args)
+    result = {"policy": args.policy, **evaluate(core, load_policy(args.policy, core), args.episodes, args.seed)}
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+
+
+def render_episode(core, policy, seed: int, steps: int, renderer) -> list:
+    from caring.evaluate import episode_keys
+
+    state, obs = core.reset(episode_keys(seed, 1, core.device))
+    frames = [renderer.draw(state)]
+    with torch.inference_mode():
+        for _ in range(min(steps, core.config.max_cycles)):
+            state, out = core.step(state, policy(state, obs))
+            obs = out.obs
+            frames.append(renderer.draw(state))
+    return frames
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from caring.policies import load_policy
+    from worlds.nursery.render import Renderer, save_gif
+
+    core = _core(args)
+    policy = load_policy(args.policy, core)
+    if args.out and not args.out.endswith(".gif"):
+        raise ConfigError(f"--out must name a .gif file, got {args.out!r}")
+    renderer = Renderer(core, window=args.out is None)
+    frames = render_episode(core, policy, args.seed, args.steps, renderer)
+    renderer.close()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        save_gif(frames, args.out)
+        print(f"wrote {args.out} ({len(frames)} frames)")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from caring.bench import run_bench
+
+    devices = [_device(args.device)] if args.device != "all" else (
+        ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = run_bench(_world_config(args), args.batches, args.repeats, devices)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"world={report['world']} torch_threads={report['torch_threads']} "
+          f"state_bytes_per_world={report['state_bytes_per_world']} (median of {args.repeats})")
+    for row in report["results"]:
+        print(f"{row['mode']:10s} {row['device']:5s} B={row['batch']:<5d} {row['agent_steps_per_s']:>14,.0f} agent-steps/s")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The main job on the built-in default: evaluate every scripted mother, write a table and a GIF."""
+    from caring.evaluate import evaluate
+    from caring.report import scripted_table
+    from worlds.nursery.render import Renderer, save_gif
+    from worlds.nursery.scripted import SCRIPTED
+
+    core = _core(args)
+    out = Path(args.out)
+    rows = []
+    for name, make in SCRIPTED.items():
+        print(f"evaluating {name} on {args.episodes} episodes ...", flush=True)
+        rows.append({"policy": name, **evaluate(core, make(core), args.episodes, args.seed)})
+    write_atomic(out / "scripted_mothers.json", json.dumps(rows, indent=1))
+    table = scripted_table(rows)
+    write_atomic(out / "scripted_mothers.md", table)
+    renderer = Renderer(core)
+    frames = render_episode(core, SCRIPTED["expert"](core), args.seed, core.config.max_cycles, renderer)
+    save_gif(frames, str(out / "nursery_expert.gif"))
+    print(table)
+    print(f"wrote {out}/scripted_mothers.md, scripted_mothers.json, nursery_expert.gif")
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="caring", description="Train, measure, take apart and retarget caring mothers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def world_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
+        if positional:
+            p.add_argument("world", help="world name (nursery)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a world parameter (repeatable); see `caring params`")
+        p.add_argument("--config", help="a .json or .toml file of world parameters")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+
+    p = sub.add_parser("eval", help="evaluate a policy and print episode metrics")
+    world_args(p)
+    p.add_argument("--policy", required=True, help="scripted mother: expert, negligent, random, expert-no-*")
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("render", help="write a GIF of one episode (or open a window without --out)")
+    world_args(p)
+    p.add_argument("--policy", required=True)
+    p.add_argument("--out", help="path of the .gif to write; omit to watch live")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=200)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bench", help="agent-steps/s of the PettingZoo env and the batched core")
+    p.add_argument("--world", default="nursery")
+    world_args(p, positional=False)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 4096])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench, device="all")
+
+    p = sub.add_parser("demo", help="the main job: evaluate the scripted mothers, write a table and a GIF")
+    world_args(p, positional=False)
+    p.add_argument("--out", default="results")
+    p.add_argument("--episodes", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo, world="nursery")
+
+    p = sub.add_parser("params", help="list every world parameter with its default and range")
+    p.add_argument("world", nargs="?", default="nursery")
+    p.set_defaults(func=cmd_params)
+    return parser
+
+
+def cmd_params(args: argparse.Namespace) -> None:
+    from worlds import check_world
+    from worlds.config import describe
+    from worlds.nursery.config import NurseryConfig
+
+    check_world(args.world)
+    for name, kind, default, meaning in describe(NurseryConfig):
+        print(f"{name:20s} {kind:6s} {default!s:8s} {meaning}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except (CliError, ConfigError, ValueError, OSError) as err:
+        print(f"caring: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("caring: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

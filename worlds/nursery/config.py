@@ -1,0 +1,72 @@
+"""Every parameter of the nursery world, with its range and meaning (one source for CLI, files, docs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worlds.config import ConfigError, param, validate_fields
+
+
+@dataclass(frozen=True)
+class NurseryConfig:
+    # Layout: a walled grid with random interior walls, deadly hazard tiles and food patches.
+    height: int = param(12, "grid rows, border walls included", 7, 32)
+    width: int = param(12, "grid columns, border walls included", 7, 32)
+    n_walls: int = param(6, "interior wall tiles", 0, 200)
+    n_hazards: int = param(8, "deadly hazard (water) tiles", 0, 200)
+    n_food: int = param(8, "food patches", 1, 200)
+    food_regrow: int = param(25, "steps for an eaten food patch to regrow", 1, 1000)
+    view_radius: int = param(3, "egocentric view radius (view is 2r+1 square)", 1, 8)
+    max_cycles: int = param(200, "episode length in steps", 10, 100000)
+
+    # Mothers.
+    n_mothers: int = param(2, "mothers per world, each with her own baby slot", 1, 8)
+    energy_max: int = param(60, "mother's maximum energy", 5, 255)
+    energy_start: int = param(40, "mother's energy at reset", 1, 255)
+    food_energy: int = param(25, "energy a mother gains by eating a food patch", 1, 255)
+    carry_cost: int = param(0, "extra energy per step spent carrying a baby", 0, 10)
+    feed_cost: int = param(5, "energy a mother spends to feed a baby", 0, 100)
+    shoo_radius: int = param(2, "SHOO scares predators within this Chebyshev distance", 1, 8)
+
+    # Life cycle.
+    birth_step: int = param(20, "step at which each living mother gives birth", 0, 100000)
+    births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
+    rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
+    baby_reward_weight: float = param(
+        1.0, "after birth, reward = w*baby_alive + (1-w)*mother_alive (1 = purely the baby)", 0.0, 1.0)
+
+    # Babies: weak, hungry, curious, and they grow.
+    hunger_max: int = param(30, "a baby starves (loses health each step) at this hunger", 2, 10000)
+    cry_threshold: int = param(15, "a baby cries when its hunger reaches this", 1, 10000)
+    feed_amount: int = param(30, "hunger removed by one feed", 1, 10000)
+    baby_health: int = param(3, "baby health points; 0 = dead", 1, 100)
+    baby_move_period: int = param(2, "a young baby moves once every this many steps", 1, 100)
+    curiosity: float = param(0.6, "chance a moving young baby heads for a hazard it can see", 0.0, 1.0)
+    baby_sight: int = param(3, "how far (Chebyshev) a baby sees hazards", 1, 32)
+    grow_age: int = param(100, "age at which a baby grows: moves every step, feeds itself, avoids hazards",
+                          1, 100000)
+    baby_markers: str = param("kin", "what marks each mother's baby: her own kin marker, a never-seen marker "
+                              "(foster), or the other mother's marker (swapped)",
+                              choices=("kin", "novel", "swapped"))
+
+    # Predators hunt babies; a mother's SHOO sends them back to their den.
+    n_predators: int = param(1, "predators per world", 0, 16)
+    predator_speed: float = param(0.5, "chance a predator moves on a given step", 0.0, 1.0)
+    predator_bite: int = param(2, "health a baby loses per bite", 1, 100)
+    predator_stun: int = param(12, "steps a predator rests in its den after a bite or a SHOO", 0, 1000)
+
+    def validate(self) -> None:
+        validate_fields(self)
+        interior = (self.height - 2) * (self.width - 2)
+        needed = self.n_walls + self.n_hazards + self.n_food + self.n_mothers + self.n_predators
+        if needed > interior:
+            raise ConfigError(f"grid {self.height}x{self.width} has {interior} interior cells but the "
+                              f"layout needs {needed} (walls+hazards+food+mothers+predators)")
+        if self.energy_start > self.energy_max:
+            raise ConfigError(f"energy_start={self.energy_start} exceeds energy_max={self.energy_max}")
+        if self.cry_threshold > self.hunger_max:
+            raise ConfigError(f"cry_threshold={self.cry_threshold} exceeds hunger_max={self.hunger_max}")
+        if self.birth_step >= self.max_cycles and self.births_per_life > 0:
+            raise ConfigError(f"birth_step={self.birth_step} must be below max_cycles={self.max_cycles}")
+        if self.baby_markers == "swapped" and self.n_mothers < 2:
+            raise ConfigError("baby_markers=swapped needs n_mothers >= 2")

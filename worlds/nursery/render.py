@@ -1,0 +1,108 @@
+"""Pygame frames of one nursery world: terrain, food, predators, mothers and babies (in their marker
+colours), plus a status strip with each mother's energy and her baby's hunger cue. pygame is imported
+only here, so importing the world never needs it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from worlds.nursery.core import FLOOR, HAZARD, WALL, NurseryCore, NurseryState
+
+CELL = 36
+STRIP = 26  # status strip height per mother
+COLOURS = {FLOOR: (222, 214, 190), WALL: (70, 70, 78), HAZARD: (55, 120, 200)}
+FOOD, PREDATOR, RESTING = (70, 160, 60), (200, 30, 30), (140, 90, 90)
+
+
+class Renderer:
+    def __init__(self, core: NurseryCore, window: bool = False, fps: int = 8):
+        if not window:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        import pygame
+
+        self.pg, self.core, self.fps = pygame, core, fps
+        pygame.init()
+        cfg = core.config
+        self.size = (cfg.width * CELL, cfg.height * CELL + STRIP * core.A)
+        self.screen = pygame.display.set_mode(self.size) if window else None
+        if window:
+            pygame.display.set_caption("Caring — nursery")
+        self.canvas = pygame.Surface(self.size)
+        self.font = pygame.font.Font(None, 18)
+        self.clock = pygame.time.Clock()
+
+    def draw(self, state: NurseryState, world: int = 0) -> np.ndarray:
+        """Draw world `world` of a batched state; returns the frame as (H, W, 3) uint8."""
+        pg, core, cfg, surf = self.pg, self.core, self.core.config, self.canvas
+        s = state.index(slice(world, world + 1))
+        cells = s.cells[0].cpu().numpy()
+        food = s.food_timer[0].cpu().numpy()
+        surf.fill((30, 30, 30))
+        for y in range(cfg.height):
+            for x in range(cfg.width):
+                rect = pg.Rect(x * CELL, y * CELL, CELL - 1, CELL - 1)
+                pg.draw.rect(surf, COLOURS[int(cells[y, x])], rect)
+                if food[y, x] == 0:
+                    pg.draw.circle(surf, FOOD, rect.center, CELL // 5)
+                elif food[y, x] > 0:
+                    pg.draw.circle(surf, FOOD, rect.center, 3)
+        for (y, x), rest in zip(s.predator_pos[0].tolist(), s.predator_rest[0].tolist(), strict=True):
+            cx, cy = x * CELL + CELL // 2, y * CELL + CELL // 2
+            h = CELL // 2 - 4
+            pg.draw.polygon(surf, RESTING if rest else PREDATOR,
+                            [(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)])
+        alive, pos = s.mother_alive[0].tolist(), s.mother_pos[0].tolist()
+        kin = s.kin_marker[0].tolist()
+        for i in range(core.A):
+            if alive[i]:
+                centre = (pos[i][1] * CELL + CELL // 2, pos[i][0] * CELL + CELL // 2)
+                pg.draw.circle(surf, kin[i], centre, CELL // 2 - 3)
+                pg.draw.circle(surf, (255, 255, 255), centre, CELL // 2 - 3, 2)
+        baby_alive, baby_pos = s.baby_alive[0].tolist(), s.baby_pos[0].tolist()
+        marker, hunger, carried = s.baby_marker[0].tolist(), s.hunger[0].tolist(), s.carried_by[0].tolist()
+        for i in range(core.A):
+            if not baby_alive[i]:
+                continue
+            centre = (baby_pos[i][1] * CELL + CELL // 2, baby_pos[i][0] * CELL + CELL // 2)
+            radius = CELL // 6 if carried[i] >= 0 else CELL // 4
+            pg.draw.circle(surf, (20, 20, 20), centre, radius + 2)
+            pg.draw.circle(surf, marker[i], centre, radius)
+            if hunger[i] >= cfg.cry_threshold:  # crying: a yellow ring
+                pg.draw.circle(surf, (255, 230, 0), centre, radius + 3, 2)
+        top = cfg.height * CELL
+        for i in range(core.A):
+            y = top + i * STRIP + 4
+            pg.draw.circle(surf, kin[i], (10, y + 8), 7)
+            energy = s.energy[0, i].item() / cfg.energy_max
+            pg.draw.rect(surf, (60, 60, 60), (24, y + 2, 100, 12))
+            pg.draw.rect(surf, (90, 200, 90) if alive[i] else (120, 40, 40), (24, y + 2, int(100 * energy), 12))
+            if baby_alive[i]:
+                cue = "crying" if hunger[i] >= cfg.cry_threshold else "content"
+                text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
+            else:
+                text = "no baby" if not s.has_given_birth[0, i] else "baby lost"
+            surf.blit(self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)),
+                      (132, y + 2))
+        surf.blit(self.font.render(f"t={int(s.t[0])}", True, (230, 230, 230)), (self.size[0] - 48, top + 6))
+        if self.screen is not None:
+            self.pg.event.pump()
+            self.screen.blit(surf, (0, 0))
+            self.pg.display.flip()
+            self.clock.tick(self.fps)
+        return np.ascontiguousarray(self.pg.surfarray.array3d(surf).transpose(1, 0, 2))
+
+    def close(self) -> None:
+        if self.screen is not None:
+            self.pg.display.quit()
+        self.screen = None
+
+
+def save_gif(frames: list[np.ndarray], path: str, fps: int = 8) -> None:
+    """Write frames (H, W, 3) uint8 as an animated GIF (Pillow, a matplotlib dependency)."""
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
+                   optimize=False)
