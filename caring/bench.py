@@ -13,7 +13,7 @@ import torch
 
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import N_ACTIONS, NurseryCore
-from worlds.nursery.env import NurseryEnv
+from worlds.nursery.nursery_v0 import NurseryEnv
 from caring.evaluate import episode_keys
 
 

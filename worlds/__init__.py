@@ -9,7 +9,7 @@ import pettingzoo
 from worlds.config import ConfigError
 
 # name -> (PettingZoo id, "module:ParallelEnv class")
-WORLDS = {"nursery": ("caring/nursery-v0", "worlds.nursery.env:NurseryEnv")}
+WORLDS = {"nursery": ("caring/nursery-v0", "worlds.nursery.nursery_v0:NurseryEnv")}
 
 for _id, _entry in WORLDS.values():
     if _id not in pettingzoo.parallel_registry:

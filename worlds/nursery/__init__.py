@@ -2,6 +2,6 @@
 
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import NurseryCore, NurseryState
-from worlds.nursery.env import NurseryEnv, env, parallel_env
+from worlds.nursery.nursery_v0 import NurseryEnv
 
-__all__ = ["NurseryConfig", "NurseryCore", "NurseryEnv", "NurseryState", "env", "parallel_env"]
+__all__ = ["NurseryConfig", "NurseryCore", "NurseryEnv", "NurseryState"]

@@ -17,7 +17,7 @@ class NurseryConfig:
     n_food: int = param(8, "food patches", 1, 200)
     food_regrow: int = param(25, "steps for an eaten food patch to regrow", 1, 1000)
     view_radius: int = param(3, "egocentric view radius (view is 2r+1 square)", 1, 8)
-    max_cycles: int = param(200, "episode length in steps", 10, 100000)
+    max_cycles: int = param(200, "episode length in steps", 1, 100000)
 
     # Mothers.
     n_mothers: int = param(2, "mothers per world, each with her own baby slot", 1, 8)
@@ -29,7 +29,8 @@ class NurseryConfig:
     shoo_radius: int = param(2, "SHOO scares predators within this Chebyshev distance", 1, 8)
 
     # Life cycle.
-    birth_step: int = param(20, "step at which each living mother gives birth", 0, 100000)
+    birth_step: int = param(20, "step at which each living mother gives birth (none if >= max_cycles)",
+                            0, 100000)
     births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
     rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
     baby_reward_weight: float = param(
@@ -66,7 +67,5 @@ class NurseryConfig:
             raise ConfigError(f"energy_start={self.energy_start} exceeds energy_max={self.energy_max}")
         if self.cry_threshold > self.hunger_max:
             raise ConfigError(f"cry_threshold={self.cry_threshold} exceeds hunger_max={self.hunger_max}")
-        if self.birth_step >= self.max_cycles and self.births_per_life > 0:
-            raise ConfigError(f"birth_step={self.birth_step} must be below max_cycles={self.max_cycles}")
         if self.baby_markers == "swapped" and self.n_mothers < 2:
             raise ConfigError("baby_markers=swapped needs n_mothers >= 2")
