@@ -73,6 +73,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(json.dumps(result))
         return
     for key, value in result.items():
+        if isinstance(value, list):
+            value = "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
