@@ -11,10 +11,10 @@ import time
 import numpy as np
 import torch
 
+from caring.evaluate import episode_keys
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import N_ACTIONS, NurseryCore
 from worlds.nursery.nursery_v0 import NurseryEnv
-from caring.evaluate import episode_keys
 
 
 def _median_rate(run, repeats: int) -> float:
@@ -53,7 +53,7 @@ def bench_batched(config: NurseryConfig, batch: int, steps: int, repeats: int, d
         count, start = 0, time.perf_counter()
         for t in range(steps):
             count += int(batch * core.A)  # every mother slot is stepped and observed
-            state, out = core.step(state, actions[t])
+            state, _ = core.step(state, actions[t])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return count / (time.perf_counter() - start)
@@ -62,13 +62,31 @@ def bench_batched(config: NurseryConfig, batch: int, steps: int, repeats: int, d
 
 
 def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: list[str]) -> dict:
-    results = [{"mode": "pettingzoo", "batch": 1, "device": "cpu",
-                "agent_steps_per_s": bench_pettingzoo(config, 300, repeats)}]
+    results = [
+        {
+            "mode": "pettingzoo",
+            "batch": 1,
+            "device": "cpu",
+            "agent_steps_per_s": bench_pettingzoo(config, 300, repeats),
+        }
+    ]
     for device in devices:
         for batch in batches:
             steps = max(20, min(200, 20_000 // batch))
-            results.append({"mode": "batched", "batch": batch, "device": device,
-                            "agent_steps_per_s": bench_batched(config, batch, steps, repeats, device)})
+            results.append(
+                {
+                    "mode": "batched",
+                    "batch": batch,
+                    "device": device,
+                    "agent_steps_per_s": bench_batched(config, batch, steps, repeats, device),
+                }
+            )
     state, _ = NurseryCore(config).reset(episode_keys(0, 1))
-    return {"world": "nursery", "device": ",".join(devices), "torch_threads": torch.get_num_threads(),
-            "repeats": repeats, "state_bytes_per_world": state.nbytes_per_world(), "results": results}
+    return {
+        "world": "nursery",
+        "device": ",".join(devices),
+        "torch_threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "state_bytes_per_world": state.nbytes_per_world(),
+        "results": results,
+    }

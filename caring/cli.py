@@ -68,7 +68,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
     core = _core(args)
-    result = {"policy": args.policy, **evaluate(core, load_policy(args.policy, core), args.episodes, args.seed)}
+    result = {
+        "policy": args.policy,
+        **evaluate(core, load_policy(args.policy, core), args.episodes, args.seed),
+    }
     if args.json:
         print(json.dumps(result))
         return
@@ -111,18 +114,26 @@ def cmd_render(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from caring.bench import run_bench
 
-    devices = [_device(args.device)] if args.device != "all" else (
-        ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    devices = (
+        [_device(args.device)]
+        if args.device != "all"
+        else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    )
     if args.threads:
         torch.set_num_threads(args.threads)
     report = run_bench(_world_config(args), args.batches, args.repeats, devices)
     if args.json:
         print(json.dumps(report))
         return
-    print(f"world={report['world']} torch_threads={report['torch_threads']} "
-          f"state_bytes_per_world={report['state_bytes_per_world']} (median of {args.repeats})")
+    print(
+        f"world={report['world']} torch_threads={report['torch_threads']} "
+        f"state_bytes_per_world={report['state_bytes_per_world']} (median of {args.repeats})"
+    )
     for row in report["results"]:
-        print(f"{row['mode']:10s} {row['device']:5s} B={row['batch']:<5d} {row['agent_steps_per_s']:>14,.0f} agent-steps/s")
+        print(
+            f"{row['mode']:10s} {row['device']:5s} B={row['batch']:<5d} "
+            f"{row['agent_steps_per_s']:>14,.0f} agent-steps/s"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -156,8 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     def world_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
         if positional:
             p.add_argument("world", help="world name (nursery)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a world parameter (repeatable); see `caring params`")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a world parameter (repeatable); see `caring params`",
+        )
         p.add_argument("--config", help="a .json or .toml file of world parameters")
         p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 

@@ -34,14 +34,16 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
     """Run `episodes` full episodes (max_cycles steps each) and summarise them."""
     totals: dict[str, float] = {}
     for start in range(0, episodes, batch):
-        keys = episode_keys(seed, episodes, core.device)[start: start + batch]
+        keys = episode_keys(seed, episodes, core.device)[start : start + batch]
         for name, value in _run(core, policy, keys).items():
             totals[name] = totals.get(name, 0.0) + value
     born, mothers = totals["babies_born"], episodes * core.A
     survived = totals["babies_alive_at_end"]
     lo, hi = wilson_ci95(survived, born)
-    per_episode = {f"{k}_per_episode": totals[k] / episodes
-                   for k in ("harm_events", "feeds", "carry_steps", "guards", "hazard_contacts")}
+    per_episode = {
+        f"{k}_per_episode": totals[k] / episodes
+        for k in ("harm_events", "feeds", "carry_steps", "guards", "hazard_contacts")
+    }
     return {
         "episodes": episodes,
         "seed": seed,
@@ -59,9 +61,18 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, flo
     state, obs = core.reset(keys)
     B = keys.shape[0]
     zeros = torch.zeros(B, core.A, dtype=torch.int64, device=core.device)
-    acc = {name: zeros.clone() for name in ("harm_events", "feeds", "carry_steps", "guards",
-                                              "hazard_contacts", "baby_lifetime",
-                                              *(f"deaths_{c}" for c in HARM_CAUSES))}
+    acc = {
+        name: zeros.clone()
+        for name in (
+            "harm_events",
+            "feeds",
+            "carry_steps",
+            "guards",
+            "hazard_contacts",
+            "baby_lifetime",
+            *(f"deaths_{c}" for c in HARM_CAUSES),
+        )
+    }
     acc["babies_born"] = state.baby_alive.long()  # births at reset (birth_step = 0)
     for _ in range(core.config.max_cycles):
         state, out = core.step(state, policy(state, obs))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-COLUMNS = (("baby survival", "baby_survival_rate", "{:.3f}"), ("95% CI", "baby_survival_ci95", "[{:.3f}, {:.3f}]"),
-           ("baby lifetime", "baby_lifetime_mean", "{:.1f}"), ("harm / ep", "harm_events_per_episode", "{:.2f}"),
-           ("mother survival", "mother_survival_rate", "{:.3f}"), ("feeds / ep", "feeds_per_episode", "{:.1f}"),
-           ("carry steps / ep", "carry_steps_per_episode", "{:.0f}"), ("guards / ep", "guards_per_episode", "{:.1f}"))
+COLUMNS = (
+    ("baby survival", "baby_survival_rate", "{:.3f}"),
+    ("95% CI", "baby_survival_ci95", "[{:.3f}, {:.3f}]"),
+    ("baby lifetime", "baby_lifetime_mean", "{:.1f}"),
+    ("harm / ep", "harm_events_per_episode", "{:.2f}"),
+    ("mother survival", "mother_survival_rate", "{:.3f}"),
+    ("feeds / ep", "feeds_per_episode", "{:.1f}"),
+    ("carry steps / ep", "carry_steps_per_episode", "{:.0f}"),
+    ("guards / ep", "guards_per_episode", "{:.1f}"),
+)
 
 
 def scripted_table(rows: list[dict]) -> str:

@@ -12,22 +12,56 @@ from worlds.config import ConfigError
 from worlds.nursery.nursery_v0 import NurseryEnv
 
 CLI_CASES = {
-    "unknown world": (["eval", "jungle", "--policy", "expert"], "unknown world 'jungle'; valid worlds: nursery"),
-    "unknown --set key": (["eval", "nursery", "--policy", "expert", "--set", "wingspan=3"], "unknown NurseryConfig key"),
-    "bad value type": (["eval", "nursery", "--policy", "expert", "--set", "height=tall"], "height: expected int"),
-    "out of range": (["eval", "nursery", "--policy", "expert", "--set", "curiosity=1.5"], "out of range [0.0, 1.0]"),
-    "grid too small": (["eval", "nursery", "--policy", "expert", "--set", "height=7", "--set", "n_walls=60"],
-                       "interior cells but the layout needs"),
-    "bad choice": (["eval", "nursery", "--policy", "expert", "--set", "baby_markers=purple"], "is not one of kin"),
-    "set without =": (["eval", "nursery", "--policy", "expert", "--set", "height"], "--set expects key=value"),
-    "unknown policy": (["eval", "nursery", "--policy", "saint"], "unknown policy 'saint'; valid policies: expert"),
-    "zero episodes": (["eval", "nursery", "--policy", "expert", "--episodes", "0"], "--episodes must be at least 1"),
-    "non-integer episodes": (["eval", "nursery", "--policy", "expert", "--episodes", "many"], "invalid int value"),
-    "missing config file": (["eval", "nursery", "--policy", "expert", "--config", "/nonexistent/x.toml"],
-                            "cannot read config file"),
+    "unknown world": (
+        ["eval", "jungle", "--policy", "expert"],
+        "unknown world 'jungle'; valid worlds: nursery",
+    ),
+    "unknown --set key": (
+        ["eval", "nursery", "--policy", "expert", "--set", "wingspan=3"],
+        "unknown NurseryConfig key",
+    ),
+    "bad value type": (
+        ["eval", "nursery", "--policy", "expert", "--set", "height=tall"],
+        "height: expected int",
+    ),
+    "out of range": (
+        ["eval", "nursery", "--policy", "expert", "--set", "curiosity=1.5"],
+        "out of range [0.0, 1.0]",
+    ),
+    "grid too small": (
+        ["eval", "nursery", "--policy", "expert", "--set", "height=7", "--set", "n_walls=60"],
+        "interior cells but the layout needs",
+    ),
+    "bad choice": (
+        ["eval", "nursery", "--policy", "expert", "--set", "baby_markers=purple"],
+        "is not one of kin",
+    ),
+    "set without =": (
+        ["eval", "nursery", "--policy", "expert", "--set", "height"],
+        "--set expects key=value",
+    ),
+    "unknown policy": (
+        ["eval", "nursery", "--policy", "saint"],
+        "unknown policy 'saint'; valid policies: expert",
+    ),
+    "zero episodes": (
+        ["eval", "nursery", "--policy", "expert", "--episodes", "0"],
+        "--episodes must be at least 1",
+    ),
+    "non-integer episodes": (
+        ["eval", "nursery", "--policy", "expert", "--episodes", "many"],
+        "invalid int value",
+    ),
+    "missing config file": (
+        ["eval", "nursery", "--policy", "expert", "--config", "/nonexistent/x.toml"],
+        "cannot read config file",
+    ),
     "unknown subcommand": (["dance"], "invalid choice: 'dance'"),
     "cuda without cuda": (["eval", "nursery", "--policy", "expert", "--device", "cuda:0"], None),
-    "render to a non-gif": (["render", "nursery", "--policy", "expert", "--out", "movie.mp4"], "must name a .gif"),
+    "render to a non-gif": (
+        ["render", "nursery", "--policy", "expert", "--out", "movie.mp4"],
+        "must name a .gif",
+    ),
 }
 
 
@@ -56,8 +90,12 @@ def test_corrupt_config_files_are_rejected(tmp_path, capsys):
     listed.write_text("[1, 2]")
     wrong_suffix = tmp_path / "conf.yaml"
     wrong_suffix.write_text("height: 3")
-    for path, message in ((bad_json, "is not valid JSON"), (bad_toml, "is not valid TOML"),
-                          (listed, "must hold a table"), (wrong_suffix, "must end in .json or .toml")):
+    for path, message in (
+        (bad_json, "is not valid JSON"),
+        (bad_toml, "is not valid TOML"),
+        (listed, "must hold a table"),
+        (wrong_suffix, "must end in .json or .toml"),
+    ):
         assert main(["eval", "nursery", "--policy", "expert", "--config", str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err
@@ -66,13 +104,20 @@ def test_corrupt_config_files_are_rejected(tmp_path, capsys):
 def test_config_file_values_are_used(tmp_path, capsys):
     good = tmp_path / "small.toml"
     good.write_text("height = 9\nwidth = 9\nn_walls = 2\nmax_cycles = 30\n")
-    assert main(["eval", "nursery", "--policy", "expert", "--episodes", "3", "--config", str(good), "--json"]) == 0
+    assert (
+        main(["eval", "nursery", "--policy", "expert", "--episodes", "3", "--config", str(good), "--json"])
+        == 0
+    )
     assert '"episodes": 3' in capsys.readouterr().out
 
 
 def test_console_script_never_prints_a_traceback():
-    done = subprocess.run([sys.executable, "-m", "caring.cli", "eval", "nursery", "--policy", "nobody"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "caring.cli", "eval", "nursery", "--policy", "nobody"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
 
@@ -83,7 +128,10 @@ API_CASES = {
     "wrong type": (lambda: worlds.make("nursery", n_mothers="two"), "n_mothers: expected int"),
     "float for int": (lambda: worlds.make("nursery", n_mothers=1.5), "n_mothers: expected int"),
     "grid too small": (lambda: worlds.make("nursery", height=7, width=7, n_walls=20), "interior cells"),
-    "energy start above max": (lambda: worlds.make("nursery", energy_start=90, energy_max=60), "exceeds energy_max"),
+    "energy start above max": (
+        lambda: worlds.make("nursery", energy_start=90, energy_max=60),
+        "exceeds energy_max",
+    ),
     "bad render mode": (lambda: worlds.make("nursery", render_mode="ascii"), "render_mode 'ascii'"),
 }
 
@@ -96,9 +144,17 @@ def test_api_rejects_bad_configs(case):
     assert issubclass(ConfigError, ValueError)
 
 
-@pytest.mark.parametrize("action, message", [(9, r"must be in \[0, 9\)"), (-1, r"must be in \[0, 9\)"),
-                                             (2.0, "must be an int"), ("up", "must be an int"),
-                                             (np.array([1, 2]), "must be an int"), (True, "must be an int")])
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (9, r"must be in \[0, 9\)"),
+        (-1, r"must be in \[0, 9\)"),
+        (2.0, "must be an int"),
+        ("up", "must be an int"),
+        (np.array([1, 2]), "must be an int"),
+        (True, "must be an int"),
+    ],
+)
 def test_step_rejects_bad_actions(action, message):
     env = NurseryEnv()
     env.reset(seed=0)

@@ -11,8 +11,17 @@ from worlds.nursery.nursery_v0 import NurseryEnv, _info
 
 CONFIGS = {
     "default": {},
-    "busy": {"births_per_life": 3, "rebirth_delay": 3, "birth_step": 2, "n_predators": 3, "n_mothers": 3,
-             "grow_age": 30, "max_cycles": 120, "baby_markers": "swapped", "predator_speed": 0.9},
+    "busy": {
+        "births_per_life": 3,
+        "rebirth_delay": 3,
+        "birth_step": 2,
+        "n_predators": 3,
+        "n_mothers": 3,
+        "grow_age": 30,
+        "max_cycles": 120,
+        "baby_markers": "swapped",
+        "predator_speed": 0.9,
+    },
 }
 
 

@@ -22,17 +22,45 @@ def random_config(r: random.Random) -> NurseryConfig:
     n_walls = r.randint(0, max(0, min(8, interior - n_mothers - n_predators - n_food - n_hazards)))
     hunger_max = r.randint(3, 40)
     energy_max = r.randint(10, 120)
-    return build_config(NurseryConfig, dict(
-        height=h, width=w, n_mothers=n_mothers, n_predators=n_predators, n_food=n_food, n_hazards=n_hazards,
-        n_walls=n_walls, food_regrow=r.randint(1, 40), view_radius=r.randint(1, 4), max_cycles=r.randint(15, 70),
-        energy_max=energy_max, energy_start=r.randint(1, energy_max), food_energy=r.randint(1, 40),
-        carry_cost=r.randint(0, 2), feed_cost=r.randint(0, 10), shoo_radius=r.randint(1, 3),
-        birth_step=r.randint(0, 30), births_per_life=r.randint(0, 3), rebirth_delay=r.randint(1, 10),
-        baby_reward_weight=r.random(), hunger_max=hunger_max, cry_threshold=r.randint(1, hunger_max),
-        feed_amount=r.randint(1, 40), baby_health=r.randint(1, 4), baby_move_period=r.randint(1, 4),
-        curiosity=r.random(), baby_sight=r.randint(1, 5), grow_age=r.randint(1, 60),
-        baby_markers=r.choice(["kin", "novel", "swapped"]) if n_mothers > 1 else r.choice(["kin", "novel"]),
-        predator_speed=r.random(), predator_bite=r.randint(1, 3), predator_stun=r.randint(0, 15)))
+    return build_config(
+        NurseryConfig,
+        dict(
+            height=h,
+            width=w,
+            n_mothers=n_mothers,
+            n_predators=n_predators,
+            n_food=n_food,
+            n_hazards=n_hazards,
+            n_walls=n_walls,
+            food_regrow=r.randint(1, 40),
+            view_radius=r.randint(1, 4),
+            max_cycles=r.randint(15, 70),
+            energy_max=energy_max,
+            energy_start=r.randint(1, energy_max),
+            food_energy=r.randint(1, 40),
+            carry_cost=r.randint(0, 2),
+            feed_cost=r.randint(0, 10),
+            shoo_radius=r.randint(1, 3),
+            birth_step=r.randint(0, 30),
+            births_per_life=r.randint(0, 3),
+            rebirth_delay=r.randint(1, 10),
+            baby_reward_weight=r.random(),
+            hunger_max=hunger_max,
+            cry_threshold=r.randint(1, hunger_max),
+            feed_amount=r.randint(1, 40),
+            baby_health=r.randint(1, 4),
+            baby_move_period=r.randint(1, 4),
+            curiosity=r.random(),
+            baby_sight=r.randint(1, 5),
+            grow_age=r.randint(1, 60),
+            baby_markers=r.choice(["kin", "novel", "swapped"])
+            if n_mothers > 1
+            else r.choice(["kin", "novel"]),
+            predator_speed=r.random(),
+            predator_bite=r.randint(1, 3),
+            predator_stun=r.randint(0, 15),
+        ),
+    )
 
 
 def check_invariants(core, before, after, out):
@@ -68,7 +96,9 @@ def check_invariants(core, before, after, out):
     assert (out.obs[~s.mother_alive] == 0).all()
     # Babies appear only by birth and vanish only by death; births use up births_left.
     assert torch.equal(s.baby_alive, (before.baby_alive & ~ev["baby_died"]) | ev["baby_born"])
-    assert not (ev["baby_born"] & before.baby_alive).any() and not (ev["baby_died"] & ~before.baby_alive).any()
+    assert (
+        not (ev["baby_born"] & before.baby_alive).any() and not (ev["baby_died"] & ~before.baby_alive).any()
+    )
     assert torch.equal(s.births_left, before.births_left - ev["baby_born"].long())
     assert not (ev["baby_harm_hazard"] & ~ev["baby_died"]).any(), "water is always fatal"
     # Carrying is consistent: the carrier lives, holds one baby, and the baby is where she is.

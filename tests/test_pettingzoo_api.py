@@ -28,8 +28,10 @@ def test_render_modes():
 
 def test_max_cycles():
     # A hazard-free layout so that no mother can drown within max_cycles_test's 4 random steps.
-    mod = types.SimpleNamespace(parallel_env=lambda **kw: nursery_env.parallel_env(n_hazards=0, **kw),
-                                env=lambda **kw: nursery_env.env(n_hazards=0, **kw))
+    mod = types.SimpleNamespace(
+        parallel_env=lambda **kw: nursery_env.parallel_env(n_hazards=0, **kw),
+        env=lambda **kw: nursery_env.env(n_hazards=0, **kw),
+    )
     max_cycles_test(mod)
 
 
@@ -40,5 +42,7 @@ def test_registered_with_pettingzoo():
 
 @pytest.mark.parametrize("n_mothers", [1, 3])
 def test_api_other_sizes(n_mothers):
-    parallel_api_test(worlds.make("nursery", n_mothers=n_mothers, height=9, width=9, n_walls=2, n_food=4,
-                                  n_hazards=4), num_cycles=300)
+    parallel_api_test(
+        worlds.make("nursery", n_mothers=n_mothers, height=9, width=9, n_walls=2, n_food=4, n_hazards=4),
+        num_cycles=300,
+    )

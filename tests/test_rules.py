@@ -7,8 +7,21 @@ from worlds import rng
 from worlds.config import build_config
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import (
-    CARRY, DOWN, EAT, FEED, HAZARD, NOVEL_MARKERS, ON, RIGHT, SCALARS, SHOO, STAY, TRAIN_MARKERS, UP,
-    VIEW_CHANNELS, NurseryCore,
+    CARRY,
+    DOWN,
+    EAT,
+    FEED,
+    HAZARD,
+    NOVEL_MARKERS,
+    ON,
+    RIGHT,
+    SCALARS,
+    SHOO,
+    STAY,
+    TRAIN_MARKERS,
+    UP,
+    VIEW_CHANNELS,
+    NurseryCore,
 )
 from worlds.nursery.scenario import scenario
 
@@ -74,7 +87,7 @@ def test_grown_baby_moves_every_step_avoids_water_and_feeds_itself():
     s = scenario(core, mothers=[(1, 1)], babies=[(4, 6)], hazards=[(4, 7)], age=[5])
     positions = []
     for _ in range(30):
-        s, out = run(core, s, STAY)
+        s, _ = run(core, s, STAY)
         positions.append(tuple(s.baby_pos[0, 0].tolist()))
         assert s.baby_alive.item()
     assert len(set(positions)) > 3  # it moves every step, young ones every 100th
@@ -169,8 +182,16 @@ def test_birth_spawns_a_baby_next_to_its_mother_and_switches_the_reward():
 
 def test_rebirth_after_a_death_only_while_births_remain():
     for births, expected in ((1, 1), (3, 3)):
-        core = make_core(birth_step=0, births_per_life=births, rebirth_delay=2, hunger_max=2, cry_threshold=1, baby_health=1,
-                         max_cycles=40, energy_start=60)
+        core = make_core(
+            birth_step=0,
+            births_per_life=births,
+            rebirth_delay=2,
+            hunger_max=2,
+            cry_threshold=1,
+            baby_health=1,
+            max_cycles=40,
+            energy_start=60,
+        )
         state, _ = core.reset(rng.seed_key(1))
         born = int(state.baby_alive.sum())
         for _ in range(30):
@@ -206,7 +227,7 @@ def test_observation_shows_the_baby_its_marker_crying_and_where_the_cry_comes_fr
     assert view[3, 3, VIEW_CHANNELS.index("mother")] == 0  # a mother does not see herself as another
     assert view[..., VIEW_CHANNELS.index("baby")].sum() == ON  # exactly one baby cell
     far = scenario(core, mothers=[(1, 1)], babies=[(10, 10)], hunger=[7])
-    scalars = core.observe(far)[0, 0, V * V * C:]
+    scalars = core.observe(far)[0, 0, V * V * C :]
     assert scalars[SCALARS.index("cry_heard")] == ON
     assert scalars[SCALARS.index("cry_dy")] > 128 and scalars[SCALARS.index("cry_dx")] > 128  # down-right
     quiet = scenario(core, mothers=[(1, 1)], babies=[(10, 10)], hunger=[0])
@@ -255,3 +276,12 @@ def test_same_keys_same_worlds_whatever_the_batch():
         small, out_small = core.step(small, acts[t, 2:3])
         assert torch.equal(out_big.obs[2:3], out_small.obs)
     assert all(torch.equal(a[2:3], b) for a, b in zip(big.tensors(), small.tensors(), strict=True))
+
+
+def test_every_layout_is_connected_so_nothing_is_sealed_off():
+    core = NurseryCore(build_config(NurseryConfig, {"n_walls": 14, "n_hazards": 14}))
+    state, _ = core.reset(rng.seed_key(torch.arange(2000)))
+    assert core._connected(state.cells).all()
+    # and the check itself does detect a sealed pocket
+    s = scenario(make_core(n_hazards=1), mothers=[(1, 1)], hazards=[(1, 2)], walls=[(2, 1)])
+    assert not make_core()._connected(s.cells).item()

@@ -20,11 +20,15 @@ class ConfigError(ValueError):
     """Bad configuration: the message is one line that names the valid choices."""
 
 
-def param(default: Any, help: str, lo: float | None = None, hi: float | None = None,
-          choices: tuple[str, ...] | None = None) -> Any:
+def param(
+    default: Any,
+    help: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A config field with its valid range (inclusive) or choices and a one-line meaning."""
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "lo": lo, "hi": hi, "choices": choices})
+    return dataclasses.field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices})
 
 
 def _field_type(field: dataclasses.Field) -> type:
@@ -118,7 +122,12 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     rows = []
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        span = (f" one of {'/'.join(meta['choices'])}" if meta.get("choices")
-                else f" [{meta.get('lo')}, {meta.get('hi')}]" if meta.get("lo") is not None else "")
+        span = (
+            f" one of {'/'.join(meta['choices'])}"
+            if meta.get("choices")
+            else f" [{meta.get('lo')}, {meta.get('hi')}]"
+            if meta.get("lo") is not None
+            else ""
+        )
         rows.append((f.name, str(f.type), f.default, meta.get("help", "") + span))
     return rows

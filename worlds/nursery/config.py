@@ -29,12 +29,14 @@ class NurseryConfig:
     shoo_radius: int = param(2, "SHOO scares predators within this Chebyshev distance", 1, 8)
 
     # Life cycle.
-    birth_step: int = param(20, "step at which each living mother gives birth (none if >= max_cycles)",
-                            0, 100000)
+    birth_step: int = param(
+        20, "step at which each living mother gives birth (none if >= max_cycles)", 0, 100000
+    )
     births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
     rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
     baby_reward_weight: float = param(
-        1.0, "after birth, reward = w*baby_alive + (1-w)*mother_alive (1 = purely the baby)", 0.0, 1.0)
+        1.0, "after birth, reward = w*baby_alive + (1-w)*mother_alive (1 = purely the baby)", 0.0, 1.0
+    )
 
     # Babies: weak, hungry, curious, and they grow.
     hunger_max: int = param(30, "a baby starves (loses health each step) at this hunger", 2, 10000)
@@ -44,11 +46,15 @@ class NurseryConfig:
     baby_move_period: int = param(2, "a young baby moves once every this many steps", 1, 100)
     curiosity: float = param(0.6, "chance a moving young baby heads for a hazard it can see", 0.0, 1.0)
     baby_sight: int = param(3, "how far (Chebyshev) a baby sees hazards", 1, 32)
-    grow_age: int = param(100, "age at which a baby grows: moves every step, feeds itself, avoids hazards",
-                          1, 100000)
-    baby_markers: str = param("kin", "what marks each mother's baby: her own kin marker, a never-seen marker "
-                              "(foster), or the other mother's marker (swapped)",
-                              choices=("kin", "novel", "swapped"))
+    grow_age: int = param(
+        100, "age at which a baby grows: moves every step, feeds itself, avoids hazards", 1, 100000
+    )
+    baby_markers: str = param(
+        "kin",
+        "what marks each mother's baby: her own kin marker, a never-seen marker "
+        "(foster), or the other mother's marker (swapped)",
+        choices=("kin", "novel", "swapped"),
+    )
 
     # Predators hunt babies; a mother's SHOO sends them back to their den.
     n_predators: int = param(1, "predators per world", 0, 16)
@@ -61,8 +67,10 @@ class NurseryConfig:
         interior = (self.height - 2) * (self.width - 2)
         needed = self.n_walls + self.n_hazards + self.n_food + self.n_mothers + self.n_predators
         if needed > interior:
-            raise ConfigError(f"grid {self.height}x{self.width} has {interior} interior cells but the "
-                              f"layout needs {needed} (walls+hazards+food+mothers+predators)")
+            raise ConfigError(
+                f"grid {self.height}x{self.width} has {interior} interior cells but the "
+                f"layout needs {needed} (walls+hazards+food+mothers+predators)"
+            )
         if self.energy_start > self.energy_max:
             raise ConfigError(f"energy_start={self.energy_start} exceeds energy_max={self.energy_max}")
         if self.cry_threshold > self.hunger_max:

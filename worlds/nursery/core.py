@@ -31,22 +31,60 @@ N_MOVES = 5  # STAY..LEFT: also the action set of baby brains
 # Terrain codes.
 FLOOR, WALL, HAZARD = 0, 1, 2
 
+UNREACHABLE = 10_000  # distance_field's value for cells no source can reach
+
 # Harm causes (also indices of the per-cause harm event counters).
 HARM_CAUSES = ("predator", "hazard", "hunger")
 
 # The egocentric view: (2r+1) x (2r+1) cells x these channels, uint8 0..255, then these scalars.
-VIEW_CHANNELS = ("wall", "hazard", "food", "mother", "predator", "baby",
-                 "baby_marker_r", "baby_marker_g", "baby_marker_b", "baby_crying")
-SCALARS = ("energy", "birth_flag", "carrying", "kin_marker_r", "kin_marker_g", "kin_marker_b",
-           "cry_heard", "cry_dy", "cry_dx", "time")
+VIEW_CHANNELS = (
+    "wall",
+    "hazard",
+    "food",
+    "mother",
+    "predator",
+    "baby",
+    "baby_marker_r",
+    "baby_marker_g",
+    "baby_marker_b",
+    "baby_crying",
+)
+SCALARS = (
+    "energy",
+    "birth_flag",
+    "carrying",
+    "kin_marker_r",
+    "kin_marker_g",
+    "kin_marker_b",
+    "cry_heard",
+    "cry_dy",
+    "cry_dx",
+    "time",
+)
 ON = 255
 
 # Kin markers (RGB). Mothers' markers come from the training palette; "novel" babies get a marker from
 # the held-out palette, which no training config ever shows.
-TRAIN_MARKERS = ((230, 60, 60), (60, 110, 235), (245, 205, 40), (165, 80, 225),
-                 (245, 140, 35), (50, 200, 195), (150, 90, 40), (235, 235, 235))
-NOVEL_MARKERS = ((250, 120, 200), (140, 210, 60), (90, 60, 140), (20, 130, 80),
-                 (200, 160, 140), (120, 120, 20), (0, 170, 240), (170, 20, 90))
+TRAIN_MARKERS = (
+    (230, 60, 60),
+    (60, 110, 235),
+    (245, 205, 40),
+    (165, 80, 225),
+    (245, 140, 35),
+    (50, 200, 195),
+    (150, 90, 40),
+    (235, 235, 235),
+)
+NOVEL_MARKERS = (
+    (250, 120, 200),
+    (140, 210, 60),
+    (90, 60, 140),
+    (20, 130, 80),
+    (200, 160, 140),
+    (120, 120, 20),
+    (0, 170, 240),
+    (170, 20, 90),
+)
 
 _DELTAS = ((0, 0), (-1, 0), (0, 1), (1, 0), (0, -1))  # STAY, UP, RIGHT, DOWN, LEFT
 
@@ -54,36 +92,52 @@ _DELTAS = ((0, 0), (-1, 0), (0, 1), (1, 0), (0, -1))  # STAY, UP, RIGHT, DOWN, L
 _S_LAYOUT, _S_MARKER, _S_STEP = range(1, 4)
 
 # Per-mother events reported every step (all (B, A) int tensors); infos and metrics derive from these.
-EVENTS = ("ate", "fed", "fed_own", "picked_up", "dropped", "carrying", "guarded", "mother_hazard",
-          "mother_died", "baby_born", "baby_harm_predator", "baby_harm_hazard", "baby_harm_hunger",
-          "baby_died", "baby_alive", "baby_distance", "baby_hunger")
+EVENTS = (
+    "ate",
+    "fed",
+    "fed_own",
+    "picked_up",
+    "dropped",
+    "carrying",
+    "guarded",
+    "mother_hazard",
+    "mother_died",
+    "baby_born",
+    "baby_harm_predator",
+    "baby_harm_hazard",
+    "baby_harm_hunger",
+    "baby_died",
+    "baby_alive",
+    "baby_distance",
+    "baby_hunger",
+)
 
 
 @dataclass
 class NurseryState:
     """Everything that changes during an episode. Baby slot i belongs to mother i."""
 
-    key: torch.Tensor            # (B,) int64: this episode's random key
-    t: torch.Tensor              # (B,) int64: steps taken this episode
-    cells: torch.Tensor          # (B, H, W) uint8: FLOOR / WALL / HAZARD
-    food_timer: torch.Tensor     # (B, H, W) int16: 0 ready, >0 regrowing, -1 no patch
-    hazard_pos: torch.Tensor     # (B, K, 2) int64
-    mother_pos: torch.Tensor     # (B, A, 2) int64
-    energy: torch.Tensor         # (B, A) int64
-    mother_alive: torch.Tensor   # (B, A) bool
-    births_left: torch.Tensor    # (B, A) int64
-    next_birth: torch.Tensor     # (B, A) int64: step at which the next birth may happen
+    key: torch.Tensor  # (B,) int64: this episode's random key
+    t: torch.Tensor  # (B,) int64: steps taken this episode
+    cells: torch.Tensor  # (B, H, W) uint8: FLOOR / WALL / HAZARD
+    food_timer: torch.Tensor  # (B, H, W) int16: 0 ready, >0 regrowing, -1 no patch
+    hazard_pos: torch.Tensor  # (B, K, 2) int64
+    mother_pos: torch.Tensor  # (B, A, 2) int64
+    energy: torch.Tensor  # (B, A) int64
+    mother_alive: torch.Tensor  # (B, A) bool
+    births_left: torch.Tensor  # (B, A) int64
+    next_birth: torch.Tensor  # (B, A) int64: step at which the next birth may happen
     has_given_birth: torch.Tensor  # (B, A) bool: the reward switches to the baby from then on
-    kin_marker: torch.Tensor     # (B, A, 3) uint8
-    baby_pos: torch.Tensor       # (B, A, 2) int64
-    baby_alive: torch.Tensor     # (B, A) bool: born and not yet dead
-    hunger: torch.Tensor         # (B, A) int64
-    health: torch.Tensor         # (B, A) int64
-    age: torch.Tensor            # (B, A) int64
-    baby_marker: torch.Tensor    # (B, A, 3) uint8
-    carried_by: torch.Tensor     # (B, A) int64: carrying mother's slot, or -1
-    predator_pos: torch.Tensor   # (B, P, 2) int64
-    predator_den: torch.Tensor   # (B, P, 2) int64
+    kin_marker: torch.Tensor  # (B, A, 3) uint8
+    baby_pos: torch.Tensor  # (B, A, 2) int64
+    baby_alive: torch.Tensor  # (B, A) bool: born and not yet dead
+    hunger: torch.Tensor  # (B, A) int64
+    health: torch.Tensor  # (B, A) int64
+    age: torch.Tensor  # (B, A) int64
+    baby_marker: torch.Tensor  # (B, A, 3) uint8
+    carried_by: torch.Tensor  # (B, A) int64: carrying mother's slot, or -1
+    predator_pos: torch.Tensor  # (B, P, 2) int64
+    predator_den: torch.Tensor  # (B, P, 2) int64
     predator_rest: torch.Tensor  # (B, P) int64: steps left resting in the den
 
     @property
@@ -111,11 +165,29 @@ class NurseryState:
 
 @dataclass
 class StepOutput:
-    obs: torch.Tensor         # (B, A, obs_dim) uint8
-    reward: torch.Tensor      # (B, A) float32
+    obs: torch.Tensor  # (B, A, obs_dim) uint8
+    reward: torch.Tensor  # (B, A) float32
     terminated: torch.Tensor  # (B, A) bool: the mother died this step
-    truncated: torch.Tensor   # (B,) bool: the episode hit max_cycles
+    truncated: torch.Tensor  # (B,) bool: the episode hit max_cycles
     events: dict[str, torch.Tensor]  # name -> (B, A) int64
+
+
+def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Steps to the nearest source through passable cells: (N, H, W) bool x2 -> (N, H, W) int32."""
+    dist = torch.where(sources, 0, UNREACHABLE).int()
+    for _ in range(passable.shape[1] * passable.shape[2]):
+        p = F.pad(dist, (1, 1, 1, 1), value=UNREACHABLE)
+        neighbours = (
+            torch.minimum(
+                torch.minimum(p[:, :-2, 1:-1], p[:, 2:, 1:-1]), torch.minimum(p[:, 1:-1, :-2], p[:, 1:-1, 2:])
+            )
+            + 1
+        )
+        new = torch.where(passable, torch.minimum(dist, neighbours), dist)
+        if torch.equal(new, dist):
+            break
+        dist = new
+    return dist
 
 
 def chebyshev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -147,12 +219,14 @@ class NurseryCore:
         table[3:, 2] = ON
         table[WALL + 3, 2] = table[HAZARD + 3, 2] = 0
         self.code_table = table
-        ys, xs = torch.meshgrid(torch.arange(self.V, device=dev), torch.arange(self.V, device=dev),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(self.V, device=dev), torch.arange(self.V, device=dev), indexing="ij"
+        )
         # Gather offsets of the view cells, then zeros for the scalar cells (overwritten afterwards).
         self.window_offsets = F.pad((ys * (self.W + 2 * r) + xs).reshape(-1), (0, self.scalar_cells))
-        iy, ix = torch.meshgrid(torch.arange(1, self.H - 1, device=dev),
-                                torch.arange(1, self.W - 1, device=dev), indexing="ij")
+        iy, ix = torch.meshgrid(
+            torch.arange(1, self.H - 1, device=dev), torch.arange(1, self.W - 1, device=dev), indexing="ij"
+        )
         self.interior = torch.stack([iy.reshape(-1), ix.reshape(-1)], -1)  # (L, 2)
         self.channel = {name: i for i, name in enumerate(VIEW_CHANNELS)}
 
@@ -163,22 +237,25 @@ class NurseryCore:
         keys = keys.to(dev)
         B = keys.shape[0]
         zeros_t = torch.zeros(B, dtype=torch.int64, device=dev)
-        # A random permutation of interior cells per world: walls, hazards, food, mothers, predators.
-        n_int = self.interior.shape[0]
-        scores = rng.uniform(keys, zeros_t, _S_LAYOUT, n_int)
-        order = torch.argsort(scores, dim=1, stable=True)  # (B, L)
-        picks = self.interior[order]  # (B, L, 2)
+        # Random layouts, redrawn for any world whose open floor is not all connected (so no mother,
+        # baby or food patch is ever sealed off by walls and water). A world keeps its first connected
+        # draw whatever else shares its batch.
+        picks, cells = self._layout(keys, 0)
+        for attempt in range(1, 64):
+            bad = ~self._connected(cells)
+            if not bad.any():
+                break
+            new_picks, new_cells = self._layout(keys, attempt)
+            picks = torch.where(bad[:, None, None], new_picks, picks)
+            cells = torch.where(bad[:, None, None], new_cells, cells)
         ends = torch.tensor([cfg.n_walls, K, cfg.n_food, A, P]).cumsum(0).tolist()
-        walls, hazards = picks[:, : ends[0]], picks[:, ends[0]: ends[1]]
-        food, mothers, predators = (picks[:, ends[1]: ends[2]], picks[:, ends[2]: ends[3]],
-                                    picks[:, ends[3]: ends[4]])
-        cells = torch.zeros(B, self.H, self.W, dtype=torch.uint8, device=dev)
-        cells[:, 0, :] = cells[:, -1, :] = cells[:, :, 0] = cells[:, :, -1] = WALL
-        cells = self._paint(cells, walls, WALL)
-        cells = self._paint(cells, hazards, HAZARD)
+        hazards, food = picks[:, ends[0] : ends[1]], picks[:, ends[1] : ends[2]]
+        mothers, predators = picks[:, ends[2] : ends[3]], picks[:, ends[3] : ends[4]]
         food_timer = self._paint(torch.full((B, self.H, self.W), -1, dtype=torch.int16, device=dev), food, 0)
 
-        marker_order = torch.argsort(rng.uniform(keys, zeros_t, _S_MARKER, len(TRAIN_MARKERS)), dim=1, stable=True)
+        marker_order = torch.argsort(
+            rng.uniform(keys, zeros_t, _S_MARKER, len(TRAIN_MARKERS)), dim=1, stable=True
+        )
         kin = self.train_markers[marker_order[:, :A]]  # (B, A, 3): distinct per world
         if cfg.baby_markers == "kin":
             baby_marker = kin
@@ -188,19 +265,53 @@ class NurseryCore:
             baby_marker = self.novel_markers[marker_order[:, :A]]
         zeros_a = torch.zeros(B, A, dtype=torch.int64, device=dev)
         state = NurseryState(
-            key=keys, t=zeros_t, cells=cells, food_timer=food_timer, hazard_pos=hazards,
-            mother_pos=mothers, energy=torch.full_like(zeros_a, cfg.energy_start),
+            key=keys,
+            t=zeros_t,
+            cells=cells,
+            food_timer=food_timer,
+            hazard_pos=hazards,
+            mother_pos=mothers,
+            energy=torch.full_like(zeros_a, cfg.energy_start),
             mother_alive=torch.ones(B, A, dtype=torch.bool, device=dev),
             births_left=torch.full_like(zeros_a, cfg.births_per_life),
             next_birth=torch.full_like(zeros_a, cfg.birth_step),
             has_given_birth=torch.zeros(B, A, dtype=torch.bool, device=dev),
-            kin_marker=kin, baby_pos=mothers.clone(), baby_alive=torch.zeros(B, A, dtype=torch.bool, device=dev),
-            hunger=zeros_a, health=zeros_a, age=zeros_a, baby_marker=baby_marker,
-            carried_by=torch.full_like(zeros_a, -1), predator_pos=predators, predator_den=predators.clone(),
+            kin_marker=kin,
+            baby_pos=mothers.clone(),
+            baby_alive=torch.zeros(B, A, dtype=torch.bool, device=dev),
+            hunger=zeros_a,
+            health=zeros_a,
+            age=zeros_a,
+            baby_marker=baby_marker,
+            carried_by=torch.full_like(zeros_a, -1),
+            predator_pos=predators,
+            predator_den=predators.clone(),
             predator_rest=torch.zeros(B, P, dtype=torch.int64, device=dev),
         )
         state = self._births(state, self._draws(state)["birth"])  # birth_step = 0 gives birth at reset
         return state, self.observe(state)
+
+    def _layout(self, keys: torch.Tensor, attempt: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw a layout: a random permutation of interior cells per world, whose first cells become
+        walls, then hazards, food, mothers and predators. -> (picks (B, L, 2), cells (B, H, W))."""
+        cfg = self.config
+        counter = torch.full_like(keys, attempt)
+        order = torch.argsort(
+            rng.uniform(keys, counter, _S_LAYOUT, self.interior.shape[0]), dim=1, stable=True
+        )
+        picks = self.interior[order]  # (B, L, 2)
+        cells = torch.zeros(keys.shape[0], self.H, self.W, dtype=torch.uint8, device=self.device)
+        cells[:, 0, :] = cells[:, -1, :] = cells[:, :, 0] = cells[:, :, -1] = WALL
+        cells = self._paint(cells, picks[:, : cfg.n_walls], WALL)
+        cells = self._paint(cells, picks[:, cfg.n_walls : cfg.n_walls + self.K], HAZARD)
+        return picks, cells
+
+    def _connected(self, cells: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: every floor cell can reach every other without crossing walls or water."""
+        floor = cells == FLOOR
+        first = F.one_hot(floor.flatten(1).int().argmax(1), self.H * self.W).view_as(floor).bool()
+        dist = distance_field(floor, first)
+        return ((dist < UNREACHABLE) | ~floor).flatten(1).all(1)
 
     def reset_done(self, state: NurseryState, done: torch.Tensor) -> tuple[NurseryState, torch.Tensor]:
         """Auto-reset the worlds flagged in done (B,) with their next keys; others unchanged."""
@@ -209,11 +320,12 @@ class NurseryCore:
         return state, self.observe(state)
 
     # ------------------------------------------------------------------ step
-    def step(self, state: NurseryState, actions: torch.Tensor,
-             baby_actions: torch.Tensor | None = None) -> tuple[NurseryState, StepOutput]:
+    def step(
+        self, state: NurseryState, actions: torch.Tensor, baby_actions: torch.Tensor | None = None
+    ) -> tuple[NurseryState, StepOutput]:
         """Advance every world one step. actions (B, A) int64 in [0, N_ACTIONS); baby_actions (B, A) in
         [0, N_MOVES) overrides the scripted baby brain (None = scripted)."""
-        cfg, A = self.config, self.A
+        cfg = self.config
         s = dataclasses.replace(state)  # shallow copy; fields are replaced, never mutated
         s.t = state.t + 1
         alive0 = s.mother_alive
@@ -287,16 +399,22 @@ class NurseryCore:
         w = cfg.baby_reward_weight
         reward = torch.where(s.has_given_birth, w * s.baby_alive.float() + (1.0 - w), 1.0)
         reward = reward * s.mother_alive.float()
-        out = StepOutput(obs=self.observe(s), reward=reward, terminated=mother_died,
-                         truncated=s.t >= cfg.max_cycles,
-                         events={k: ev[k].long() for k in EVENTS})
+        out = StepOutput(
+            obs=self.observe(s),
+            reward=reward,
+            terminated=mother_died,
+            truncated=s.t >= cfg.max_cycles,
+            events={k: ev[k].long() for k in EVENTS},
+        )
         return s, out
 
     # ------------------------------------------------------------------ rules
     def _eat(self, s: NurseryState, wants: torch.Tensor) -> tuple[NurseryState, torch.Tensor]:
         cfg = self.config
         wants = wants & s.mother_alive
-        food = s.food_timer.reshape(s.batch, -1).clone()  # written in place below; the input state is untouched
+        food = s.food_timer.reshape(
+            s.batch, -1
+        ).clone()  # written in place below; the input state is untouched
         ate = []
         for i in range(self.A):
             cell = s.mother_pos[:, i, 0] * self.W + s.mother_pos[:, i, 1]  # (B,)
@@ -315,7 +433,7 @@ class NurseryCore:
         return close & s.baby_alive[:, None, :] & s.mother_alive[:, :, None]
 
     def _choose_baby(self, eligible: torch.Tensor, mother: int) -> torch.Tensor:
-        """eligible (B, A babies) for one mother -> (B,) chosen slot: her own first, else the lowest; -1 if none."""
+        """eligible (B, A babies) for one mother -> (B,) slot: her own first, else the lowest; -1 if none."""
         slots = torch.arange(self.A, device=self.device)
         rank = torch.where(eligible, torch.where(slots == mother, 0, 1 + slots), 10**6)
         return torch.where(eligible.any(-1), rank.argmin(-1), -1)
@@ -323,7 +441,7 @@ class NurseryCore:
     def _carry(self, s: NurseryState, wants: torch.Tensor) -> tuple[NurseryState, torch.Tensor, torch.Tensor]:
         wants = wants & s.mother_alive
         slots = torch.arange(self.A, device=self.device)
-        carrying = (s.carried_by[:, None, :] == slots[None, :, None])  # (B, mothers, babies)
+        carrying = s.carried_by[:, None, :] == slots[None, :, None]  # (B, mothers, babies)
         drop = wants & carrying.any(-1)
         carried_by = torch.where((carrying & drop[:, :, None]).any(1), -1, s.carried_by)
         reachable = self._reachable_babies(s)
@@ -367,10 +485,17 @@ class NurseryCore:
         A, P = self.A, self.P
         u = rng.uniform(s.key, s.t, _S_STEP, 6 * A + 2 * P)
         curious, baby_dir, pred_move, pred_dir, birth = u.split([A, A, P, P, 4 * A], dim=1)
-        return {"curious": curious, "baby_dir": (baby_dir * N_MOVES).long(), "pred_move": pred_move,
-                "pred_dir": (pred_dir * N_MOVES).long(), "birth": birth.reshape(-1, A, 4)}
+        return {
+            "curious": curious,
+            "baby_dir": (baby_dir * N_MOVES).long(),
+            "pred_move": pred_move,
+            "pred_dir": (pred_dir * N_MOVES).long(),
+            "birth": birth.reshape(-1, A, 4),
+        }
 
-    def scripted_baby_actions(self, s: NurseryState, draws: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def scripted_baby_actions(
+        self, s: NurseryState, draws: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """(B, A) moves of the default baby brain: young babies crawl, often towards a hazard they can
         see; grown babies wander but never step into a hazard."""
         cfg = self.config
@@ -390,11 +515,15 @@ class NurseryCore:
             return torch.where(young, young_dir, grown_dir)
         return rand_dir
 
-    def _move_babies(self, s: NurseryState, draws: dict[str, torch.Tensor],
-                     baby_actions: torch.Tensor | None) -> tuple[NurseryState, torch.Tensor]:
+    def _move_babies(
+        self, s: NurseryState, draws: dict[str, torch.Tensor], baby_actions: torch.Tensor | None
+    ) -> tuple[NurseryState, torch.Tensor]:
         cfg = self.config
-        moves = (self.scripted_baby_actions(s, draws) if baby_actions is None
-                 else baby_actions.to(self.device).long())
+        moves = (
+            self.scripted_baby_actions(s, draws)
+            if baby_actions is None
+            else baby_actions.to(self.device).long()
+        )
         grown = s.age >= cfg.grow_age
         may_move = s.baby_alive & (s.carried_by < 0) & (grown | (s.age % cfg.baby_move_period == 0))
         target = s.baby_pos + self.deltas[torch.where(may_move, moves, STAY)]
@@ -409,13 +538,22 @@ class NurseryCore:
         for i in range(self.A):
             cell = s.baby_pos[:, i, 0] * self.W + s.baby_pos[:, i, 1]
             current = food.gather(1, cell[:, None])[:, 0]
-            ok = s.baby_alive[:, i] & (s.age[:, i] >= cfg.grow_age) & (current == 0) & (hunger[:, i] >= cfg.cry_threshold)
+            ok = (
+                s.baby_alive[:, i]
+                & (s.age[:, i] >= cfg.grow_age)
+                & (current == 0)
+                & (hunger[:, i] >= cfg.cry_threshold)
+            )
             food.scatter_(1, cell[:, None], torch.where(ok, cfg.food_regrow, current)[:, None].to(food.dtype))
-            hunger = torch.where(ok[:, None] & (torch.arange(self.A, device=self.device)[None] == i), 0, hunger)
+            hunger = torch.where(
+                ok[:, None] & (torch.arange(self.A, device=self.device)[None] == i), 0, hunger
+            )
         s.food_timer, s.hunger = food.view_as(s.food_timer), hunger
         return s
 
-    def _move_predators(self, s: NurseryState, draws: dict[str, torch.Tensor]) -> tuple[NurseryState, torch.Tensor]:
+    def _move_predators(
+        self, s: NurseryState, draws: dict[str, torch.Tensor]
+    ) -> tuple[NurseryState, torch.Tensor]:
         """Predators stalk the nearest living baby; a bite sends them back to rest. -> bites (B, A)."""
         cfg = self.config
         if self.P == 0:
@@ -427,7 +565,9 @@ class NurseryCore:
         nearest = d.argmin(-1)
         goal = torch.gather(s.baby_pos, 1, nearest[..., None].expand(-1, -1, 2))
         rand_dir = draws["pred_dir"]
-        direction = torch.where(s.baby_alive.any(-1, keepdim=True), self._toward(s.predator_pos, goal), rand_dir)
+        direction = torch.where(
+            s.baby_alive.any(-1, keepdim=True), self._toward(s.predator_pos, goal), rand_dir
+        )
         moving = active & (draws["pred_move"] < cfg.predator_speed)
         target = s.predator_pos + self.deltas[torch.where(moving, direction, STAY)]
         blocked = self._at(s.cells, target) != FLOOR
@@ -490,15 +630,18 @@ class NurseryCore:
         heard = crying.any(-1)[:, None].expand(-1, self.A)
         crel = torch.gather(rel, 2, nearest[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
         cry_dir = torch.where(heard[..., None], 128 + crel * 127 // max(self.H, self.W), 128)
-        scalars = torch.stack([
-            s.energy * ON // cfg.energy_max,
-            s.has_given_birth.long() * ON,
-            self._carrying(s).long() * ON,
-            *s.kin_marker.long().unbind(-1),
-            heard.long() * ON,
-            *cry_dir.unbind(-1),
-            (s.t * ON // cfg.max_cycles).clamp(max=ON)[:, None].expand(-1, self.A),
-        ], -1)
+        scalars = torch.stack(
+            [
+                s.energy * ON // cfg.energy_max,
+                s.has_given_birth.long() * ON,
+                self._carrying(s).long() * ON,
+                *s.kin_marker.long().unbind(-1),
+                heard.long() * ON,
+                *cry_dir.unbind(-1),
+                (s.t * ON // cfg.max_cycles).clamp(max=ON)[:, None].expand(-1, self.A),
+            ],
+            -1,
+        )
         return self.render_obs(s, s.mother_pos, s.mother_alive, scalars, exclude_self_mother=True)
 
     def observe_babies(self, s: NurseryState) -> torch.Tensor:
@@ -506,15 +649,29 @@ class NurseryCore:
         satiety in the energy slot, its own marker as kin marker) so a mother's network can drive a baby."""
         cfg = self.config
         zeros = torch.zeros_like(s.hunger)
-        scalars = torch.stack([
-            (cfg.hunger_max - s.hunger) * ON // cfg.hunger_max, zeros, (s.carried_by >= 0).long() * ON,
-            *s.baby_marker.long().unbind(-1), zeros, zeros + 128, zeros + 128,
-            (s.t * ON // cfg.max_cycles).clamp(max=ON)[:, None].expand(-1, self.A),
-        ], -1)
+        scalars = torch.stack(
+            [
+                (cfg.hunger_max - s.hunger) * ON // cfg.hunger_max,
+                zeros,
+                (s.carried_by >= 0).long() * ON,
+                *s.baby_marker.long().unbind(-1),
+                zeros,
+                zeros + 128,
+                zeros + 128,
+                (s.t * ON // cfg.max_cycles).clamp(max=ON)[:, None].expand(-1, self.A),
+            ],
+            -1,
+        )
         return self.render_obs(s, s.baby_pos, s.baby_alive, scalars, exclude_self_mother=False)
 
-    def render_obs(self, s: NurseryState, viewer_pos: torch.Tensor, viewer_alive: torch.Tensor,
-                   scalars: torch.Tensor, exclude_self_mother: bool) -> torch.Tensor:
+    def render_obs(
+        self,
+        s: NurseryState,
+        viewer_pos: torch.Tensor,
+        viewer_alive: torch.Tensor,
+        scalars: torch.Tensor,
+        exclude_self_mother: bool,
+    ) -> torch.Tensor:
         """(B, E, obs_dim) uint8 for viewers at viewer_pos (B, E, 2) with scalars (B, E, S).
 
         Layout: V*V view cells then `scalar_cells` cells holding the scalars, C channels each, so one
@@ -537,14 +694,22 @@ class NurseryCore:
         ch = self.channel
         groups = [  # (positions (B, N, 2), present (B, E or 1, N), [(channel, value (B, N) uint8)])
             (s.mother_pos, others, [(ch["mother"], ones)]),
-            (s.predator_pos, None, [(ch["predator"], torch.full_like(s.predator_rest, ON, dtype=torch.uint8))]),
-            (s.baby_pos, s.baby_alive[:, None], [
-                (ch["baby"], ones),
-                (ch["baby_marker_r"], s.baby_marker[..., 0]),
-                (ch["baby_marker_g"], s.baby_marker[..., 1]),
-                (ch["baby_marker_b"], s.baby_marker[..., 2]),
-                (ch["baby_crying"], crying.to(torch.uint8) * ON),
-            ]),
+            (
+                s.predator_pos,
+                None,
+                [(ch["predator"], torch.full_like(s.predator_rest, ON, dtype=torch.uint8))],
+            ),
+            (
+                s.baby_pos,
+                s.baby_alive[:, None],
+                [
+                    (ch["baby"], ones),
+                    (ch["baby_marker_r"], s.baby_marker[..., 0]),
+                    (ch["baby_marker_g"], s.baby_marker[..., 1]),
+                    (ch["baby_marker_b"], s.baby_marker[..., 2]),
+                    (ch["baby_crying"], crying.to(torch.uint8) * ON),
+                ],
+            ),
         ]
         index_parts, value_parts = [], []
         for pos, present, channels in groups:

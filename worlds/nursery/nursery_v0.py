@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,11 +37,20 @@ class NurseryEnv(ParallelEnv):
     guards, hazard contacts, mother-baby distance, ...).
     """
 
-    metadata = {"name": "nursery_v0", "render_modes": ["human", "rgb_array"], "render_fps": 8,
-                "is_parallelizable": True}
+    metadata: ClassVar[dict[str, Any]] = {
+        "name": "nursery_v0",
+        "render_modes": ["human", "rgb_array"],
+        "render_fps": 8,
+        "is_parallelizable": True,
+    }
 
-    def __init__(self, render_mode: str | None = None, device: str = "cpu",
-                 baby_brain: BabyBrain | None = None, **config: Any):
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        device: str = "cpu",
+        baby_brain: BabyBrain | None = None,
+        **config: Any,
+    ):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode {render_mode!r} is not one of None, human, rgb_array")
         self.config = build_config(NurseryConfig, config)
@@ -135,8 +144,9 @@ class NurseryEnv(ParallelEnv):
         from worlds.nursery.render import Renderer  # pygame stays unimported until a frame is drawn
 
         if self._renderer is None:
-            self._renderer = Renderer(self.core, window=self.render_mode == "human",
-                                      fps=self.metadata["render_fps"])
+            self._renderer = Renderer(
+                self.core, window=self.render_mode == "human", fps=self.metadata["render_fps"]
+            )
         frame = self._renderer.draw(self.world, 0)
         return frame if self.render_mode == "rgb_array" else None
 

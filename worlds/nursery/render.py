@@ -51,8 +51,9 @@ class Renderer:
         for (y, x), rest in zip(s.predator_pos[0].tolist(), s.predator_rest[0].tolist(), strict=True):
             cx, cy = x * CELL + CELL // 2, y * CELL + CELL // 2
             h = CELL // 2 - 4
-            pg.draw.polygon(surf, RESTING if rest else PREDATOR,
-                            [(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)])
+            pg.draw.polygon(
+                surf, RESTING if rest else PREDATOR, [(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)]
+            )
         alive, pos = s.mother_alive[0].tolist(), s.mother_pos[0].tolist()
         kin = s.kin_marker[0].tolist()
         for i in range(core.A):
@@ -77,14 +78,17 @@ class Renderer:
             pg.draw.circle(surf, kin[i], (10, y + 8), 7)
             energy = s.energy[0, i].item() / cfg.energy_max
             pg.draw.rect(surf, (60, 60, 60), (24, y + 2, 100, 12))
-            pg.draw.rect(surf, (90, 200, 90) if alive[i] else (120, 40, 40), (24, y + 2, int(100 * energy), 12))
+            pg.draw.rect(
+                surf, (90, 200, 90) if alive[i] else (120, 40, 40), (24, y + 2, int(100 * energy), 12)
+            )
             if baby_alive[i]:
                 cue = "crying" if hunger[i] >= cfg.cry_threshold else "content"
                 text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
             else:
                 text = "no baby" if not s.has_given_birth[0, i] else "baby lost"
-            surf.blit(self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)),
-                      (132, y + 2))
+            surf.blit(
+                self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)), (132, y + 2)
+            )
         surf.blit(self.font.render(f"t={int(s.t[0])}", True, (230, 230, 230)), (self.size[0] - 48, top + 6))
         if self.screen is not None:
             self.pg.event.pump()
@@ -104,5 +108,6 @@ def save_gif(frames: list[np.ndarray], path: str, fps: int = 8) -> None:
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
-                   optimize=False)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=False
+    )

@@ -16,10 +16,18 @@ from worlds.nursery.core import FLOOR, HAZARD, WALL, NurseryCore, NurseryState
 Cell = tuple[int, int]
 
 
-def scenario(core: NurseryCore, mothers: Sequence[Cell], babies: Sequence[Cell | None] = (),
-             hazards: Sequence[Cell] = (), food: Sequence[Cell] = (), predators: Sequence[Cell] = (),
-             walls: Sequence[Cell] = (), t: int | None = None, seed: int = 0,
-             **fields: Sequence | torch.Tensor) -> NurseryState:
+def scenario(
+    core: NurseryCore,
+    mothers: Sequence[Cell],
+    babies: Sequence[Cell | None] = (),
+    hazards: Sequence[Cell] = (),
+    food: Sequence[Cell] = (),
+    predators: Sequence[Cell] = (),
+    walls: Sequence[Cell] = (),
+    t: int | None = None,
+    seed: int = 0,
+    **fields: Sequence | torch.Tensor,
+) -> NurseryState:
     """A B=1 state. `babies[i]` is mother i's baby (None or missing = not born yet); by default babies
     are newborn, fed and healthy, and a mother has given birth iff her baby exists. Hazards must number
     exactly config.n_hazards (their positions drive the babies' curiosity) and predators n_predators.
@@ -51,13 +59,26 @@ def scenario(core: NurseryCore, mothers: Sequence[Cell], babies: Sequence[Cell |
     kin = core.train_markers[:A][None]
     step = cfg.birth_step if t is None else t
     state = NurseryState(
-        key=rng.seed_key(seed, dev), t=torch.tensor([step], device=dev), cells=grid, food_timer=food_timer,
-        hazard_pos=cells_tensor(hazards, core.K), mother_pos=cells_tensor(mothers, A),
-        energy=zeros + cfg.energy_start, mother_alive=torch.ones(1, A, dtype=torch.bool, device=dev),
-        births_left=zeros + cfg.births_per_life - born.long(), next_birth=zeros + cfg.birth_step,
-        has_given_birth=born.clone(), kin_marker=kin, baby_pos=cells_tensor(baby_cells, A),
-        baby_alive=born, hunger=zeros, health=zeros + cfg.baby_health, age=zeros,
-        baby_marker=kin.clone(), carried_by=zeros - 1, predator_pos=cells_tensor(predators, core.P),
+        key=rng.seed_key(seed, dev),
+        t=torch.tensor([step], device=dev),
+        cells=grid,
+        food_timer=food_timer,
+        hazard_pos=cells_tensor(hazards, core.K),
+        mother_pos=cells_tensor(mothers, A),
+        energy=zeros + cfg.energy_start,
+        mother_alive=torch.ones(1, A, dtype=torch.bool, device=dev),
+        births_left=zeros + cfg.births_per_life - born.long(),
+        next_birth=zeros + cfg.birth_step,
+        has_given_birth=born.clone(),
+        kin_marker=kin,
+        baby_pos=cells_tensor(baby_cells, A),
+        baby_alive=born,
+        hunger=zeros,
+        health=zeros + cfg.baby_health,
+        age=zeros,
+        baby_marker=kin.clone(),
+        carried_by=zeros - 1,
+        predator_pos=cells_tensor(predators, core.P),
         predator_den=cells_tensor(predators, core.P),
         predator_rest=torch.zeros(1, core.P, dtype=torch.int64, device=dev),
     )

@@ -13,25 +13,22 @@ import torch.nn.functional as F
 
 from worlds import rng
 from worlds.nursery.core import (
-    CARRY, EAT, FEED, FLOOR, N_ACTIONS, N_MOVES, SHOO, STAY, NurseryCore, NurseryState, chebyshev,
+    CARRY,
+    EAT,
+    FEED,
+    FLOOR,
+    N_ACTIONS,
+    N_MOVES,
+    SHOO,
+    STAY,
+    UNREACHABLE,
+    NurseryCore,
+    NurseryState,
+    chebyshev,
+    distance_field,
 )
 
 _S_POLICY = 101  # random stream of the scripted policies (distinct from the world's streams)
-_UNREACHABLE = 10_000
-
-
-def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """Steps to the nearest source through passable cells: (N, H, W) bool x2 -> (N, H, W) int32."""
-    dist = torch.where(sources, 0, _UNREACHABLE).int()
-    for _ in range(passable.shape[1] * passable.shape[2]):
-        p = F.pad(dist, (1, 1, 1, 1), value=_UNREACHABLE)
-        neighbours = torch.minimum(torch.minimum(p[:, :-2, 1:-1], p[:, 2:, 1:-1]),
-                                   torch.minimum(p[:, 1:-1, :-2], p[:, 1:-1, 2:])) + 1
-        new = torch.where(passable, torch.minimum(dist, neighbours), dist)
-        if torch.equal(new, dist):
-            break
-        dist = new
-    return dist
 
 
 class ScriptedMother:
@@ -62,7 +59,7 @@ class ScriptedMother:
         flat = (here[..., 0] * W + here[..., 1]).clamp(0, H * W - 1)
         around = dist.gather(2, flat)  # (B, A, 5): STAY, UP, RIGHT, DOWN, LEFT
         best = around.argmin(-1)
-        return torch.where(around.amin(-1) < _UNREACHABLE, best, STAY)
+        return torch.where(around.amin(-1) < UNREACHABLE, best, STAY)
 
     def _eat_or_seek_food(self, state: NurseryState, seek: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         cfg = self.core.config
@@ -88,8 +85,9 @@ class NegligentMother(ScriptedMother):
 
 
 class ExpertMother(ScriptedMother):
-    """Guards (SHOO) when a predator is within reach, feeds a hungry baby, carries her baby everywhere
-    (so it cannot crawl into water), eats with the baby in her arms, and never lets herself starve."""
+    """Picks up her baby as soon as she can and carries it everywhere (so it cannot crawl into water),
+    guards it (SHOO) when a predator is within reach, feeds it when hungry, eats with the baby in her
+    arms, and never lets herself starve."""
 
     def __init__(self, core: NurseryCore, feed: bool = True, guard: bool = True, carry: bool = True):
         super().__init__(core)
@@ -109,12 +107,11 @@ class ExpertMother(ScriptedMother):
         seek_food = low | ((holding_own | ~own_alive) & room)
         goal_baby = own_alive & ~holding_own & ~seek_food
         baby_cell = F.one_hot(s.baby_pos[..., 0] * core.W + s.baby_pos[..., 1], core.H * core.W).bool()
-        act = torch.where(goal_baby, self._step_towards(s, baby_cell.view(*baby_cell.shape[:2], core.H, core.W)),
-                          STAY)
+        act = torch.where(
+            goal_baby, self._step_towards(s, baby_cell.view(*baby_cell.shape[:2], core.H, core.W)), STAY
+        )
         act = self._eat_or_seek_food(s, seek_food, act)
 
-        if self.carry:
-            act = torch.where(reach & ~core._carrying(s) & (s.carried_by < 0), CARRY, act)
         if self.feed:
             hungry = s.hunger >= max(1, cfg.hunger_max // 3)
             act = torch.where(reach & hungry & (s.energy > cfg.feed_cost + 2), FEED, act)
@@ -122,6 +119,9 @@ class ExpertMother(ScriptedMother):
             near = chebyshev(s.mother_pos[:, :, None], s.predator_pos[:, None]) <= cfg.shoo_radius
             threat = (near & (s.predator_rest == 0)[:, None]).any(-1)
             act = torch.where(own_alive & threat, SHOO, act)
+        # Lifting a loose baby comes first: a newborn may crawl into water on its very first step.
+        if self.carry:
+            act = torch.where(reach & ~core._carrying(s) & (s.carried_by < 0), CARRY, act)
         return act
 
 

@@ -1,0 +1,39 @@
+"""On the default world, care is necessary (babies of uncaring mothers die) and each of the expert's
+three ways of caring matters on its own."""
+
+import pytest
+
+from caring.evaluate import evaluate
+from worlds.nursery.core import NurseryCore
+from worlds.nursery.scripted import SCRIPTED
+
+EPISODES = 500
+
+
+@pytest.fixture(scope="module")
+def results():
+    core = NurseryCore()
+    return {name: evaluate(core, make(core), EPISODES, seed=0) for name, make in SCRIPTED.items()}
+
+
+def test_expert_keeps_babies_alive(results):
+    assert results["expert"]["baby_survival_rate"] >= 0.90
+    assert results["expert"]["mother_survival_rate"] >= 0.95
+
+
+def test_babies_of_uncaring_mothers_die(results):
+    assert results["random"]["baby_survival_rate"] <= 0.30
+    assert results["negligent"]["baby_survival_rate"] <= 0.40
+    assert results["negligent"]["mother_survival_rate"] >= 0.95  # she does look after herself
+
+
+@pytest.mark.parametrize(
+    "ablated, cause",
+    [("expert-no-feed", "hunger"), ("expert-no-guard", "predator"), ("expert-no-carry", "hazard")],
+)
+def test_each_care_mechanism_matters(results, ablated, cause):
+    full, without = results["expert"], results[ablated]
+    lo_full = full["baby_survival_ci95"][0]
+    assert without["baby_survival_ci95"][1] < lo_full  # survival drops beyond both intervals
+    # and the babies now die of exactly the threat that mechanism answered
+    assert without["baby_deaths"][cause] > 10 * max(1, full["baby_deaths"][cause])

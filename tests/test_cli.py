@@ -1,0 +1,93 @@
+"""The user-facing commands: eval --json keys, render GIFs and frames, the main job, the benchmark."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+import worlds
+from caring.cli import main
+
+REQUIRED = {
+    "policy",
+    "episodes",
+    "baby_survival_rate",
+    "baby_lifetime_mean",
+    "harm_events_per_episode",
+    "mother_survival_rate",
+}
+
+
+def test_eval_json_has_the_promised_keys(capsys):
+    assert main(["eval", "nursery", "--policy", "negligent", "--episodes", "4", "--seed", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result.keys() >= REQUIRED and result["policy"] == "negligent" and result["episodes"] == 4
+
+
+def test_eval_is_deterministic_and_seed_dependent(capsys):
+    runs = []
+    for seed in (1, 1, 2):
+        main(["eval", "nursery", "--policy", "expert", "--episodes", "6", "--seed", str(seed), "--json"])
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0] == runs[1]
+    outcome = [{k: v for k, v in run.items() if k != "seed"} for run in runs]
+    assert outcome[0] != outcome[2]
+
+
+def test_render_writes_a_gif(tmp_path, capsys):
+    out = tmp_path / "expert.gif"
+    assert main(["render", "nursery", "--policy", "expert", "--out", str(out), "--steps", "12"]) == 0
+    gif = Image.open(out)
+    assert gif.n_frames == 13 and gif.size[0] == 12 * 36
+
+
+def test_rgb_array_frames_show_the_world_change():
+    env = worlds.make("nursery", render_mode="rgb_array", birth_step=1)
+    env.reset(seed=4)
+    first = env.render()
+    for _ in range(3):
+        env.step({a: 0 for a in env.agents})
+    later = env.render()
+    assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
+    assert not np.array_equal(first, later)  # babies were born and moved
+    env.close()
+
+
+def test_demo_writes_table_json_and_gif(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--episodes", "4", "--set", "max_cycles=30"]) == 0
+    rows = json.loads((tmp_path / "scripted_mothers.json").read_text())
+    assert [r["policy"] for r in rows][:2] == ["expert", "expert-no-feed"]
+    assert "| expert |" in (tmp_path / "scripted_mothers.md").read_text()
+    assert Image.open(tmp_path / "nursery_expert.gif").n_frames == 31
+
+
+def test_bench_json_schema(capsys):
+    assert (
+        main(
+            [
+                "bench",
+                "--world",
+                "nursery",
+                "--json",
+                "--batches",
+                "1",
+                "8",
+                "--repeats",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["world"] == "nursery" and report["state_bytes_per_world"] > 0
+    modes = [(r["mode"], r["batch"]) for r in report["results"]]
+    assert modes == [("pettingzoo", 1), ("batched", 1), ("batched", 8)]
+    assert all(r["agent_steps_per_s"] > 0 for r in report["results"])
+
+
+def test_params_lists_every_parameter(capsys):
+    assert main(["params"]) == 0
+    out = capsys.readouterr().out
+    assert "curiosity" in out and "births_per_life" in out
