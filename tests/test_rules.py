@@ -1,5 +1,6 @@
 """Each rule of the nursery, checked on a hand-built situation (worlds.nursery.scenario)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -285,3 +286,35 @@ def test_every_layout_is_connected_so_nothing_is_sealed_off():
     # and the check itself does detect a sealed pocket
     s = scenario(make_core(n_hazards=1), mothers=[(1, 1)], hazards=[(1, 2)], walls=[(2, 1)])
     assert not make_core()._connected(s.cells).item()
+
+
+def test_baby_brains_are_pluggable_and_see_the_world_in_the_mothers_format():
+    from worlds.nursery.nursery_v0 import NurseryEnv
+
+    seen = []
+
+    def brain(obs):
+        seen.append(obs.shape)
+        return np.full(obs.shape[0], UP)
+
+    env = NurseryEnv(baby_brain=brain, birth_step=0, baby_move_period=1, n_predators=0, n_hazards=0)
+    env.reset(seed=2)
+    rows = [env.world.baby_pos[0, :, 0].clone()]
+    for _ in range(3):
+        env.step({a: STAY for a in env.agents})
+        rows.append(env.world.baby_pos[0, :, 0].clone())
+    assert seen == [(2, env.core.obs_dim)] * 3
+    moved = [(later <= earlier).all() for earlier, later in zip(rows, rows[1:], strict=False)]
+    assert all(moved) and (rows[-1] < rows[0]).any()  # only ever up (until a wall stops them)
+
+
+def test_drowned_mothers_leave_the_agent_list():
+    from worlds.nursery.nursery_v0 import NurseryEnv
+
+    env = NurseryEnv(n_hazards=1, n_predators=0, height=9, width=9)
+    env.reset(seed=0)
+    env.world = scenario(env.core, mothers=[(4, 4), (1, 1)], hazards=[(4, 5)])
+    _, _, term, _, _ = env.step({"mother_0": RIGHT, "mother_1": STAY})
+    assert term == {"mother_0": True, "mother_1": False} and env.agents == ["mother_1"]
+    _, rewards, _, _, _ = env.step({"mother_1": STAY})
+    assert list(rewards) == ["mother_1"]
