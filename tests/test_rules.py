@@ -1,5 +1,7 @@
 """Each rule of the nursery, checked on a hand-built situation (worlds.nursery.scenario)."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -304,7 +306,7 @@ def test_baby_brains_are_pluggable_and_see_the_world_in_the_mothers_format():
         env.step({a: STAY for a in env.agents})
         rows.append(env.world.baby_pos[0, :, 0].clone())
     assert seen == [(2, env.core.obs_dim)] * 3
-    moved = [(later <= earlier).all() for earlier, later in zip(rows, rows[1:], strict=False)]
+    moved = [(later <= earlier).all() for earlier, later in itertools.pairwise(rows)]
     assert all(moved) and (rows[-1] < rows[0]).any()  # only ever up (until a wall stops them)
 
 

@@ -23,6 +23,15 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _mix32_int(x: int) -> int:
+    """mix32 on a Python int (no tensor, so no device sync and no graph break)."""
+    x ^= x >> 16
+    x = (x * _MULT) & MASK32
+    x ^= x >> 16
+    x = (x * _MULT) & MASK32
+    return x ^ (x >> 16)
+
+
 def hash_parts(*parts: torch.Tensor | int) -> torch.Tensor:
     """Hash several broadcastable int tensors (or ints) into one 32-bit value per element."""
     h: torch.Tensor | int = 0x9E3779B9
@@ -37,7 +46,7 @@ def uniform(key: torch.Tensor, t: torch.Tensor, stream: int, n: int) -> torch.Te
 
     One call draws every number a world needs at a step (about 20 tensor ops whatever n is): the
     per-step op count, not the batch size, is what limits speed at small B."""
-    stream_salt = int(mix32(torch.tensor(stream * 0x27D4EB2F + 0x165667B1) & MASK32))
+    stream_salt = _mix32_int((stream * 0x27D4EB2F + 0x165667B1) & MASK32)
     base = mix32(((key + t * 0x61C88647) & MASK32) ^ stream_salt)  # (B,)
     idx = (torch.arange(n, device=key.device) * 0x2545F491 + 0x3C6EF372) & MASK32
     h = mix32(base[:, None] ^ idx[None, :])
