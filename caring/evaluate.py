@@ -73,7 +73,7 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, flo
             *(f"deaths_{c}" for c in HARM_CAUSES),
         )
     }
-    acc["babies_born"] = state.baby_alive.long()  # births at reset (birth_step = 0)
+    acc["babies_born"] = state.baby_alive.long().T  # births at reset (birth_step = 0); state is batch-last
     for _ in range(core.config.max_cycles):
         state, out = core.step(state, policy(state, obs))
         obs, ev = out.obs, out.events

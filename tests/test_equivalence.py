@@ -56,7 +56,7 @@ def test_batched_core_equals_eight_pettingzoo_envs(name):
                 checked += 1
             env_obs[b] = o
         # Episode ends: the env resets itself without a seed, the core with reset_done: same key chain.
-        done = out.truncated | ~state.mother_alive.any(-1)
+        done = out.truncated | ~state.mother_alive.any(0)
         if done.any():
             state, obs = core.reset_done(state, done)
             for b in torch.nonzero(done).flatten().tolist():

@@ -64,12 +64,13 @@ def random_config(r: random.Random) -> NurseryConfig:
 
 
 def check_invariants(core, before, after, out):
-    """`before` is the state the step started from (after any auto-reset), `after` the one it made."""
+    """`before` is the state the step started from (after any auto-reset), `after` the one it made.
+    States are batch-last: positions (2, E, B), per-slot values (E, B), grids (H, W, B)."""
     cfg, s, A = core.config, after, core.A
     H, W = cfg.height, cfg.width
 
     def inside(pos):
-        return ((pos[..., 0] >= 0) & (pos[..., 0] < H) & (pos[..., 1] >= 0) & (pos[..., 1] < W)).all()
+        return ((pos[0] >= 0) & (pos[0] < H) & (pos[1] >= 0) & (pos[1] < W)).all()
 
     assert inside(s.mother_pos) and inside(s.baby_pos) and inside(s.predator_pos)
     assert ((core._at(s.cells, s.mother_pos) == FLOOR) | ~s.mother_alive).all(), "living mother off the floor"
@@ -80,35 +81,35 @@ def check_invariants(core, before, after, out):
     assert ((s.hunger >= 0) & (s.hunger <= cfg.hunger_max)).all()
     assert ((s.health >= 1) | ~s.baby_alive).all() and (s.health <= cfg.baby_health).all()
     assert ((s.food_timer >= -1) & (s.food_timer <= cfg.food_regrow)).all()
-    assert torch.equal((s.food_timer >= 0).sum((1, 2)), (before.food_timer >= 0).sum((1, 2)))
+    assert torch.equal((s.food_timer >= 0).sum((0, 1)), (before.food_timer >= 0).sum((0, 1)))
     assert torch.equal(s.t, before.t + 1)
     assert torch.equal(out.truncated, s.t >= cfg.max_cycles)
     assert (s.births_left >= 0).all()
 
-    ev = {k: v.bool() if k not in ("baby_distance", "baby_hunger") else v for k, v in out.events.items()}
+    ev = {k: (v.bool() if k not in ("baby_distance", "baby_hunger") else v).T for k, v in out.events.items()}
     # Dead mothers never act or come back; death is reported exactly once.
     assert not (s.mother_alive & ~before.mother_alive).any(), "a dead mother came back"
     assert torch.equal(ev["mother_died"], before.mother_alive & ~s.mother_alive)
     dead = ~before.mother_alive
-    assert torch.equal(torch.where(dead[..., None], before.mother_pos, s.mother_pos), s.mother_pos)
+    assert torch.equal(torch.where(dead, before.mother_pos, s.mother_pos), s.mother_pos)
     assert not (dead & (ev["ate"] | ev["fed"] | ev["picked_up"] | ev["guarded"])).any()
-    assert (out.reward[~s.mother_alive] == 0).all() and ((out.reward >= 0) & (out.reward <= 1)).all()
-    assert (out.obs[~s.mother_alive] == 0).all()
+    reward = out.reward.T
+    assert (reward[~s.mother_alive] == 0).all() and ((reward >= 0) & (reward <= 1)).all()
+    assert (out.obs[~s.mother_alive.T] == 0).all()
     # Babies appear only by birth and vanish only by death; births use up births_left.
     assert torch.equal(s.baby_alive, (before.baby_alive & ~ev["baby_died"]) | ev["baby_born"])
-    assert (
-        not (ev["baby_born"] & before.baby_alive).any() and not (ev["baby_died"] & ~before.baby_alive).any()
-    )
+    assert not (ev["baby_born"] & before.baby_alive).any()
+    assert not (ev["baby_died"] & ~before.baby_alive).any()
     assert torch.equal(s.births_left, before.births_left - ev["baby_born"].long())
     assert not (ev["baby_harm_hazard"] & ~ev["baby_died"]).any(), "water is always fatal"
     # Carrying is consistent: the carrier lives, holds one baby, and the baby is where she is.
     carried = s.carried_by >= 0
     assert not (carried & ~s.baby_alive).any()
-    carrier_alive = torch.gather(s.mother_alive, 1, s.carried_by.clamp(min=0))
+    carrier_alive = torch.gather(s.mother_alive, 0, s.carried_by.clamp(min=0))
     assert not (carried & ~carrier_alive).any()
-    carrier_pos = torch.gather(s.mother_pos, 1, s.carried_by.clamp(min=0)[..., None].expand(-1, -1, 2))
-    assert torch.equal(torch.where(carried[..., None], carrier_pos, s.baby_pos), s.baby_pos)
-    per_mother = (s.carried_by[:, None, :] == torch.arange(A)[None, :, None]).sum(-1)
+    carrier_pos = torch.gather(s.mother_pos, 1, s.carried_by.clamp(min=0)[None].expand(2, -1, -1))
+    assert torch.equal(torch.where(carried, carrier_pos, s.baby_pos), s.baby_pos)
+    per_mother = (s.carried_by[None] == torch.arange(A)[:, None, None]).sum(1)  # (mothers, B)
     assert (per_mother <= 1).all() and torch.equal(ev["carrying"], per_mother == 1)
     # Events mirror the state.
     assert torch.equal(ev["baby_alive"], s.baby_alive)
@@ -130,7 +131,7 @@ def test_fuzz_random_configs_and_actions(chunk):
             state, out = core.step(state, actions)
             check_invariants(core, before, state, out)
             steps_done += BATCH
-            done = out.truncated | ~state.mother_alive.any(-1)
+            done = out.truncated | ~state.mother_alive.any(0)
             if done.any():
                 state, _ = core.reset_done(state, done)
     assert steps_done == N_CONFIGS // 5 * BATCH * STEPS

@@ -34,6 +34,11 @@ def make_core(**overrides):
     return NurseryCore(build_config(NurseryConfig, {**base, **overrides}))
 
 
+def yx(pos, slot=0, world=0):
+    """(row, col) of one entity from a batch-last position tensor (2, E, B)."""
+    return tuple(pos[:, slot, world].tolist())
+
+
 def run(core, state, *actions):
     out = None
     for a in actions:
@@ -66,7 +71,7 @@ def test_carried_baby_moves_with_its_mother_and_is_put_down_on_request():
     s, out = run(core, s, CARRY)
     assert out.events["picked_up"].item() == 1 and s.carried_by.item() == 0
     s, out = run(core, s, UP, UP)
-    assert s.baby_pos.tolist() == s.mother_pos.tolist() == [[[2, 4]]]
+    assert yx(s.baby_pos) == yx(s.mother_pos) == (2, 4)
     assert out.events["carrying"].item() == 1
     s, out = run(core, s, CARRY)
     assert out.events["dropped"].item() == 1 and s.carried_by.item() == -1
@@ -78,7 +83,7 @@ def test_curious_young_baby_crawls_into_water_unless_carried():
     s = scenario(core, mothers=[(4, 4)], babies=[(4, 6)], hazards=hazard)
     s, out = run(core, s, STAY)
     assert out.events["baby_died"].item() == 1 and out.events["baby_harm_hazard"].item() == 1
-    assert s.baby_pos.tolist() == [[[4, 7]]] and not s.baby_alive.item()
+    assert yx(s.baby_pos) == (4, 7) and not s.baby_alive.item()
     held = scenario(core, mothers=[(4, 5)], babies=[(4, 6)], hazards=hazard)
     held, _ = run(core, held, CARRY)
     held, out = run(core, held, STAY, STAY, STAY)
@@ -91,7 +96,7 @@ def test_grown_baby_moves_every_step_avoids_water_and_feeds_itself():
     positions = []
     for _ in range(30):
         s, _ = run(core, s, STAY)
-        positions.append(tuple(s.baby_pos[0, 0].tolist()))
+        positions.append(yx(s.baby_pos))
         assert s.baby_alive.item()
     assert len(set(positions)) > 3  # it moves every step, young ones every 100th
 
@@ -111,7 +116,7 @@ def test_unguarded_baby_is_bitten_and_a_shoo_sends_the_predator_home():
     s, out = run(core, s, STAY)  # the predator closes in to (4, 5)
     s, out = run(core, s, STAY)  # and bites the baby in her arms
     assert out.events["baby_harm_predator"].item() == 1 and s.health.item() == 1
-    assert s.predator_pos.tolist() == s.predator_den.tolist() and s.predator_rest.item() == 5
+    assert yx(s.predator_pos) == yx(s.predator_den) and s.predator_rest.item() == 5
 
     guarded = scenario(core, mothers=[(4, 4)], babies=[(4, 4)], predators=[(4, 6)], carried_by=[0])
     guarded, out = run(core, guarded, SHOO)
@@ -145,7 +150,7 @@ def test_mothers_eat_food_and_starve_without_it():
     s = scenario(core, mothers=[(4, 4)], food=[(4, 4)], energy=[30])
     s, out = run(core, s, EAT)
     assert out.events["ate"].item() == 1 and s.energy.item() == 30 + 20 - 1
-    assert s.food_timer[0, 4, 4].item() == 6
+    assert s.food_timer[4, 4, 0].item() == 6
     weak = scenario(core, mothers=[(4, 4)], energy=[2])
     weak, out = run(core, weak, STAY)
     assert weak.mother_alive.item()
@@ -157,7 +162,7 @@ def test_walls_block_and_water_drowns_a_mother():
     core = make_core(n_hazards=1)
     s = scenario(core, mothers=[(1, 1)], hazards=[(2, 1)])
     s, _ = run(core, s, UP)
-    assert s.mother_pos.tolist() == [[[1, 1]]]
+    assert yx(s.mother_pos) == (1, 1)
     s, out = run(core, s, DOWN)
     assert not s.mother_alive.item() and out.events["mother_hazard"].item() == 1
 
@@ -175,7 +180,7 @@ def test_birth_spawns_a_baby_next_to_its_mother_and_switches_the_reward():
         if t == 3:
             assert out.events["baby_born"].item() == 1
             assert (state.baby_pos - state.mother_pos).abs().max().item() <= 1
-            assert state.cells[0, state.baby_pos[0, 0, 0], state.baby_pos[0, 0, 1]].item() != HAZARD
+            assert state.cells[(*yx(state.baby_pos), 0)].item() != HAZARD
     assert rewards == [1.0] * 5  # alive before birth; after it, the baby is alive
     mixed = make_core(birth_step=0, baby_reward_weight=0.75)
     s = scenario(mixed, mothers=[(4, 4)], babies=[(1, 1)], health=[1], hunger=[mixed.config.hunger_max])
@@ -209,10 +214,10 @@ def test_kin_markers_novel_markers_and_swapped_babies():
     kin_core = NurseryCore(build_config(NurseryConfig, {"n_mothers": 3}))
     s, _ = kin_core.reset(keys)
     assert torch.equal(s.baby_marker, s.kin_marker)
-    assert {tuple(m) for m in s.kin_marker.view(-1, 3).tolist()} <= train
-    assert all(len({tuple(m) for m in world.tolist()}) == 3 for world in s.kin_marker)  # distinct per world
+    assert {tuple(m) for m in s.kin_marker.flatten(1).T.tolist()} <= train
+    assert all(len({tuple(m) for m in s.kin_marker[..., b].T.tolist()}) == 3 for b in range(20))  # distinct
     novel, _ = NurseryCore(build_config(NurseryConfig, {"baby_markers": "novel"})).reset(keys)
-    novel_markers = {tuple(m) for m in novel.baby_marker.view(-1, 3).tolist()}
+    novel_markers = {tuple(m) for m in novel.baby_marker.flatten(1).T.tolist()}
     assert novel_markers <= {tuple(m) for m in NOVEL_MARKERS} and not novel_markers & train
     swapped, _ = NurseryCore(build_config(NurseryConfig, {"baby_markers": "swapped"})).reset(keys)
     assert torch.equal(swapped.baby_marker, swapped.kin_marker.roll(1, dims=1))
@@ -226,7 +231,7 @@ def test_observation_shows_the_baby_its_marker_crying_and_where_the_cry_comes_fr
     view = obs[: V * V * C].view(V, V, C)
     cell = view[3 + 1, 3 + 2]
     assert cell[VIEW_CHANNELS.index("baby")] == ON and cell[VIEW_CHANNELS.index("baby_crying")] == ON
-    assert cell[6:9].tolist() == list(s.baby_marker[0, 0].tolist())
+    assert cell[6:9].tolist() == s.baby_marker[:, 0, 0].tolist()
     assert view[3, 3, VIEW_CHANNELS.index("mother")] == 0  # a mother does not see herself as another
     assert view[..., VIEW_CHANNELS.index("baby")].sum() == ON  # exactly one baby cell
     far = scenario(core, mothers=[(1, 1)], babies=[(10, 10)], hunger=[7])
@@ -250,11 +255,11 @@ def test_dead_mothers_stay_dead_and_their_actions_do_nothing():
     core = make_core(n_mothers=2)
     s = scenario(core, mothers=[(4, 4), (2, 2)], energy=[1, 40])
     s, _ = run(core, s, [STAY, STAY])
-    assert s.mother_alive.tolist() == [[False, True]]
+    assert s.mother_alive[:, 0].tolist() == [False, True]
     before = s.mother_pos.clone()
     for a in (RIGHT, EAT, CARRY, FEED, SHOO):
         s, out = run(core, s, [a, STAY])
-        assert not s.mother_alive[0, 0] and torch.equal(s.mother_pos[0, 0], before[0, 0])
+        assert not s.mother_alive[0, 0] and yx(s.mother_pos) == yx(before)
         assert out.reward[0, 0].item() == 0.0 and out.obs[0, 0].sum().item() == 0
 
 
@@ -278,7 +283,9 @@ def test_same_keys_same_worlds_whatever_the_batch():
         big, out_big = core.step(big, acts[t])
         small, out_small = core.step(small, acts[t, 2:3])
         assert torch.equal(out_big.obs[2:3], out_small.obs)
-    assert all(torch.equal(a[2:3], b) for a, b in zip(big.tensors(), small.tensors(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(big.index(slice(2, 3)).tensors(), small.tensors(), strict=True)
+    )
 
 
 def test_every_layout_is_connected_so_nothing_is_sealed_off():
@@ -301,7 +308,7 @@ def test_baby_brains_are_pluggable_and_see_the_world_in_the_mothers_format():
 
     env = NurseryEnv(baby_brain=brain, birth_step=0, baby_move_period=1, n_predators=0, n_hazards=0)
     env.reset(seed=2)
-    rows = [env.world.baby_pos[0, :, 0].clone()]
+    rows = [env.world.baby_pos[0, :, 0].clone()]  # the babies' rows
     for _ in range(3):
         env.step({a: STAY for a in env.agents})
         rows.append(env.world.baby_pos[0, :, 0].clone())

@@ -42,20 +42,15 @@ def hash_parts(*parts: torch.Tensor | int) -> torch.Tensor:
 
 
 def uniform(key: torch.Tensor, t: torch.Tensor, stream: int, n: int) -> torch.Tensor:
-    """(B, n) float32 uniforms in [0, 1) for worlds with keys `key` (B,) at steps `t` (B,).
+    """(n, B) float32 uniforms in [0, 1) for worlds with keys `key` (B,) at steps `t` (B,).
 
-    One call draws every number a world needs at a step (about 20 tensor ops whatever n is): the
-    per-step op count, not the batch size, is what limits speed at small B."""
+    Batch-last, like the world state. One call draws every number a world needs at a step (about 20
+    tensor ops whatever n is): the per-step op count, not the batch size, limits speed at small B."""
     stream_salt = _mix32_int((stream * 0x27D4EB2F + 0x165667B1) & MASK32)
     base = mix32(((key + t * 0x61C88647) & MASK32) ^ stream_salt)  # (B,)
     idx = (torch.arange(n, device=key.device) * 0x2545F491 + 0x3C6EF372) & MASK32
-    h = mix32(base[:, None] ^ idx[None, :])
+    h = mix32(base[None, :] ^ idx[:, None])
     return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
-
-
-def randint(key: torch.Tensor, t: torch.Tensor, stream: int, n: int, high: int) -> torch.Tensor:
-    """(B, n) int64 uniform in [0, high)."""
-    return (uniform(key, t, stream, n) * high).long().clamp_(max=high - 1)
 
 
 def seed_key(seed: int | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -136,7 +136,7 @@ class NurseryEnv(ParallelEnv):
         """The global state as one flat vector (every tensor of the world, concatenated)."""
         if self.world is None:
             raise ValueError("call reset() before state()")
-        return torch.cat([t[0].reshape(-1).long() for t in self.world.tensors()]).cpu().numpy()
+        return torch.cat([t[..., 0].reshape(-1).long() for t in self.world.tensors()]).cpu().numpy()
 
     def render(self):
         if self.render_mode is None or self.world is None:

@@ -36,9 +36,16 @@ class Renderer:
     def draw(self, state: NurseryState, world: int = 0) -> np.ndarray:
         """Draw world `world` of a batched state; returns the frame as (H, W, 3) uint8."""
         pg, core, cfg, surf = self.pg, self.core, self.core.config, self.canvas
-        s = state.index(slice(world, world + 1))
-        cells = s.cells[0].cpu().numpy()
-        food = s.food_timer[0].cpu().numpy()
+        s = state.index(slice(world, world + 1))  # every field (..., 1), batch-last
+
+        def rows(x):  # (k, E, 1) -> E lists of k values
+            return x[..., 0].T.tolist()
+
+        def slots(x):  # (E, 1) -> E values
+            return x[:, 0].tolist()
+
+        cells = s.cells[..., 0].cpu().numpy()
+        food = s.food_timer[..., 0].cpu().numpy()
         surf.fill((30, 30, 30))
         for y in range(cfg.height):
             for x in range(cfg.width):
@@ -48,21 +55,21 @@ class Renderer:
                     pg.draw.circle(surf, FOOD, rect.center, CELL // 5)
                 elif food[y, x] > 0:
                     pg.draw.circle(surf, FOOD, rect.center, 3)
-        for (y, x), rest in zip(s.predator_pos[0].tolist(), s.predator_rest[0].tolist(), strict=True):
+        for (y, x), rest in zip(rows(s.predator_pos), slots(s.predator_rest), strict=True):
             cx, cy = x * CELL + CELL // 2, y * CELL + CELL // 2
             h = CELL // 2 - 4
             pg.draw.polygon(
                 surf, RESTING if rest else PREDATOR, [(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)]
             )
-        alive, pos = s.mother_alive[0].tolist(), s.mother_pos[0].tolist()
-        kin = s.kin_marker[0].tolist()
+        alive, pos, kin = slots(s.mother_alive), rows(s.mother_pos), rows(s.kin_marker)
         for i in range(core.A):
             if alive[i]:
                 centre = (pos[i][1] * CELL + CELL // 2, pos[i][0] * CELL + CELL // 2)
                 pg.draw.circle(surf, kin[i], centre, CELL // 2 - 3)
                 pg.draw.circle(surf, (255, 255, 255), centre, CELL // 2 - 3, 2)
-        baby_alive, baby_pos = s.baby_alive[0].tolist(), s.baby_pos[0].tolist()
-        marker, hunger, carried = s.baby_marker[0].tolist(), s.hunger[0].tolist(), s.carried_by[0].tolist()
+        baby_alive, baby_pos, marker = slots(s.baby_alive), rows(s.baby_pos), rows(s.baby_marker)
+        hunger, carried, energy = slots(s.hunger), slots(s.carried_by), slots(s.energy)
+        given_birth = slots(s.has_given_birth)
         for i in range(core.A):
             if not baby_alive[i]:
                 continue
@@ -76,16 +83,14 @@ class Renderer:
         for i in range(core.A):
             y = top + i * STRIP + 4
             pg.draw.circle(surf, kin[i], (10, y + 8), 7)
-            energy = s.energy[0, i].item() / cfg.energy_max
+            fill = energy[i] / cfg.energy_max
             pg.draw.rect(surf, (60, 60, 60), (24, y + 2, 100, 12))
-            pg.draw.rect(
-                surf, (90, 200, 90) if alive[i] else (120, 40, 40), (24, y + 2, int(100 * energy), 12)
-            )
+            pg.draw.rect(surf, (90, 200, 90) if alive[i] else (120, 40, 40), (24, y + 2, int(100 * fill), 12))
             if baby_alive[i]:
                 cue = "crying" if hunger[i] >= cfg.cry_threshold else "content"
                 text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
             else:
-                text = "no baby" if not s.has_given_birth[0, i] else "baby lost"
+                text = "baby lost" if given_birth[i] else "no baby"
             surf.blit(
                 self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)), (132, y + 2)
             )

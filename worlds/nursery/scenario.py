@@ -31,7 +31,8 @@ def scenario(
     """A B=1 state. `babies[i]` is mother i's baby (None or missing = not born yet); by default babies
     are newborn, fed and healthy, and a mother has given birth iff her baby exists. Hazards must number
     exactly config.n_hazards (their positions drive the babies' curiosity) and predators n_predators.
-    Any other NurseryState field can be given per slot, e.g. hunger=[12, 0], energy=[30, 60]."""
+    Any other NurseryState field can be given per slot, e.g. hunger=[12, 0], energy=[30, 60],
+    baby_marker=[(250, 120, 200), (60, 110, 235)]. The state is batch-last like every NurseryState."""
     cfg, dev, A = core.config, core.device, core.A
     if len(mothers) != A:
         raise ValueError(f"need {A} mother positions, got {len(mothers)}")
@@ -41,48 +42,51 @@ def scenario(
         raise ValueError(f"need exactly n_predators={core.P} predator cells, got {len(predators)}")
     babies = list(babies) + [None] * (A - len(babies))
 
-    def cells_tensor(cells: Sequence[Cell], n: int) -> torch.Tensor:
-        return torch.tensor(list(cells), dtype=torch.int64, device=dev).view(1, n, 2)
+    def positions(cells: Sequence[Cell], n: int) -> torch.Tensor:  # -> (2, n, 1)
+        return torch.tensor(list(cells), dtype=torch.int64, device=dev).view(n, 2).T.reshape(2, n, 1)
 
-    grid = torch.full((1, cfg.height, cfg.width), FLOOR, dtype=torch.uint8, device=dev)
-    grid[:, 0, :] = grid[:, -1, :] = grid[:, :, 0] = grid[:, :, -1] = WALL
+    grid = torch.full((cfg.height, cfg.width, 1), FLOOR, dtype=torch.uint8, device=dev)
+    grid[0] = grid[-1] = grid[:, 0] = grid[:, -1] = WALL
     for y, x in walls:
-        grid[0, y, x] = WALL
+        grid[y, x] = WALL
     for y, x in hazards:
-        grid[0, y, x] = HAZARD
-    food_timer = torch.full((1, cfg.height, cfg.width), -1, dtype=torch.int16, device=dev)
+        grid[y, x] = HAZARD
+    food_timer = torch.full((cfg.height, cfg.width, 1), -1, dtype=torch.int16, device=dev)
     for y, x in food:
-        food_timer[0, y, x] = 0
-    born = torch.tensor([[b is not None for b in babies]], device=dev)
+        food_timer[y, x] = 0
+    born = torch.tensor([[b is not None] for b in babies], device=dev)  # (A, 1)
     baby_cells = [b if b is not None else m for b, m in zip(babies, mothers, strict=True)]
-    zeros = torch.zeros(1, A, dtype=torch.int64, device=dev)
-    kin = core.train_markers[:A][None]
+    zeros = torch.zeros(A, 1, dtype=torch.int64, device=dev)
+    kin = core.train_markers[:, :A, None]  # (3, A, 1)
     step = cfg.birth_step if t is None else t
     state = NurseryState(
         key=rng.seed_key(seed, dev),
         t=torch.tensor([step], device=dev),
         cells=grid,
         food_timer=food_timer,
-        hazard_pos=cells_tensor(hazards, core.K),
-        mother_pos=cells_tensor(mothers, A),
+        hazard_pos=positions(hazards, core.K),
+        mother_pos=positions(mothers, A),
         energy=zeros + cfg.energy_start,
-        mother_alive=torch.ones(1, A, dtype=torch.bool, device=dev),
+        mother_alive=torch.ones(A, 1, dtype=torch.bool, device=dev),
         births_left=zeros + cfg.births_per_life - born.long(),
         next_birth=zeros + cfg.birth_step,
         has_given_birth=born.clone(),
         kin_marker=kin,
-        baby_pos=cells_tensor(baby_cells, A),
+        baby_pos=positions(baby_cells, A),
         baby_alive=born,
         hunger=zeros,
         health=zeros + cfg.baby_health,
         age=zeros,
         baby_marker=kin.clone(),
         carried_by=zeros - 1,
-        predator_pos=cells_tensor(predators, core.P),
-        predator_den=cells_tensor(predators, core.P),
-        predator_rest=torch.zeros(1, core.P, dtype=torch.int64, device=dev),
+        predator_pos=positions(predators, core.P),
+        predator_den=positions(predators, core.P),
+        predator_rest=torch.zeros(core.P, 1, dtype=torch.int64, device=dev),
     )
     for name, values in fields.items():
         current = getattr(state, name)
-        setattr(state, name, torch.as_tensor(values, dtype=current.dtype, device=dev).reshape(current.shape))
+        value = torch.as_tensor(values, dtype=current.dtype, device=dev)
+        if current.dim() == 3 and name not in ("cells", "food_timer"):  # per-slot pairs/triples
+            value = value.reshape(current.shape[1], current.shape[0]).T
+        setattr(state, name, value.reshape(current.shape))
     return state

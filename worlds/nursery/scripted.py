@@ -9,7 +9,6 @@ README's ablation table shows that every mechanism matters. `negligent` looks af
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from worlds import rng
 from worlds.nursery.core import (
@@ -24,61 +23,70 @@ from worlds.nursery.core import (
     UNREACHABLE,
     NurseryCore,
     NurseryState,
+    any_,
+    argmin_,
     chebyshev,
     distance_field,
+    move,
 )
 
 _S_POLICY = 101  # random stream of the scripted policies (distinct from the world's streams)
 
 
 class ScriptedMother:
-    """Base: a policy maps (state, observations) to actions (B, A)."""
+    """Base: a policy maps (state, observations) to actions (B, A); subclasses decide `act` (A, B) on
+    the batch-last state."""
 
     def __init__(self, core: NurseryCore):
         self.core = core
 
     def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
+        return self.act(state).T
+
+    def act(self, state: NurseryState) -> torch.Tensor:
         raise NotImplementedError
 
-    def _uniform(self, state: NurseryState, n: int) -> torch.Tensor:
-        return rng.uniform(state.key, state.t, _S_POLICY, n)
+    def _uniform(self, state: NurseryState) -> torch.Tensor:
+        return rng.uniform(state.key, state.t, _S_POLICY, self.core.A)  # (A, B)
 
     def _safe_random_move(self, state: NurseryState) -> torch.Tensor:
         """A random move that never enters a wall or hazard (STAY otherwise)."""
-        move = (self._uniform(state, self.core.A) * N_MOVES).long()
-        target = state.mother_pos + self.core.deltas[move]
-        return torch.where(self.core._at(state.cells, target) == FLOOR, move, STAY)
+        step = (self._uniform(state) * N_MOVES).long()
+        return torch.where(self.core._at(state.cells, move(state.mother_pos, step)) == FLOOR, step, STAY)
 
     def _step_towards(self, state: NurseryState, goals: torch.Tensor) -> torch.Tensor:
-        """The move (B, A) down the shortest safe path to any cell of goals (B, A, H, W); STAY if none."""
+        """The move (A, B) down the shortest safe path to any cell of goals (H, W, A, B); STAY if none."""
         core = self.core
-        B, A, H, W = goals.shape
-        passable = (state.cells == FLOOR)[:, None].expand(-1, A, -1, -1).reshape(B * A, H, W)
-        dist = distance_field(passable, goals.reshape(B * A, H, W)).view(B, A, H * W)
-        here = state.mother_pos[:, :, None, :] + core.deltas[None, None]  # (B, A, 5, 2)
-        flat = (here[..., 0] * W + here[..., 1]).clamp(0, H * W - 1)
-        around = dist.gather(2, flat)  # (B, A, 5): STAY, UP, RIGHT, DOWN, LEFT
-        best = around.argmin(-1)
-        return torch.where(around.amin(-1) < UNREACHABLE, best, STAY)
+        H, W, A, B = goals.shape
+        passable = (state.cells == FLOOR)[:, :, None].expand(H, W, A, B).reshape(H, W, A * B)
+        dist = distance_field(passable, goals.reshape(H, W, A * B)).view(H * W, A, B)
+        around = torch.stack(
+            [
+                dist.gather(0, core._flat(move(state.mother_pos, torch.full_like(state.energy, m)))[None])[0]
+                for m in range(N_MOVES)
+            ]
+        )  # (5, A, B): STAY, UP, RIGHT, DOWN, LEFT
+        nearest, best = argmin_(around, 0)
+        return torch.where(nearest < UNREACHABLE, best, STAY)
 
     def _eat_or_seek_food(self, state: NurseryState, seek: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        cfg = self.core.config
-        food = (state.food_timer == 0)[:, None].expand(-1, self.core.A, -1, -1)
+        core, cfg = self.core, self.core.config
+        food = (state.food_timer == 0)[:, :, None].expand(-1, -1, core.A, -1)
         act = torch.where(seek, self._step_towards(state, food), act)
-        on_food = self.core._at(state.food_timer, state.mother_pos) == 0
+        on_food = core._at(state.food_timer, state.mother_pos) == 0
         room = state.energy <= cfg.energy_max - cfg.food_energy
         return torch.where(on_food & (room | seek), EAT, act)
 
 
 class RandomMother(ScriptedMother):
-    def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
-        return (self._uniform(state, self.core.A) * N_ACTIONS).long().clamp(max=N_ACTIONS - 1)
+    def act(self, state: NurseryState) -> torch.Tensor:
+        return (self._uniform(state) * N_ACTIONS).long().clamp(max=N_ACTIONS - 1)
 
 
 class NegligentMother(ScriptedMother):
     """Keeps herself fed and safe; never feeds, guards or carries a baby."""
 
-    def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
+    def act(self, state: NurseryState) -> torch.Tensor:
         cfg = self.core.config
         hungry = state.energy <= cfg.energy_max - cfg.food_energy
         return self._eat_or_seek_food(state, hungry, self._safe_random_move(state))
@@ -93,11 +101,10 @@ class ExpertMother(ScriptedMother):
         super().__init__(core)
         self.feed, self.guard, self.carry = feed, guard, carry
 
-    def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
+    def act(self, state: NurseryState) -> torch.Tensor:
         core, cfg, s = self.core, self.core.config, state
-        slots = torch.arange(core.A, device=core.device)
-        own_alive = s.baby_alive
-        holding_own = s.carried_by == slots  # baby slot i is carried by mother i
+        own_alive = s.baby_alive  # (A, B)
+        holding_own = s.carried_by == core.slots[:, None]  # baby slot i is carried by mother i
         reach = own_alive & (chebyshev(s.mother_pos, s.baby_pos) <= 1)
         low = s.energy < cfg.energy_max // 3 + cfg.feed_cost
         room = s.energy <= cfg.energy_max - cfg.food_energy
@@ -106,18 +113,19 @@ class ExpertMother(ScriptedMother):
         # room), else to the baby.
         seek_food = low | ((holding_own | ~own_alive) & room)
         goal_baby = own_alive & ~holding_own & ~seek_food
-        baby_cell = F.one_hot(s.baby_pos[..., 0] * core.W + s.baby_pos[..., 1], core.H * core.W).bool()
-        act = torch.where(
-            goal_baby, self._step_towards(s, baby_cell.view(*baby_cell.shape[:2], core.H, core.W)), STAY
-        )
+        cells = torch.arange(core.H * core.W, device=core.device)[:, None, None]
+        baby_cell = (cells == core._flat(s.baby_pos)[None]).view(core.H, core.W, core.A, -1)
+        act = torch.where(goal_baby, self._step_towards(s, baby_cell), STAY)
         act = self._eat_or_seek_food(s, seek_food, act)
 
         if self.feed:
             hungry = s.hunger >= max(1, cfg.hunger_max // 3)
             act = torch.where(reach & hungry & (s.energy > cfg.feed_cost + 2), FEED, act)
         if self.guard:
-            near = chebyshev(s.mother_pos[:, :, None], s.predator_pos[:, None]) <= cfg.shoo_radius
-            threat = (near & (s.predator_rest == 0)[:, None]).any(-1)
+            near = (
+                chebyshev(s.mother_pos[:, :, None], s.predator_pos[:, None]) <= cfg.shoo_radius
+            )  # (A, P, B)
+            threat = any_(near & (s.predator_rest == 0)[None], 1)
             act = torch.where(own_alive & threat, SHOO, act)
         # Lifting a loose baby comes first: a newborn may crawl into water on its very first step.
         if self.carry:
