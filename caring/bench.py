@@ -61,6 +61,33 @@ def bench_batched(config: NurseryConfig, batch: int, steps: int, repeats: int, d
     return _median_rate(run, repeats)
 
 
+@torch.inference_mode()
+def step_breakdown(config: NurseryConfig, batch: int, repeats: int, device: str) -> dict:
+    """Tensor operations per step (what dominates at small B) and the share of a step spent building
+    observations (what dominates at large B), medians over `repeats` timings."""
+    core = NurseryCore(config, device)
+    state, _ = core.reset(episode_keys(0, batch, device))
+    actions = torch.zeros(batch, core.A, dtype=torch.int64, device=device)
+    with torch.profiler.profile() as prof:
+        core.step(state, actions)
+    ops = sum(1 for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::"))
+
+    def timed(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    step_s = timed(lambda: core.step(state, actions))
+    observe_s = timed(lambda: core.observe(state))
+    return {"ops_per_step": ops, "step_ms": 1e3 * step_s, "observe_share": observe_s / step_s}
+
+
 def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: list[str]) -> dict:
     results = [
         {
@@ -79,6 +106,7 @@ def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: 
                     "batch": batch,
                     "device": device,
                     "agent_steps_per_s": bench_batched(config, batch, steps, repeats, device),
+                    **step_breakdown(config, batch, repeats, device),
                 }
             )
     state, _ = NurseryCore(config).reset(episode_keys(0, 1))

@@ -133,6 +133,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(
             f"{row['mode']:10s} {row['device']:5s} B={row['batch']:<5d} "
             f"{row['agent_steps_per_s']:>14,.0f} agent-steps/s"
+            + (
+                f"   {row['ops_per_step']} ops/step, {row['step_ms']:.2f} ms/step, "
+                f"{row['observe_share']:.0%} building observations"
+                if "ops_per_step" in row
+                else ""
+            )
         )
 
 
