@@ -399,21 +399,28 @@ class NurseryCore:
             "birth": (birth * 4).long(),
         }
 
-    def _eat(self, s: NurseryState, wants: torch.Tensor) -> tuple[NurseryState, torch.Tensor]:
-        cfg = self.config
-        wants = wants & s.mother_alive
-        food = s.food_timer.reshape(self.H * self.W, -1).clone()  # written in place; the input is untouched
-        cells = self._flat(s.mother_pos)  # (A, B)
+    def _take_food(self, food: torch.Tensor, pos: torch.Tensor, wants: torch.Tensor) -> torch.Tensor:
+        """Eaters at pos (2, E, B) that want to (E, B) take the ready food patch they stand on, in slot
+        order (a contested patch goes to the lower slot); taken patches start regrowing. `food` is a
+        private (H*W, B) copy, written in place. -> ate (E, B)."""
+        cells = self._flat(pos)
         ate = []
-        for i in range(self.A):
+        for i in range(cells.shape[0]):
             current = food.gather(0, cells[i : i + 1])  # (1, B)
             ok = wants[i : i + 1] & (current == 0)
-            food.scatter_(0, cells[i : i + 1], torch.where(ok, cfg.food_regrow, current).to(food.dtype))
+            food.scatter_(
+                0, cells[i : i + 1], torch.where(ok, self.config.food_regrow, current).to(food.dtype)
+            )
             ate.append(ok)
-        ate_t = torch.cat(ate)
+        return torch.cat(ate)
+
+    def _eat(self, s: NurseryState, wants: torch.Tensor) -> tuple[NurseryState, torch.Tensor]:
+        cfg = self.config
+        food = s.food_timer.reshape(self.H * self.W, -1).clone()  # the input state stays untouched
+        ate = self._take_food(food, s.mother_pos, wants & s.mother_alive)
         s.food_timer = food.view_as(s.food_timer)
-        s.energy = torch.where(ate_t, (s.energy + cfg.food_energy).clamp(max=cfg.energy_max), s.energy)
-        return s, ate_t
+        s.energy = torch.where(ate, (s.energy + cfg.food_energy).clamp(max=cfg.energy_max), s.energy)
+        return s, ate
 
     def _reachable_babies(self, s: NurseryState) -> torch.Tensor:
         """(A mothers, A babies, B) bool: living baby within one step (or carried by this mother)."""
@@ -499,17 +506,11 @@ class NurseryCore:
         return s, s.baby_alive & (terrain == HAZARD)
 
     def _grown_babies_eat(self, s: NurseryState) -> NurseryState:
+        """Grown, hungry babies eat the food they stand on (after the mothers: they have priority)."""
         cfg = self.config
         food = s.food_timer.view(self.H * self.W, -1)  # already a private copy made by _eat this step
-        cells = self._flat(s.baby_pos)
         hungry = s.baby_alive & (s.age >= cfg.grow_age) & (s.hunger >= cfg.cry_threshold)
-        ate = []
-        for i in range(self.A):
-            current = food.gather(0, cells[i : i + 1])
-            ok = hungry[i : i + 1] & (current == 0)
-            food.scatter_(0, cells[i : i + 1], torch.where(ok, cfg.food_regrow, current).to(food.dtype))
-            ate.append(ok)
-        s.hunger = torch.where(torch.cat(ate), 0, s.hunger)
+        s.hunger = torch.where(self._take_food(food, s.baby_pos, hungry), 0, s.hunger)
         return s
 
     def _move_predators(
