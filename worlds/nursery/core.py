@@ -60,8 +60,6 @@ TRAIN_MARKERS = ((230, 60, 60), (60, 110, 235), (245, 205, 40), (165, 80, 225),
 NOVEL_MARKERS = ((250, 120, 200), (140, 210, 60), (90, 60, 140), (20, 130, 80),
                  (200, 160, 140), (120, 120, 20), (0, 170, 240), (170, 20, 90))  # fmt: skip
 
-_DELTAS = ((0, -1, 0, 1, 0), (0, 0, 1, 0, -1))  # (dy, dx) of STAY, UP, RIGHT, DOWN, LEFT
-
 # Random streams (any distinct ints).
 _S_LAYOUT, _S_MARKER, _S_STEP = range(1, 4)
 
@@ -203,7 +201,6 @@ class NurseryCore:
         self.scalar_cells = -(-len(SCALARS) // C)  # scalars ride in extra cells after the view
         self.view_dim = self.V * self.V * C
         self.obs_dim = self.view_dim + self.scalar_cells * C
-        self.deltas = torch.tensor(_DELTAS, dtype=torch.int64, device=dev)  # (2, 5): (dy, dx) per move
         self.train_markers = torch.tensor(
             TRAIN_MARKERS, dtype=torch.uint8, device=dev
         ).T.contiguous()  # (3, 8)
