@@ -65,7 +65,7 @@ _S_LAYOUT, _S_MARKER, _S_STEP = range(1, 4)
 
 # Per-mother events reported every step; infos and metrics derive from these.
 EVENTS = (
-    "ate", "fed", "fed_own", "picked_up", "dropped", "carrying", "guarded", "mother_hazard",
+    "ate", "fed", "fed_own", "picked_up", "dropped", "carrying", "could_guard", "guarded", "mother_hazard",
     "mother_died", "baby_born", "baby_harm_predator", "baby_harm_hazard", "baby_harm_hunger",
     "baby_died", "baby_alive", "baby_distance", "baby_hunger",
 )  # fmt: skip
@@ -321,7 +321,9 @@ class NurseryCore:
 
         # SHOO: predators near a shooing mother go back to rest in their den.
         near = chebyshev(s.mother_pos[:, :, None], s.predator_pos[:, None]) <= cfg.shoo_radius  # (A, P, B)
-        scared = near & ((act == SHOO) & alive0)[:, None] & (s.predator_rest == 0)[None]
+        in_reach = near & (s.predator_rest == 0)[None] & alive0[:, None]
+        ev["could_guard"] = any_(in_reach, 1)  # a SHOO now would have scared a predator
+        scared = in_reach & (act == SHOO)[:, None]
         ev["guarded"] = any_(scared, 1)
         hit = any_(scared, 0)  # (P, B)
         s.predator_pos = torch.where(hit, s.predator_den, s.predator_pos)

@@ -1,0 +1,87 @@
+"""β₁ schedules: how fast maternal feedback is weaned (seed 000 §2.3). α = 1 − β₁ always.
+
+Every schedule is asked once per PPO update, `beta = schedule.step(update, harm)`, with `harm` the
+fraction of this update's rollout steps in which some baby was harmed (the harm indicator H_t).
+Time-based schedules ignore it; the adaptive one reacts to it. Their state round-trips through JSON so
+resumed runs continue the same weaning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from worlds.config import ConfigError
+
+SCHEDULES = ("constant", "linear", "exp", "adaptive")
+
+
+@dataclass
+class BetaSchedule:
+    """β₁(t) for t = update index.
+
+    constant: β₁(0).  linear: β₁(0) → β₁_min over `horizon` updates.  exp: β₁(0)·exp(−κt), floored at
+    β₁_min.  adaptive: starts at β₁(0); after `window` consecutive clean updates (harm ≤ `harm_threshold`)
+    β₁ decays by `fast_decay` per update, otherwise by `slow_decay`; an update with harm steps it back up
+    by `step_up`. Always bounded to [β₁_min, 1].
+    """
+
+    kind: str = "adaptive"
+    beta0: float = 1.0
+    beta_min: float = 0.05
+    horizon: int = 100  # linear: updates to reach beta_min
+    kappa: float = 0.03  # exp: decay rate per update
+    window: int = 5  # adaptive: clean updates before decaying fast
+    harm_threshold: float = 0.0
+    fast_decay: float = 0.85
+    slow_decay: float = 0.98
+    step_up: float = 0.1
+    beta: float = field(default=-1.0)  # current value (adaptive state); -1 = not started
+    clean_streak: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ConfigError(f"unknown beta schedule {self.kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+        for name in ("beta0", "beta_min"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={value} must be in [0, 1]")
+        if self.beta_min > self.beta0:
+            raise ConfigError(f"beta_min={self.beta_min} exceeds beta0={self.beta0}")
+        if self.horizon < 1 or self.kappa < 0 or self.window < 1:
+            raise ConfigError("horizon and window must be >= 1 and kappa >= 0")
+        for name in ("fast_decay", "slow_decay"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in (0, 1]")
+
+    def value(self, t: int) -> float:
+        """β₁ at update t for the time-based schedules (the adaptive one: its current value)."""
+        if self.kind == "constant":
+            return self.beta0
+        if self.kind == "linear":
+            frac = min(1.0, t / self.horizon)
+            return self.beta0 + (self.beta_min - self.beta0) * frac
+        if self.kind == "exp":
+            return max(self.beta_min, self.beta0 * math.exp(-self.kappa * t))
+        return self.beta0 if self.beta < 0 else self.beta
+
+    def step(self, t: int, harm: float) -> float:
+        """Advance to update t having seen harm fraction `harm` in its rollouts; returns β₁ for it."""
+        if self.kind != "adaptive":
+            return self.value(t)
+        beta = self.value(t)
+        if harm > self.harm_threshold:
+            self.clean_streak = 0
+            beta = beta + self.step_up
+        else:
+            self.clean_streak += 1
+            beta = beta * (self.fast_decay if self.clean_streak >= self.window else self.slow_decay)
+        self.beta = min(1.0, max(self.beta_min, beta))
+        return self.beta
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> BetaSchedule:
+        return cls(**data)
