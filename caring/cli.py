@@ -29,7 +29,12 @@ def _world_config(args: argparse.Namespace):
     from worlds.nursery.config import NurseryConfig
 
     check_world(args.world)
-    overrides: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    overrides: dict[str, Any] = {}
+    if getattr(args, "policy", None):
+        from caring.policies import run_world_settings
+
+        overrides.update(run_world_settings(args.policy) or {})  # a trained mother's own world
+    overrides.update(load_config_file(args.config) if args.config else {})
     overrides.update(parse_sets(args.set))
     return build_config(NurseryConfig, overrides)
 
@@ -142,6 +147,34 @@ def cmd_bench(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from caring.train import TrainConfig, start_run
+
+    world = _world_config(args)
+    overrides: dict[str, Any] = parse_sets(args.train_set)
+    for key in ("method", "beta_schedule", "steps", "seed"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    config = build_config(TrainConfig, overrides)
+    trainer = start_run(Path(args.out), world, config, _device(args.device), args.resume)
+    if trainer.maternal is not None and (Path(args.out) / "maternal.json").exists() and not args.resume:
+        report = json.loads((Path(args.out) / "maternal.json").read_text())
+        print(f"maternal model: held-out balanced accuracy {report['heldout_balanced_accuracy']:.3f}")
+    bar = tqdm(total=trainer.updates_total, initial=trainer.update, unit="update", disable=None)
+
+    def progress(update: int, total: int, row: dict, speed: float) -> None:
+        bar.update(1)
+        bar.set_postfix(
+            steps_s=f"{speed:,.0f}", beta1=f"{row['beta1']:.2f}", baby=f"{row['baby_survival']:.2f}"
+        )
+
+    trainer.run(progress)
+    bar.close()
+    print(f"trained {trainer.update} updates; run directory {args.out} (metrics.csv, mother.safetensors)")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job on the built-in default: evaluate every scripted mother, write a table and a GIF."""
     from caring.evaluate import evaluate
@@ -190,6 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train mothers with PPO (two critics), plain or with RLMF")
+    world_args(p)
+    p.add_argument("--method", help="ppo or rlmf (default rlmf)")
+    p.add_argument("--beta-schedule", dest="beta_schedule", help="constant, linear, exp or adaptive")
+    p.add_argument("--steps", type=int, help="agent-steps of experience")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument(
+        "--train-set",
+        dest="train_set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training hyperparameter (repeatable), e.g. worlds=512",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("render", help="write a GIF of one episode (or open a window without --out)")
     world_args(p)

@@ -67,10 +67,12 @@ class MaternalModel(nn.Module):
         super().__init__()
         self.obs_dim = obs_dim
         self.net = nn.Sequential(
-            nn.Linear(2 * obs_dim + N_ACTIONS, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden // 2), nn.ReLU(),
+            nn.Linear(2 * obs_dim + N_ACTIONS, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden // 2),
+            nn.ReLU(),
             nn.Linear(hidden // 2, 1),
-        )  # fmt: skip
+        )
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         x = torch.cat(

@@ -48,11 +48,16 @@ def test_combined_advantage_weighs_the_two_streams():
 @pytest.mark.parametrize(
     "kind, t, expected",
     [
-        ("constant", 0, 0.8), ("constant", 50, 0.8),
-        ("linear", 0, 0.8), ("linear", 50, 0.8 + (0.1 - 0.8) * 0.5), ("linear", 500, 0.1),
-        ("exp", 0, 0.8), ("exp", 10, 0.8 * math.exp(-0.03 * 10)), ("exp", 1000, 0.1),
+        ("constant", 0, 0.8),
+        ("constant", 50, 0.8),
+        ("linear", 0, 0.8),
+        ("linear", 50, 0.8 + (0.1 - 0.8) * 0.5),
+        ("linear", 500, 0.1),
+        ("exp", 0, 0.8),
+        ("exp", 10, 0.8 * math.exp(-0.03 * 10)),
+        ("exp", 1000, 0.1),
     ],
-)  # fmt: skip
+)
 def test_time_based_schedules(kind, t, expected):
     schedule = BetaSchedule(kind=kind, beta0=0.8, beta_min=0.1, horizon=100, kappa=0.03)
     assert schedule.step(t, harm=1.0) == pytest.approx(expected)  # harm does not move them
@@ -94,8 +99,14 @@ def test_schedule_rejects_nonsense(kwargs, message):
 def test_network_hook_points_are_named_unique_and_see_every_activation():
     net = MotherNet(obs_dim=500, n_actions=9, hidden=32)
     hooks = net.hook_points()
-    assert set(hooks) == {"hook_obs", "hook_trunk_1", "hook_trunk_2", "hook_logits", "hook_value_task",
-                          "hook_value_mat"}  # fmt: skip
+    assert set(hooks) == {
+        "hook_obs",
+        "hook_trunk_1",
+        "hook_trunk_2",
+        "hook_logits",
+        "hook_value_task",
+        "hook_value_mat",
+    }
     modules = list(net.modules())
     assert len({id(m) for m in modules}) == len(modules)  # no module used at two sites
     assert not any(getattr(m, "inplace", False) for m in modules)
@@ -119,8 +130,13 @@ def test_rules_penalise_only_preventable_catastrophes():
             ev[k] = torch.tensor([v])
         return ev
 
-    ev = events(baby_harm_hazard=[1, 0, 0, 0], baby_harm_predator=[0, 1, 1, 0], could_guard=[0, 1, 0, 0],
-                baby_harm_hunger=[0, 0, 0, 1], baby_distance=[3, 1, 1, 1])  # fmt: skip
+    ev = events(
+        baby_harm_hazard=[1, 0, 0, 0],
+        baby_harm_predator=[0, 1, 1, 0],
+        could_guard=[0, 1, 0, 0],
+        baby_harm_hunger=[0, 0, 0, 1],
+        baby_distance=[3, 1, 1, 1],
+    )
     penalty = rule_penalty(ev, energy_ok=torch.tensor([[True, True, True, True]]), penalty=5.0)
     # drowned; bitten, predator in reach, no shoo; bitten out of reach (no penalty); starved beside
     assert penalty.tolist() == [[-5.0, -5.0, 0.0, -5.0]]
@@ -131,11 +147,13 @@ def test_rules_penalise_only_preventable_catastrophes():
 def test_maternal_model_tells_the_expert_from_the_negligent_mother():
     torch.manual_seed(0)
     core = NurseryCore()
-    data = Transitions.cat([
-        collect(core, SCRIPTED["expert"](core), 40, seed=10, label=1.0),
-        collect(core, SCRIPTED["negligent"](core), 300, seed=11, label=0.0),
-        collect(core, SCRIPTED["random"](core), 150, seed=12, label=0.0),
-    ])  # fmt: skip
+    data = Transitions.cat(
+        [
+            collect(core, SCRIPTED["expert"](core), 40, seed=10, label=1.0),
+            collect(core, SCRIPTED["negligent"](core), 300, seed=11, label=0.0),
+            collect(core, SCRIPTED["random"](core), 150, seed=12, label=0.0),
+        ]
+    )
     model, report = train_maternal(data, epochs=5)
     assert report["heldout_balanced_accuracy"] >= 0.95
     expert = collect(core, SCRIPTED["expert"](core), 10, seed=99, label=1.0)

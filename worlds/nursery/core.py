@@ -108,14 +108,14 @@ class NurseryState:
     def nbytes_per_world(self) -> int:
         return sum(v.element_size() * v.numel() for v in self.tensors()) // self.batch
 
-    def where(self, mask: torch.Tensor, other: NurseryState) -> NurseryState:
-        """Per world: `other` where mask (B,) is true, else self (the batch is every field's last dim)."""
-        return NurseryState(
-            **{
-                f.name: torch.where(mask, getattr(other, f.name), getattr(self, f.name))
-                for f in dataclasses.fields(self)
-            }
-        )
+    def put(self, worlds: torch.Tensor, other: NurseryState) -> NurseryState:
+        """A copy with worlds (indices (n,)) replaced by `other`, a state of n worlds."""
+        out = {}
+        for f in dataclasses.fields(self):
+            mine = getattr(self, f.name).clone()
+            mine[..., worlds] = getattr(other, f.name)
+            out[f.name] = mine
+        return NurseryState(**out)
 
     def index(self, worlds: slice | torch.Tensor) -> NurseryState:
         """The sub-batch of the given worlds."""
@@ -288,9 +288,11 @@ class NurseryCore:
         return ((dist < UNREACHABLE) | ~floor).flatten(0, 1).all(0)
 
     def reset_done(self, state: NurseryState, done: torch.Tensor) -> tuple[NurseryState, torch.Tensor]:
-        """Auto-reset the worlds flagged in done (B,) with their next keys; others unchanged."""
-        fresh, _ = self.reset(rng.next_key(state.key))
-        state = state.where(done, fresh)
+        """Auto-reset the worlds flagged in done (B,) with their next keys; others unchanged. Only the
+        finished worlds are regenerated (layouts cost a connectivity search each)."""
+        worlds = torch.nonzero(done).flatten()
+        fresh, _ = self.reset(rng.next_key(state.key[worlds]))
+        state = state.put(worlds, fresh)
         return state, self.observe(state)
 
     # ------------------------------------------------------------------ step

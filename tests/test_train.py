@@ -1,0 +1,106 @@
+"""The trainer's machinery on tiny runs: determinism, exact resume, run directories, bad input."""
+
+import json
+
+import pytest
+
+from caring.cli import main
+
+TINY = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16",
+        "--train-set", "checkpoint_every=2", "--train-set", "demo_episodes=4"]  # fmt: skip
+PER_UPDATE = 8 * 2 * 8  # worlds x mothers x rollout
+
+
+def train(out, method="ppo", updates=4, *extra):
+    args = ["train", "nursery", "--method", method, "--steps", str(updates * PER_UPDATE), "--seed", "3",
+            "--out", str(out), *TINY, *extra]  # fmt: skip
+    return main(args)
+
+
+@pytest.mark.parametrize("method", ["ppo", "rlmf"])
+def test_same_seed_same_metrics(tmp_path, method, capsys):
+    assert train(tmp_path / "a", method) == 0 and train(tmp_path / "b", method) == 0
+    a, b = (tmp_path / "a" / "metrics.csv").read_text(), (tmp_path / "b" / "metrics.csv").read_text()
+    assert a == b and len(a.splitlines()) == 5  # header + 4 updates
+    files = {p.name for p in (tmp_path / "a").iterdir()}
+    assert {
+        "config.json",
+        "metrics.csv",
+        "speed.csv",
+        "mother.safetensors",
+        "checkpoint.safetensors",
+    } <= files
+    if method == "rlmf":
+        report = json.loads((tmp_path / "a" / "maternal.json").read_text())
+        assert report["heldout_balanced_accuracy"] > 0.5 and "maternal.safetensors" in files
+
+
+def test_an_interrupted_run_resumes_to_the_same_end(tmp_path, capsys):
+    assert train(tmp_path / "whole", "rlmf", 4) == 0
+    assert train(tmp_path / "cut", "rlmf", 2) == 0  # stops after 2 updates (a checkpoint)
+    assert (
+        main(["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)])
+        == 0
+    )
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
+    assert (tmp_path / "cut" / "mother.safetensors").read_bytes() == (
+        tmp_path / "whole" / "mother.safetensors"
+    ).read_bytes()
+
+
+def test_resume_after_rows_past_the_checkpoint_drops_them(tmp_path, capsys):
+    assert train(tmp_path / "whole", "ppo", 4) == 0
+    assert train(tmp_path / "cut", "ppo", 3) == 0  # checkpoint at 2, a 3rd row written, then "killed"
+    assert (
+        main(["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)])
+        == 0
+    )
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
+
+
+def test_trained_mothers_evaluate_like_scripted_ones(tmp_path, capsys):
+    assert train(tmp_path / "run", "ppo", 2) == 0
+    capsys.readouterr()
+    assert main(["eval", "nursery", "--policy", str(tmp_path / "run"), "--episodes", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"baby_survival_rate", "harm_events_per_episode", "mother_survival_rate"} <= result.keys()
+    gif = tmp_path / "m.gif"
+    assert (
+        main(["render", "nursery", "--policy", str(tmp_path / "run"), "--out", str(gif), "--steps", "5"]) == 0
+    )
+    assert gif.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "sarsa"], "method: 'sarsa' is not one of ppo, rlmf"),
+        (["--beta-schedule", "sudden"], "beta_schedule: 'sudden' is not one of constant"),
+        (["--steps", "-5"], "steps=-5 is out of range"),
+        (["--train-set", "beta0=1.5"], "beta0=1.5 is out of range"),
+        (["--train-set", "wings=2"], "unknown TrainConfig key 'wings'"),
+    ],
+)
+def test_train_rejects_bad_settings(tmp_path, args, message, capsys):
+    assert main(["train", "nursery", "--out", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (tmp_path / "r").exists()
+
+
+def test_bad_run_directories_and_checkpoints(tmp_path, capsys):
+    assert main(["train", "nursery", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "missing file" in capsys.readouterr().err
+    assert train(tmp_path / "run", "ppo", 2) == 0
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    assert train(tmp_path / "run", "ppo", 2) == 2  # no silent overwrite of an existing run
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before
+    ckpt = tmp_path / "run" / "checkpoint.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
+    assert main(["train", "nursery", "--out", str(tmp_path / "run"), "--resume", "--steps", "999999"]) == 2
+    assert "corrupt checkpoint" in capsys.readouterr().err
+    assert main(["eval", "nursery", "--policy", str(tmp_path / "nowhere/run")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    # a mother trained on 7x7 views cannot drive a world that shows 5x5 views
+    assert main(["eval", "nursery", "--policy", str(tmp_path / "run"), "--set", "view_radius=2"]) == 2
+    assert "trained on observations of size 500" in capsys.readouterr().err
