@@ -197,7 +197,7 @@ class Trainer:
                 stats["survived"] += float((state.baby_alive & state.mother_alive.any(0))[:, ended].sum())
                 stats["born"] += float(self.born[:, ended].sum())
                 stats["mothers_alive"] += float(state.mother_alive[:, ended].sum())
-                state, next_obs = core.reset_done(state, ended)
+                state, next_obs = core.reset_done(state, out.obs, ended)
                 self.born = torch.where(ended, state.baby_alive.long(), self.born)
             else:
                 next_obs = out.obs

@@ -58,7 +58,7 @@ def test_batched_core_equals_eight_pettingzoo_envs(name):
         # Episode ends: the env resets itself without a seed, the core with reset_done: same key chain.
         done = out.truncated | ~state.mother_alive.any(0)
         if done.any():
-            state, obs = core.reset_done(state, done)
+            state, obs = core.reset_done(state, out.obs, done)
             for b in torch.nonzero(done).flatten().tolist():
                 assert not envs[b].agents
                 env_obs[b] = envs[b].reset()[0]

@@ -133,5 +133,6 @@ def test_fuzz_random_configs_and_actions(chunk):
             steps_done += BATCH
             done = out.truncated | ~state.mother_alive.any(0)
             if done.any():
-                state, _ = core.reset_done(state, done)
+                state, obs = core.reset_done(state, out.obs, done)
+                assert torch.equal(obs, core.observe(state))  # patched observations = rebuilt ones
     assert steps_done == N_CONFIGS // 5 * BATCH * STEPS

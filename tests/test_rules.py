@@ -267,8 +267,9 @@ def test_reset_done_resets_only_flagged_worlds():
     core = make_core()
     state, _ = core.reset(rng.seed_key(torch.arange(4)))
     for _ in range(5):
-        state, _ = core.step(state, torch.zeros(4, 1, dtype=torch.int64))
-    fresh, _ = core.reset_done(state, torch.tensor([True, False, False, True]))
+        state, out = core.step(state, torch.zeros(4, 1, dtype=torch.int64))
+    fresh, fresh_obs = core.reset_done(state, out.obs, torch.tensor([True, False, False, True]))
+    assert torch.equal(fresh_obs, core.observe(fresh)) and torch.equal(fresh_obs[1:3], out.obs[1:3])
     assert fresh.t.tolist() == [0, 5, 5, 0]
     assert torch.equal(fresh.key[1:3], state.key[1:3]) and not torch.equal(fresh.key[0], state.key[0])
 

@@ -287,13 +287,16 @@ class NurseryCore:
         dist = distance_field(floor, first)
         return ((dist < UNREACHABLE) | ~floor).flatten(0, 1).all(0)
 
-    def reset_done(self, state: NurseryState, done: torch.Tensor) -> tuple[NurseryState, torch.Tensor]:
+    def reset_done(
+        self, state: NurseryState, obs: torch.Tensor, done: torch.Tensor
+    ) -> tuple[NurseryState, torch.Tensor]:
         """Auto-reset the worlds flagged in done (B,) with their next keys; others unchanged. Only the
-        finished worlds are regenerated (layouts cost a connectivity search each)."""
+        finished worlds are regenerated and observed again (obs (B, A, obs_dim) is patched, not rebuilt)."""
         worlds = torch.nonzero(done).flatten()
-        fresh, _ = self.reset(rng.next_key(state.key[worlds]))
-        state = state.put(worlds, fresh)
-        return state, self.observe(state)
+        fresh, fresh_obs = self.reset(rng.next_key(state.key[worlds]))
+        obs = obs.clone()
+        obs[worlds] = fresh_obs
+        return state.put(worlds, fresh), obs
 
     # ------------------------------------------------------------------ step
     def step(
