@@ -38,8 +38,13 @@ METHODS = ("ppo", "rlmf")
 class TrainConfig:
     method: str = param("rlmf", "ppo (beta1 = 0) or rlmf", choices=METHODS)
     beta_schedule: str = param("adaptive", "how beta1 is weaned", choices=SCHEDULES)
-    beta0: float = param(1.0, "beta1 at the start", 0.0, 1.0)
+    beta0: float = param(
+        0.5, "beta1 at the start (1.0 leaves no task signal to learn self-care from)", 0.0, 1.0
+    )
     beta_min: float = param(0.05, "beta1's floor", 0.0, 1.0)
+    harm_threshold: float = param(
+        0.02, "adaptive: harm rate (per baby-step) an update may have and count as clean", 0.0, 1.0
+    )
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
     steps: int = param(2_000_000, "agent-steps of experience to train on", 1, 10**11)
@@ -52,10 +57,10 @@ class TrainConfig:
     gamma: float = param(0.99, "discount", 0.0, 1.0)
     lam: float = param(0.95, "GAE lambda", 0.0, 1.0)
     clip: float = param(0.2, "PPO clip range", 0.0, 1.0)
-    ent_coef: float = param(0.01, "entropy bonus", 0.0, 1.0)
+    ent_coef: float = param(0.02, "entropy bonus", 0.0, 1.0)
     vf_coef: float = param(0.5, "value loss weight (each critic)", 0.0, 100.0)
     max_grad_norm: float = param(0.5, "gradient clipping", 0.0, 100.0)
-    hidden: int = param(256, "hidden units per trunk layer", 8, 4096)
+    hidden: int = param(128, "hidden units per trunk layer", 8, 4096)
     reward_scale: float = param(0.1, "task reward multiplier", 1e-6, 100.0)
     mat_penalty: float = param(5.0, "maternal rule penalty for a preventable catastrophe", 0.0, 1000.0)
     demo_episodes: int = param(
@@ -79,6 +84,7 @@ class TrainConfig:
             beta_min=min(self.beta_min, beta0),
             horizon=self.beta_horizon,
             kappa=self.beta_kappa,
+            harm_threshold=self.harm_threshold,
         )
 
 
