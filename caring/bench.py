@@ -1,4 +1,5 @@
-"""`caring bench`: agent-steps per second of the nursery's PettingZoo view and its batched core.
+"""`caring bench`: agent-steps per second of the nursery's PettingZoo view and its batched core, and
+(`--train`) of end-to-end training, split into environment, inference, maternal model and update.
 
 An agent-step is one mother stepped with her observation built. Each figure is the median of
 `repeats` timed runs after a warm-up; noisy shared machines make single runs meaningless."""
@@ -118,3 +119,36 @@ def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: 
         "state_bytes_per_world": state.nbytes_per_world(),
         "results": results,
     }
+
+
+def bench_train(config: NurseryConfig, methods: list[str], updates: int, device: str) -> list[dict]:
+    """Train each method for 1 + `updates` updates in a scratch directory (default hyperparameters; a small
+    maternal model fit) and report the medians of the timed updates, the warm-up excluded."""
+    import csv
+    import tempfile
+    from pathlib import Path
+
+    from caring.train import TIMED, TrainConfig, start_run
+    from worlds.config import build_config
+
+    rows = []
+    for method in methods:
+        with tempfile.TemporaryDirectory() as tmp:
+            defaults = TrainConfig()
+            per_update = defaults.worlds * config.n_mothers * defaults.rollout
+            train = build_config(
+                TrainConfig, {"method": method, "demo_episodes": 8, "steps": (1 + updates) * per_update}
+            )
+            start_run(Path(tmp), config, train, device, resume=False).run()
+            timed = list(csv.DictReader((Path(tmp) / "speed.csv").open()))[1:]
+        row = {
+            "mode": "train",
+            "method": method,
+            "device": device,
+            "worlds": train.worlds,
+            "updates": updates,
+            "agent_steps_per_s": statistics.median(float(r["agent_steps_per_s"]) for r in timed),
+        }
+        row |= {k: statistics.median(float(r[k]) for r in timed) for k in TIMED}
+        rows.append(row)
+    return rows

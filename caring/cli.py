@@ -126,6 +126,26 @@ def cmd_bench(args: argparse.Namespace) -> None:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.train:
+        from caring.bench import bench_train
+
+        rows = [
+            r for d in devices for r in bench_train(_world_config(args), ["ppo", "rlmf"], args.repeats, d)
+        ]
+        if args.json:
+            print(
+                json.dumps({"world": args.world, "torch_threads": torch.get_num_threads(), "results": rows})
+            )
+            return
+        for r in rows:
+            parts = ", ".join(
+                f"{k[:-2]} {r[k]:.3f}s" for k in ("env_s", "inference_s", "maternal_s", "update_s")
+            )
+            print(
+                f"train {r['method']:5s} {r['device']:5s} worlds={r['worlds']} "
+                f"{r['agent_steps_per_s']:>10,.0f} agent-steps/s   per update: {parts}"
+            )
+        return
     report = run_bench(_world_config(args), args.batches, args.repeats, devices)
     if args.json:
         print(json.dumps(report))
@@ -172,7 +192,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     trainer.run(progress)
     bar.close()
-    print(f"trained {trainer.update} updates; run directory {args.out} (metrics.csv, mother.safetensors)")
+    from caring.plots import plot_run
+
+    plots = ", ".join(p.name for p in plot_run(Path(args.out)))  # learning curves, beta1 and harm
+    print(f"trained {trainer.update} updates into {args.out}: metrics.csv, mother.safetensors, {plots}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -256,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 64, 1024, 4096])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="end-to-end training speed (ppo and rlmf; --repeats = timed updates)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench, device="all")
 

@@ -88,6 +88,8 @@ class TrainConfig:
         )
 
 
+TIMED = ("env_s", "inference_s", "maternal_s", "update_s")
+
 METRIC_COLUMNS = (
     "update",
     "agent_steps",
@@ -120,6 +122,7 @@ class Trainer:
         self.schedule = config.schedule()
         self.maternal: MaternalModel | None = None
         self.update = 0
+        self.timing = dict.fromkeys(TIMED, 0.0)  # seconds per part of the current update (speed.csv)
         self.state, self.obs = self.core.reset(episode_keys(config.seed, config.worlds, self.device))
         self.born = self.state.baby_alive.long()  # (A, B) babies born this episode, per slot
 
@@ -165,7 +168,9 @@ class Trainer:
             "born": 0.0,
             "mothers_alive": 0.0,
         }
+        clock = time.perf_counter
         for t in range(T):
+            tick = clock()
             obs = self.obs.reshape(N, -1)
             with torch.no_grad():
                 logits, v_task, v_mat = self.net(obs)
@@ -174,11 +179,16 @@ class Trainer:
             live = self.state.mother_alive.T.reshape(N)  # mothers alive before the step
             baby_was_alive = self.state.baby_alive.T
             energy_ok = (self.state.energy >= self.world.feed_cost).T
+            tock = clock()
+            self.timing["inference_s"] += tock - tick
             state, out = core.step(self.state, action.view(c.worlds, core.A))
+            tick = clock()
+            self.timing["env_s"] += tick - tock
             buf["obs"][t], buf["action"][t], buf["v_task"][t], buf["v_mat"][t] = obs, action, v_task, v_mat
             buf["logp"][t] = torch.log(probs.gather(1, action[:, None])[:, 0] + 1e-12)
             buf["r_task"][t] = out.reward.reshape(N) * c.reward_scale
             if self.maternal is not None:
+                m0 = clock()
                 buf["r_mat"][t] = maternal_reward(
                     self.maternal,
                     self.obs,
@@ -189,6 +199,9 @@ class Trainer:
                     energy_ok,
                     c.mat_penalty,
                 ).reshape(N)
+                spent = clock() - m0
+                self.timing["maternal_s"] += spent
+                tick += spent  # M's time is not environment time
             done = out.terminated | (out.truncated | ~state.mother_alive.any(0))[:, None]
             buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
             harm = sum(out.events[f"baby_harm_{cause}"] for cause in HARM_CAUSES)
@@ -207,6 +220,7 @@ class Trainer:
                 self.born = torch.where(ended, state.baby_alive.long(), self.born)
             else:
                 next_obs = out.obs
+            self.timing["env_s"] += clock() - tick  # resets count as environment time
             self.state, self.obs = state, next_obs
         return buf | {"stats": stats}  # type: ignore[return-value]
 
@@ -277,6 +291,7 @@ class Trainer:
             harm_rate = stats["harm"] / max(1.0, stats["baby_steps"])
             beta = self.schedule.step(self.update, harm_rate)
             logs = self.train_step(buf, beta)
+            self.timing["update_s"] = time.perf_counter() - start - rollout_s
             self.update += 1
             row = {
                 "update": self.update,
@@ -298,14 +313,11 @@ class Trainer:
             elapsed = time.perf_counter() - start
             self._append_csv(
                 "speed.csv",
-                ("update", "agent_steps_per_s", "rollout_s", "update_s"),
-                {
-                    "update": self.update,
-                    "agent_steps_per_s": per_update / elapsed,
-                    "rollout_s": rollout_s,
-                    "update_s": elapsed - rollout_s,
-                },
+                ("update", "agent_steps_per_s", "rollout_s", *TIMED),
+                {"update": self.update, "agent_steps_per_s": per_update / elapsed, "rollout_s": rollout_s}
+                | self.timing,
             )
+            self.timing = dict.fromkeys(TIMED, 0.0)
             if self.update % c.checkpoint_every == 0 or self.update == self.updates_total:
                 self.save_checkpoint()
             if progress is not None:

@@ -91,3 +91,12 @@ def test_params_lists_every_parameter(capsys):
     assert main(["params"]) == 0
     out = capsys.readouterr().out
     assert "curiosity" in out and "births_per_life" in out
+
+
+def test_bench_train_reports_the_time_split(capsys):
+    assert main(["bench", "--train", "--repeats", "1", "--json", "--device", "cpu"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [r["method"] for r in rows] == ["ppo", "rlmf"]
+    for r in rows:
+        assert r["agent_steps_per_s"] > 0 and r["env_s"] > 0 and r["inference_s"] > 0 and r["update_s"] > 0
+    assert rows[0]["maternal_s"] == 0 and rows[1]["maternal_s"] > 0  # only RLMF consults M

@@ -29,6 +29,8 @@ def test_same_seed_same_metrics(tmp_path, method, capsys):
         "speed.csv",
         "mother.safetensors",
         "checkpoint.safetensors",
+        "learning_curves.png",
+        "beta_harm.png",
     } <= files
     if method == "rlmf":
         report = json.loads((tmp_path / "a" / "maternal.json").read_text())

@@ -1,0 +1,60 @@
+"""Plots of a run directory's metrics.csv: learning curves, and the β₁ and harm-rate traces."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+
+def _smooth(values: list[float], window: int = 10) -> list[float]:
+    """Trailing mean over the last `window` updates, skipping NaN (updates in which no episode ended)."""
+    out = []
+    for i in range(len(values)):
+        recent = [v for v in values[max(0, i - window + 1) : i + 1] if not math.isnan(v)]
+        out.append(sum(recent) / len(recent) if recent else math.nan)
+    return out
+
+
+def plot_run(run: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    steps = [float(r["agent_steps"]) / 1e6 for r in rows]
+
+    def column(name: str) -> list[float]:
+        return [float(r[name]) for r in rows]
+
+    written = []
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for name, label in (("baby_survival", "baby survival"), ("mother_survival", "mother survival")):
+        top.plot(steps, _smooth(column(name)), label=label)
+    top.set_ylabel("fraction at episode end")
+    top.set_ylim(-0.02, 1.02)
+    top.legend()
+    for name, label in (("task_reward", "task reward / step"), ("mat_reward", "maternal reward / step")):
+        bottom.plot(steps, _smooth(column(name)), label=label)
+    bottom.set_xlabel("agent-steps (millions)")
+    bottom.legend()
+    fig.suptitle(f"{run.name}: learning curves (10-update trailing means)")
+    written.append(_save(fig, run / "learning_curves.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(steps, column("beta1"), label="β₁ (maternal weight)")
+    ax.plot(steps, column("harm_rate"), label="harm rate (per baby-step)")
+    ax.set_xlabel("agent-steps (millions)")
+    ax.legend()
+    fig.suptitle(f"{run.name}: β₁ and harm")
+    written.append(_save(fig, run / "beta_harm.png"))
+    plt.close("all")
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90, bbox_inches="tight")
+    tmp.replace(path)
+    return path
