@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -67,5 +66,7 @@ def load_policy(name: str, core: NurseryCore) -> Policy:
 
 def run_world_settings(name: str) -> dict | None:
     """The world parameters a run directory was trained with (None for scripted policies)."""
+    from caring.train import read_json
+
     path = Path(name) / "config.json"
-    return json.loads(path.read_text())["world"] if path.exists() else None
+    return read_json(path)["world"] if path.exists() else None
