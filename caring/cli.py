@@ -14,6 +14,8 @@ import torch
 
 from worlds.config import ConfigError, build_config, load_config_file, parse_sets
 
+DEMO_STEPS = 12_000_000  # the default mother's training budget: about 8 minutes on a 2-core CPU
+
 
 class CliError(Exception):
     """A user mistake: printed as one line."""
@@ -168,8 +170,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from caring.train import TrainConfig, start_run
 
     world = _world_config(args)
@@ -179,9 +179,23 @@ def cmd_train(args: argparse.Namespace) -> None:
             overrides[key] = getattr(args, key)
     config = build_config(TrainConfig, overrides)
     trainer = start_run(Path(args.out), world, config, _device(args.device), args.resume)
-    if trainer.maternal is not None and (Path(args.out) / "maternal.json").exists() and not args.resume:
-        report = json.loads((Path(args.out) / "maternal.json").read_text())
-        print(f"maternal model: held-out balanced accuracy {report['heldout_balanced_accuracy']:.3f}")
+    plots = _train_with_progress(trainer, announce_maternal=not args.resume)
+    print(f"trained {trainer.update} updates into {args.out}: metrics.csv, mother.safetensors, {plots}")
+
+
+def _train_with_progress(trainer, announce_maternal: bool) -> str:
+    """Run a trainer to its end under a progress bar (steps/s, β₁, baby survival), then plot the run."""
+    from tqdm import tqdm
+
+    from caring.plots import plot_run
+
+    report_path = trainer.out / "maternal.json"
+    if trainer.maternal is not None and report_path.exists() and announce_maternal:
+        report = json.loads(report_path.read_text())
+        print(
+            f"maternal model: held-out balanced accuracy {report['heldout_balanced_accuracy']:.3f} "
+            f"(expert vs negligent {report['heldout_expert_vs_negligent_accuracy']:.3f})"
+        )
     bar = tqdm(total=trainer.updates_total, initial=trainer.update, unit="update", disable=None)
 
     def progress(update: int, total: int, row: dict, speed: float) -> None:
@@ -192,33 +206,65 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     trainer.run(progress)
     bar.close()
-    from caring.plots import plot_run
-
-    plots = ", ".join(p.name for p in plot_run(Path(args.out)))  # learning curves, beta1 and harm
-    print(f"trained {trainer.update} updates into {args.out}: metrics.csv, mother.safetensors, {plots}")
+    return ", ".join(p.name for p in plot_run(trainer.out))  # learning curves, beta1 and harm
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """The main job on the built-in default: evaluate every scripted mother, write a table and a GIF."""
+    """The main job on the built-in default: train the default mother (RLMF, adaptive β₁), evaluate her
+    against every scripted mother, and write the table, her training plots and GIFs of both."""
     from caring.evaluate import evaluate
+    from caring.policies import TrainedMother
     from caring.report import scripted_table
+    from caring.train import TrainConfig, start_run
     from worlds.nursery.render import Renderer, save_gif
     from worlds.nursery.scripted import SCRIPTED
 
     core = _core(args)
     out = Path(args.out)
+    policies = {name: make(core) for name, make in SCRIPTED.items()}
+    written = ["scripted_mothers.md", "scripted_mothers.json", "nursery_expert.gif"]
+    if args.steps:
+        run = out / "mother"
+        config = build_config(TrainConfig, {"steps": args.steps, "seed": args.seed})
+        resume = (run / "config.json").exists()  # an interrupted demo continues where it stopped
+        print(f"training the default mother ({config.method}, {config.beta_schedule} beta1) into {run} ...")
+        trainer = start_run(run, core.config, config, _device(args.device), resume)
+        _train_with_progress(trainer, announce_maternal=True)
+        policies = {"trained (rlmf, adaptive)": TrainedMother(trainer.net)} | policies
+        written += [
+            "mother/ (weights, metrics.csv, learning_curves.png, beta_harm.png)",
+            "nursery_trained.gif",
+        ]
     rows = []
-    for name, make in SCRIPTED.items():
+    for name, policy in policies.items():
         print(f"evaluating {name} on {args.episodes} episodes ...", flush=True)
-        rows.append({"policy": name, **evaluate(core, make(core), args.episodes, args.seed)})
+        rows.append({"policy": name, **evaluate(core, policy, args.episodes, args.seed)})
     write_atomic(out / "scripted_mothers.json", json.dumps(rows, indent=1))
     table = scripted_table(rows)
     write_atomic(out / "scripted_mothers.md", table)
     renderer = Renderer(core)
-    frames = render_episode(core, SCRIPTED["expert"](core), args.seed, core.config.max_cycles, renderer)
-    save_gif(frames, str(out / "nursery_expert.gif"))
+    for name, gif in (("expert", "nursery_expert.gif"), ("trained (rlmf, adaptive)", "nursery_trained.gif")):
+        if name in policies:
+            frames = render_episode(core, policies[name], args.seed, core.config.max_cycles, renderer)
+            save_gif(frames, str(out / gif))
     print(table)
-    print(f"wrote {out}/scripted_mothers.md, scripted_mothers.json, nursery_expert.gif")
+    print(f"wrote into {out}: " + ", ".join(written))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from analysis.sweep import load_experiment, run_sweep
+
+    experiment = load_experiment(args.experiment)  # rejects a bad file before anything runs
+    if args.workers < 1:
+        raise ConfigError(f"--workers={args.workers} must be at least 1")
+    out = Path(args.out or f"results/sweeps/{experiment.name}")
+    failures = run_sweep(
+        experiment, out, args.workers, _device(args.device), log=lambda m: print(m, flush=True)
+    )
+    print(f"wrote {out}/results.csv, summary.md, summary.json, summary_bars.png, learning_curves.png")
+    print((out / "summary.md").read_text())
+    if failures:
+        raise ConfigError(f"{failures} cell(s) failed; fix the cause and re-run the same command to resume")
 
 
 # ---------------------------------------------------------------------------- parser
@@ -287,12 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench, device="all")
 
-    p = sub.add_parser("demo", help="the main job: evaluate the scripted mothers, write a table and a GIF")
+    p = sub.add_parser(
+        "demo", help="the main job: train the default mother, evaluate her and the scripted ones, GIFs"
+    )
     world_args(p, positional=False)
     p.add_argument("--out", default="results")
+    p.add_argument(
+        "--steps", type=int, default=DEMO_STEPS, help="agent-steps to train the mother (0: scripted only)"
+    )
     p.add_argument("--episodes", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo, world="nursery")
+
+    p = sub.add_parser("sweep", help="train and evaluate a grid of methods x seeds in parallel (resumable)")
+    p.add_argument("experiment", help="experiment file (.toml or .json), e.g. analysis/experiments/*.toml")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
+    p.add_argument("--out", help="output directory (default results/sweeps/EXPERIMENT)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("params", help="list every world parameter with its default and range")
     p.add_argument("world", nargs="?", default="nursery")

@@ -1,15 +1,22 @@
 """The maternal reward model M(s, a, s') of RLMF (seed 000 §2.4): demonstrations plus rules.
 
-The learned part is a classifier of transitions: the scripted expert's (label 1) against the negligent
-and random mothers' (label 0), taken only while the mother's own baby is alive (M judges care, and
-before the birth the three behave alike). Its reward is 2·sigmoid(logit) − 1 in (−1, 1). The rules add a
-large penalty for catastrophic outcomes the mother could have prevented: her baby drowning, being bitten
-while a predator was within her reach and she did not shoo it, or starving beside her while she had the
-energy to feed it. M is trained before the mother and held fixed while she trains.
+The learned part is a classifier of transitions, taken only while the mother's own baby is alive (M
+judges care, and before the birth all mothers behave alike). Positives are the scripted expert's
+transitions. Negatives are of two kinds: the negligent and random mothers' (whole behaviours that do not
+care), and the "perturbed expert's" — the expert acting in her own states but with, half the time, some
+other action than hers, labelled by whether the action taken is the expert's. Without the second kind M
+learns which *states* carers are in (near the baby) rather than which *actions* care, and pays a mother
+to stay beside her baby while she herself starves. Its reward is sigmoid(logit) in (0, 1): never
+negative, because a negative judgement paid while the baby lives would pay the mother to let it die
+sooner. The rules add a large penalty for catastrophic outcomes the mother could have prevented: her
+baby drowning, being bitten while a predator was within her reach and she did not shoo it, or starving
+beside her while she had the energy to feed it. M is trained before the mother and held fixed while
+she trains.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from caring.evaluate import Policy, episode_keys
-from worlds.nursery.core import N_ACTIONS, NurseryCore
+from worlds import rng
+from worlds.nursery.core import N_ACTIONS, NurseryCore, NurseryState
+
+_S_PERTURB = 303  # random stream of the perturbed expert (distinct from the world's and policies')
+
+Labeller = Callable[[NurseryState, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(state, obs, actions (B, A)) -> labels (B, A) float: 1 where the action is a good carer's."""
 
 
 @dataclass
@@ -43,19 +56,44 @@ class Transitions:
         )
 
 
+class PerturbedExpert:
+    """The expert, except that with probability `rate` a mother takes a uniformly drawn *other* action.
+    `labels` marks which actions were the expert's own, so M learns to judge actions, not states."""
+
+    def __init__(self, expert: Policy, rate: float = 0.5):
+        self.expert, self.rate = expert, rate
+
+    def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
+        chosen = self.expert(state, obs)  # (B, A)
+        A = chosen.shape[1]
+        u = rng.uniform(state.key, state.t, _S_PERTURB, 2 * A).T  # (B, 2A)
+        other = (chosen + 1 + (u[:, A:] * (N_ACTIONS - 1)).long()) % N_ACTIONS  # never the expert's
+        return torch.where(u[:, :A] < self.rate, other, chosen)
+
+    def labels(self, state: NurseryState, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return (actions == self.expert(state, obs)).float()
+
+
 @torch.inference_mode()
-def collect(core: NurseryCore, policy: Policy, episodes: int, seed: int, label: float) -> Transitions:
-    """Every transition of `episodes` episodes in which the acting mother's own baby was alive."""
+def collect(
+    core: NurseryCore, policy: Policy, episodes: int, seed: int, label: float | Labeller
+) -> Transitions:
+    """Every transition of `episodes` episodes in which the acting mother's own baby was alive, labelled
+    `label` (a constant, or a function of the state and the actions taken)."""
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     parts = []
     episode = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)
     for _ in range(core.config.max_cycles):
         actions = policy(state, obs)
         keep = (state.baby_alive & state.mother_alive).T  # (B, A), before the step
+        labels = (
+            label(state, obs, actions)
+            if callable(label)
+            else torch.full(actions.shape, label, device=core.device)
+        )
         state, out = core.step(state, actions)
         if keep.any():
-            labels = torch.full((int(keep.sum()),), label, device=core.device)
-            parts.append(Transitions(obs[keep], actions[keep], out.obs[keep], labels, episode[keep]))
+            parts.append(Transitions(obs[keep], actions[keep], out.obs[keep], labels[keep], episode[keep]))
         obs = out.obs
     return Transitions.cat(parts)
 
@@ -106,7 +144,7 @@ def maternal_reward(
     B, A, D = obs.shape
     with torch.no_grad():
         logit = model(obs.reshape(B * A, D), action.reshape(-1), next_obs.reshape(B * A, D)).view(B, A)
-    learned = (2.0 * torch.sigmoid(logit) - 1.0) * baby_was_alive.float()
+    learned = torch.sigmoid(logit) * baby_was_alive.float()
     return learned + rule_penalty(events, energy_ok, penalty)
 
 
@@ -121,8 +159,7 @@ def train_maternal(
     """Fit M on all episodes but every `heldout_every`-th, and report balanced accuracy on those."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    heldout = data.episode % heldout_every == 0
-    train, test = data.select(~heldout), data.select(heldout)
+    train, test = split_heldout(data, heldout_every)
     model = MaternalModel(data.obs.shape[1]).to(data.obs.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     positives = train.label.sum().clamp(min=1)
@@ -142,6 +179,12 @@ def train_maternal(
         "heldout_transitions": len(test),
     }
     return model, report
+
+
+def split_heldout(data: Transitions, every: int = 5) -> tuple[Transitions, Transitions]:
+    """(training, held-out): every `every`-th episode is held out, whole."""
+    heldout = data.episode % every == 0
+    return data.select(~heldout), data.select(heldout)
 
 
 @torch.no_grad()

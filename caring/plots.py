@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 
-def _smooth(values: list[float], window: int = 10) -> list[float]:
+def smooth(values: list[float], window: int = 10) -> list[float]:
     """Trailing mean over the last `window` updates, skipping NaN (updates in which no episode ended)."""
     out = []
     for i in range(len(values)):
@@ -31,16 +31,16 @@ def plot_run(run: Path) -> list[Path]:
     written = []
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for name, label in (("baby_survival", "baby survival"), ("mother_survival", "mother survival")):
-        top.plot(steps, _smooth(column(name)), label=label)
+        top.plot(steps, smooth(column(name)), label=label)
     top.set_ylabel("fraction at episode end")
     top.set_ylim(-0.02, 1.02)
     top.legend()
     for name, label in (("task_reward", "task reward / step"), ("mat_reward", "maternal reward / step")):
-        bottom.plot(steps, _smooth(column(name)), label=label)
+        bottom.plot(steps, smooth(column(name)), label=label)
     bottom.set_xlabel("agent-steps (millions)")
     bottom.legend()
     fig.suptitle(f"{run.name}: learning curves (10-update trailing means)")
-    written.append(_save(fig, run / "learning_curves.png"))
+    written.append(save_figure(fig, run / "learning_curves.png"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(steps, column("beta1"), label="β₁ (maternal weight)")
@@ -48,12 +48,12 @@ def plot_run(run: Path) -> list[Path]:
     ax.set_xlabel("agent-steps (millions)")
     ax.legend()
     fig.suptitle(f"{run.name}: β₁ and harm")
-    written.append(_save(fig, run / "beta_harm.png"))
+    written.append(save_figure(fig, run / "beta_harm.png"))
     plt.close("all")
     return written
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90, bbox_inches="tight")
     tmp.replace(path)

@@ -23,7 +23,8 @@ class BetaSchedule:
     constant: β₁(0).  linear: β₁(0) → β₁_min over `horizon` updates.  exp: β₁(0)·exp(−κt), floored at
     β₁_min.  adaptive: starts at β₁(0); after `window` consecutive clean updates (harm ≤ `harm_threshold`)
     β₁ decays by `fast_decay` per update, otherwise by `slow_decay`; an update with harm steps it back up
-    by `step_up`. Always bounded to [β₁_min, 1].
+    by `step_up`, never above β₁(0) (β₁ = 1 would leave no task signal, so self-care would be unlearned).
+    Always within [β₁_min, β₁(0)] ⊆ [0, 1].
     """
 
     kind: str = "adaptive"
@@ -76,7 +77,7 @@ class BetaSchedule:
         else:
             self.clean_streak += 1
             beta = beta * (self.fast_decay if self.clean_streak >= self.window else self.slow_decay)
-        self.beta = min(1.0, max(self.beta_min, beta))
+        self.beta = min(self.beta0, max(self.beta_min, beta))
         return self.beta
 
     def to_json(self) -> dict:

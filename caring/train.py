@@ -23,7 +23,16 @@ from safetensors.torch import load_file, save_file
 
 from caring.advantages import combined_advantage, gae
 from caring.evaluate import episode_keys
-from caring.maternal import MaternalModel, Transitions, collect, maternal_reward, train_maternal
+from caring.maternal import (
+    MaternalModel,
+    PerturbedExpert,
+    Transitions,
+    balanced_accuracy,
+    collect,
+    maternal_reward,
+    split_heldout,
+    train_maternal,
+)
 from caring.networks import MotherNet
 from caring.schedules import SCHEDULES, BetaSchedule
 from worlds.config import ConfigError, build_config, param, validate_fields
@@ -64,7 +73,10 @@ class TrainConfig:
     reward_scale: float = param(0.1, "task reward multiplier", 1e-6, 100.0)
     mat_penalty: float = param(5.0, "maternal rule penalty for a preventable catastrophe", 0.0, 1000.0)
     demo_episodes: int = param(
-        60, "expert episodes for the maternal model (4x as many negligent, 2x random)", 1, 100000
+        60,
+        "expert episodes for the maternal model (2x as many perturbed-expert and random, 4x negligent)",
+        1,
+        100000,
     )
     checkpoint_every: int = param(10, "updates between checkpoints", 1, 10**6)
 
@@ -129,20 +141,22 @@ class Trainer:
     # ------------------------------------------------------------------ maternal model
     def fit_maternal(self) -> dict:
         c, core = self.config, self.core
-        demos = [
-            ("expert", c.demo_episodes, 1.0),
-            ("negligent", 4 * c.demo_episodes, 0.0),
-            ("random", 2 * c.demo_episodes, 0.0),
-        ]
-        data = Transitions.cat(
-            [
-                collect(core, SCRIPTED[name](core), n, c.seed + 1000 + i, label)
-                for i, (name, n, label) in enumerate(demos)
-            ]
-        )
-        self.maternal, report = train_maternal(data, seed=c.seed)
+        expert = SCRIPTED["expert"](core)
+        demos = {  # name: (policy, episodes, label)
+            "expert": (expert, c.demo_episodes, 1.0),
+            "perturbed-expert": (perturbed := PerturbedExpert(expert), 2 * c.demo_episodes, perturbed.labels),
+            "negligent": (SCRIPTED["negligent"](core), 4 * c.demo_episodes, 0.0),
+            "random": (SCRIPTED["random"](core), 2 * c.demo_episodes, 0.0),
+        }
+        parts = {
+            name: collect(core, policy, n, c.seed + 1000 + i, label)
+            for i, (name, (policy, n, label)) in enumerate(demos.items())
+        }
+        self.maternal, report = train_maternal(Transitions.cat(list(parts.values())), seed=c.seed)
         self.maternal.requires_grad_(False)
-        report["demonstrations"] = {name: n for name, n, _ in demos}
+        pair = Transitions.cat([split_heldout(parts[name])[1] for name in ("expert", "negligent")])
+        report["heldout_expert_vs_negligent_accuracy"] = balanced_accuracy(self.maternal, pair)
+        report["demonstrations"] = {name: n for name, (_, n, _) in demos.items()}
         return report
 
     # ------------------------------------------------------------------ one update
@@ -363,7 +377,21 @@ class Trainer:
         tensors = load_checked(self.out / "checkpoint.safetensors")
         meta = read_json(self.out / "checkpoint.json")
         dev = self.device
-        self.net.load_state_dict({k[4:]: v.to(dev) for k, v in tensors.items() if k.startswith("net.")})
+        expected = {f"world.{f.name}": getattr(self.state, f.name) for f in dataclasses.fields(NurseryState)}
+        expected["obs"] = self.obs
+        for key, fresh in expected.items():
+            if key not in tensors or tensors[key].shape != fresh.shape:
+                found = tuple(tensors[key].shape) if key in tensors else "nothing"
+                raise ConfigError(
+                    f"checkpoint in {self.out} does not fit this run's world: {key} has shape {found}, "
+                    f"expected {tuple(fresh.shape)} (a checkpoint from another world or run?)"
+                )
+        try:
+            self.net.load_state_dict({k[4:]: v.to(dev) for k, v in tensors.items() if k.startswith("net.")})
+        except RuntimeError as err:
+            raise ConfigError(
+                f"checkpoint in {self.out} does not fit the network: {str(err).splitlines()[0]}"
+            ) from None
         opt_state = {"state": {}, "param_groups": meta["opt_param_groups"]}
         for key, v in tensors.items():
             if key.startswith("opt."):

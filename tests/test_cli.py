@@ -53,12 +53,26 @@ def test_rgb_array_frames_show_the_world_change():
     env.close()
 
 
-def test_demo_writes_table_json_and_gif(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--episodes", "4", "--set", "max_cycles=30"]) == 0
+def test_demo_trains_evaluates_and_writes_table_plots_and_gifs(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path), "--episodes", "4", "--set", "max_cycles=30", "--steps", "1"]
+    assert main(args) == 0
     rows = json.loads((tmp_path / "scripted_mothers.json").read_text())
-    assert [r["policy"] for r in rows][:2] == ["expert", "expert-no-feed"]
+    assert [r["policy"] for r in rows][:3] == ["trained (rlmf, adaptive)", "expert", "expert-no-feed"]
     assert "| expert |" in (tmp_path / "scripted_mothers.md").read_text()
     assert Image.open(tmp_path / "nursery_expert.gif").n_frames == 31
+    assert Image.open(tmp_path / "nursery_trained.gif").n_frames == 31
+    run = tmp_path / "mother"
+    assert {"maternal.safetensors", "mother.safetensors", "learning_curves.png"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert json.loads((run / "config.json").read_text())["train"]["beta_schedule"] == "adaptive"
+
+
+def test_demo_without_training_evaluates_the_scripted_mothers_only(tmp_path, capsys):
+    args = ["demo", "--out", str(tmp_path), "--episodes", "4", "--set", "max_cycles=30", "--steps", "0"]
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "scripted_mothers.json").read_text())
+    assert rows[0]["policy"] == "expert" and not (tmp_path / "mother").exists()
 
 
 def test_bench_json_schema(capsys):

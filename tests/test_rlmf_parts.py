@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from caring.advantages import combined_advantage, gae
-from caring.maternal import Transitions, balanced_accuracy, collect, rule_penalty, train_maternal
+from caring.maternal import (
+    PerturbedExpert,
+    Transitions,
+    balanced_accuracy,
+    collect,
+    rule_penalty,
+    train_maternal,
+)
 from caring.networks import HookPoint, MotherNet
 from caring.schedules import BetaSchedule
 from worlds.config import ConfigError
@@ -80,6 +87,13 @@ def test_adaptive_beta_falls_after_a_clean_streak_and_rises_after_harm():
     assert s.value(80) == 1.0  # capped at 1
     again = BetaSchedule.from_json(s.to_json())
     assert again.step(80, 0.0) == s.step(80, 0.0)  # state survives a JSON round trip (resume)
+
+
+def test_adaptive_beta_never_climbs_above_its_start():
+    s = BetaSchedule(kind="adaptive", beta0=0.5, beta_min=0.05, step_up=0.2)
+    assert [s.step(t, harm=1.0) for t in range(3)] == [0.5, 0.5, 0.5]  # harm from the start: held at β₁(0)
+    s.step(3, harm=0.0)
+    assert s.value(4) < 0.5
 
 
 @pytest.mark.parametrize(
@@ -159,3 +173,21 @@ def test_maternal_model_tells_the_expert_from_the_negligent_mother():
     expert = collect(core, SCRIPTED["expert"](core), 10, seed=99, label=1.0)
     fresh = Transitions.cat([expert, collect(core, SCRIPTED["negligent"](core), 100, seed=98, label=0.0)])
     assert balanced_accuracy(model, fresh) >= 0.95  # on episodes it never saw, expert vs negligent
+
+
+def test_perturbed_expert_labels_exactly_the_expert_actions():
+    core = NurseryCore()
+    expert = SCRIPTED["expert"](core)
+    perturbed = PerturbedExpert(expert, rate=0.5)
+    state, obs = core.reset(torch.arange(64))
+    agree = []
+    for _ in range(30):
+        actions = perturbed(state, obs)
+        labels = perturbed.labels(state, obs, actions)
+        assert torch.equal(labels == 1, actions == expert(state, obs))
+        agree.append(labels.mean())
+        state, out = core.step(state, actions)
+        obs = out.obs
+    assert 0.4 < float(torch.stack(agree).mean()) < 0.6  # half the actions are replaced, never by hers
+    data = collect(core, perturbed, 4, seed=1, label=perturbed.labels)
+    assert set(data.label.unique().tolist()) == {0.0, 1.0}

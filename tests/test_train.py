@@ -106,3 +106,41 @@ def test_bad_run_directories_and_checkpoints(tmp_path, capsys):
     # a mother trained on 7x7 views cannot drive a world that shows 5x5 views
     assert main(["eval", "nursery", "--policy", str(tmp_path / "run"), "--set", "view_radius=2"]) == 2
     assert "trained on observations of size 500" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_from_a_world_with_another_observation_shape(tmp_path, capsys):
+    assert train(tmp_path / "small", "ppo", 2, "--set", "view_radius=2") == 0
+    assert train(tmp_path / "run", "ppo", 2) == 0
+    for name in ("checkpoint.safetensors", "checkpoint.json"):  # someone copies the wrong checkpoint in
+        (tmp_path / "run" / name).write_bytes((tmp_path / "small" / name).read_bytes())
+    metrics = (tmp_path / "run" / "metrics.csv").read_text()
+    assert main(["train", "nursery", "--out", str(tmp_path / "run"), "--resume", "--steps", "999999"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this run's world: obs has shape" in err and err.count("\n") == 1
+    assert (tmp_path / "run" / "metrics.csv").read_text() == metrics  # nothing overwritten
+
+
+def test_ppo_solves_a_tiny_task(tmp_path):
+    """A mother alone on a small open map starts with 6 energy and dies unless she finds food and eats
+    within about 6 steps (no baby, no hazards, no predator). Untrained she survives a few percent of
+    episodes; PPO must teach her to walk to food and EAT."""
+    from caring.evaluate import evaluate
+    from caring.policies import TrainedMother
+    from caring.train import TrainConfig, start_run
+    from worlds.config import build_config
+    from worlds.nursery.config import NurseryConfig
+
+    world = build_config(NurseryConfig, dict(height=7, width=7, n_walls=0, n_hazards=0, n_food=3,
+                         n_predators=0, births_per_life=0, max_cycles=30, energy_start=6, n_mothers=1,
+                         view_radius=2))  # fmt: skip
+    config = build_config(TrainConfig, dict(method="ppo", steps=60_000, worlds=64, rollout=16, hidden=32,
+                          lr=1e-3, checkpoint_every=1000))  # fmt: skip
+    trainer = start_run(tmp_path / "tiny", world, config, "cpu", resume=False)
+
+    def survival() -> float:
+        return evaluate(trainer.core, TrainedMother(trainer.net), 256, seed=5)["mother_survival_rate"]
+
+    before = survival()
+    trainer.run()
+    after = survival()
+    assert before < 0.15 and after > 0.7, (before, after)

@@ -1,0 +1,346 @@
+"""`caring sweep`: a grid of methods × seeds, trained and evaluated in parallel worker processes.
+
+An experiment file (TOML or JSON) names the world, its settings, the seeds, the shared training
+settings and one table per method (its TrainConfig overrides), plus scripted mothers evaluated alongside
+as reference points. Everything in it is validated before anything runs. Each cell (method, seed)
+trains into `OUT/runs/METHOD/seedS` (resuming an interrupted run from its checkpoint), is evaluated on
+held-out episode keys, and leaves `OUT/cells/METHOD__seedS.json`; a cell whose JSON exists is skipped,
+so re-running the same command resumes the sweep. At the end `results.csv` (one row per cell),
+`summary.json` and `summary.md` (mean and interquartile mean over seeds, each with a 95% bootstrap CI)
+and plots are written.
+
+Example file::
+
+    world = "nursery"
+    seeds = [0, 1, 2, 3, 4]
+    eval_episodes = 500
+    scripted = ["expert", "negligent", "random"]
+    [train]                 # shared TrainConfig settings
+    steps = 8000000
+    [methods.ppo]
+    method = "ppo"
+    [methods.rlmf-adaptive]
+    method = "rlmf"
+    beta_schedule = "adaptive"
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.stats import summarize
+from worlds.config import ConfigError, build_config, load_config_file
+
+EVAL_SEED_BASE = (
+    10_000  # evaluation episodes of seed s use keys of seed EVAL_SEED_BASE + s (never trained on)
+)
+FILE_KEYS = ("world", "seeds", "eval_episodes", "scripted", "train", "world_settings", "methods")
+EVAL_METRICS = (
+    "baby_survival_rate",
+    "harm_events_per_episode",
+    "mother_survival_rate",
+    "hazard_contacts_per_episode",
+    "feeds_per_episode",
+    "guards_per_episode",
+    "carry_steps_per_episode",
+)
+TRAIN_METRICS = (
+    "train_harm_rate",
+    "train_baby_survival_last10",
+    "final_beta1",
+    "agent_steps",
+    "train_seconds",
+)
+RESULT_COLUMNS = ("method", "seed", "kind", "eval_seed", *EVAL_METRICS, *TRAIN_METRICS)
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str  # the experiment's name for it
+    seed: int
+    train: dict[str, Any] | None  # TrainConfig overrides (None: a scripted mother)
+    scripted: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}__seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    world_name: str
+    world: dict[str, Any]  # NurseryConfig overrides
+    seeds: tuple[int, ...]
+    eval_episodes: int
+    methods: tuple[str, ...]  # scripted first, then trained, in file order
+    cells: tuple[Cell, ...]
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and fully validate an experiment file; a bad one raises ConfigError before anything runs."""
+    from caring.train import TrainConfig
+    from worlds import check_world
+    from worlds.nursery.config import NurseryConfig
+    from worlds.nursery.scripted import SCRIPTED
+
+    path = Path(path)
+    data = load_config_file(path)
+    where = f"experiment {path.name}"
+    unknown = sorted(set(data) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(FILE_KEYS)}")
+    world_name = data.get("world", "nursery")
+    check_world(world_name)
+    world = _table(data, "world_settings", where)
+    build_config(NurseryConfig, world)
+    seeds = data.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: seeds repeat")
+    episodes = data.get("eval_episodes", 500)
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"{where}: eval_episodes must be a positive integer, got {episodes!r}")
+    scripted = data.get("scripted", [])
+    if not isinstance(scripted, list):
+        raise ConfigError(f"{where}: scripted must be a list of scripted mothers")
+    for name in scripted:
+        if name not in SCRIPTED:
+            raise ConfigError(f"{where}: unknown scripted mother {name!r}; valid: {', '.join(SCRIPTED)}")
+    shared = _table(data, "train", where)
+    methods = _table(data, "methods", where)
+    if not methods and not scripted:
+        raise ConfigError(f"{where}: no [methods.NAME] tables and no scripted mothers: nothing to run")
+    cells = [Cell(name, seed, None, name) for name in scripted for seed in seeds]
+    for name, overrides in methods.items():
+        if name in scripted or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: bad method name {name!r} (letters, digits, - and _; unique)")
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{where}: methods.{name} must be a table of training settings")
+        if "seed" in overrides or "seed" in shared:
+            raise ConfigError(f"{where}: seeds come from the seeds list, not from a seed setting")
+        settings = {**shared, **overrides}
+        try:
+            build_config(TrainConfig, settings)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: methods.{name}: {err}") from None
+        cells += [Cell(name, seed, settings) for seed in seeds]
+    return Experiment(
+        path.stem, world_name, world, tuple(seeds), episodes, (*scripted, *methods), tuple(cells)
+    )
+
+
+def _table(data: dict, key: str, where: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table")
+    return value
+
+
+# ---------------------------------------------------------------------------- one cell
+def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu") -> dict[str, Any]:
+    """Train (or resume) and evaluate one cell; writes its JSON and returns its results row."""
+    from caring.evaluate import evaluate
+    from caring.plots import plot_run
+    from caring.policies import TrainedMother
+    from caring.train import TrainConfig, start_run
+    from worlds.nursery.config import NurseryConfig
+    from worlds.nursery.core import NurseryCore
+    from worlds.nursery.scripted import SCRIPTED
+
+    world = build_config(NurseryConfig, experiment.world)
+    row: dict[str, Any] = {"method": cell.method, "seed": cell.seed, "eval_seed": EVAL_SEED_BASE + cell.seed}
+    if cell.scripted is not None:
+        core = NurseryCore(world, device)
+        policy = SCRIPTED[cell.scripted](core)
+        row["kind"] = "scripted"
+    else:
+        config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
+        run = run_dir(cell, out)
+        resume = (run / "config.json").exists()
+        trainer = start_run(run, world, config, device, resume)
+        start = time.perf_counter()
+        trainer.run()
+        plot_run(run)
+        core, policy = trainer.core, TrainedMother(trainer.net)
+        row |= {"kind": "trained", **training_summary(run / "metrics.csv")}
+        row["train_seconds"] = _seconds(run / "speed.csv", time.perf_counter() - start)
+    result = evaluate(core, policy, experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
+    row |= {k: result[k] for k in EVAL_METRICS}
+    _write_json(out / "cells" / f"{cell.key}.json", {"row": row, "evaluation": result})
+    return row
+
+
+def run_dir(cell: Cell, out: Path) -> Path:
+    return out / "runs" / cell.method / f"seed{cell.seed}"
+
+
+def check_existing_runs(experiment: Experiment, out: Path) -> None:
+    """Refuse to resume a run directory that was started with other settings than the file now gives."""
+    from caring.train import TrainConfig, read_json
+    from worlds.nursery.config import NurseryConfig
+
+    world = dataclasses.asdict(build_config(NurseryConfig, experiment.world))
+    for cell in experiment.cells:
+        path = run_dir(cell, out) / "config.json"
+        if cell.scripted is None and path.exists():
+            train = dataclasses.asdict(build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed}))
+            if read_json(path) != {"world": world, "train": train}:
+                raise ConfigError(
+                    f"{path.parent} was started with other settings than the experiment file now gives; "
+                    "delete it or choose another --out"
+                )
+
+
+def training_summary(metrics: Path) -> dict[str, float]:
+    """What the training itself did: the harm it caused along the way, and where it ended."""
+    rows = list(csv.DictReader(metrics.open()))
+    harm = [float(r["harm_rate"]) for r in rows]
+    last = [float(r["baby_survival"]) for r in rows[-10:] if r["baby_survival"] != "nan"]
+    return {
+        "train_harm_rate": sum(harm) / len(harm),
+        "train_baby_survival_last10": sum(last) / len(last) if last else math.nan,
+        "final_beta1": float(rows[-1]["beta1"]),
+        "agent_steps": int(rows[-1]["agent_steps"]),
+    }
+
+
+def _seconds(speed_csv: Path, fallback: float) -> float:
+    """Training wall-clock summed over every update (so a resumed run counts all its sessions)."""
+    rows = list(csv.DictReader(speed_csv.open())) if speed_csv.exists() else []
+    if not rows:
+        return fallback
+    return sum(float(r["rollout_s"]) + float(r["update_s"]) for r in rows)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
+
+
+def _run_guarded(args: tuple[Cell, Experiment, Path, str]) -> tuple[Cell, dict | None, str | None]:
+    cell = args[0]
+    try:
+        return cell, run_cell(*args), None
+    except (ConfigError, ValueError, OSError) as err:
+        return cell, None, str(err)
+
+
+# ---------------------------------------------------------------------------- the grid
+def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str = "cpu", log=print) -> int:
+    """Run every unfinished cell, then write the results; returns the number of failed cells."""
+    out = Path(out)
+    check_existing_runs(experiment, out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in experiment.cells if not (out / "cells" / f"{c.key}.json").exists()]
+    done = len(experiment.cells) - len(todo)
+    log(f"sweep {experiment.name}: {len(experiment.cells)} cells, {done} already finished, {workers} workers")
+    failures = 0
+    jobs = [(c, experiment, out, device) for c in todo]
+    start = time.perf_counter()
+    if workers == 1:
+        results = map(_run_guarded, jobs)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        results = pool.imap_unordered(_run_guarded, jobs)
+    try:
+        for cell, row, error in results:
+            done += 1
+            where = f"[{done}/{len(experiment.cells)}] {cell.key}"
+            if error is not None:
+                failures += 1
+                log(f"{where}: FAILED: {error}")
+                continue
+            log(
+                f"{where}: baby survival {row['baby_survival_rate']:.3f}, "
+                f"harm/ep {row['harm_events_per_episode']:.2f} ({time.perf_counter() - start:.0f} s)"
+            )
+    finally:
+        if pool is not None:
+            pool.terminate()
+    write_results(experiment, out)
+    return failures
+
+
+def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
+    """results.csv, summary.json, summary.md and plots from whatever cells have finished."""
+    rows = []
+    for cell in experiment.cells:
+        path = out / "cells" / f"{cell.key}.json"
+        if path.exists():
+            rows.append(json.loads(path.read_text())["row"])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(out / "results.csv", buffer.getvalue())
+    summary = {}
+    for method in experiment.methods:
+        mine = [r for r in rows if r["method"] == method]
+        if mine:
+            summary[method] = {
+                k: summarize([float(r[k]) for r in mine])
+                for k in (*EVAL_METRICS, *TRAIN_METRICS)
+                if k in mine[0]
+            }
+    _write_json(out / "summary.json", summary)
+    _write_text(out / "summary.md", summary_table(summary, experiment))
+    from analysis.sweep_plots import plot_sweep
+
+    plot_sweep(experiment, out, summary)
+    return summary
+
+
+def summary_table(summary: dict, experiment: Experiment) -> str:
+    def fmt(stats: dict | None, key: str = "mean", digits: int = 3) -> str:
+        if not stats or not stats["n"]:
+            return "–"
+        lo, hi = stats[f"{key}_ci95"]
+        return f"{stats[key]:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    head = (
+        "| method | seeds | baby survival: mean [95% CI] | IQM [95% CI] | harm / episode | "
+        "mother survival | harm rate while training |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for method, stats in summary.items():
+        cells = [
+            method,
+            str(stats["baby_survival_rate"]["n"]),
+            fmt(stats["baby_survival_rate"]),
+            fmt(stats["baby_survival_rate"], "iqm"),
+            fmt(stats["harm_events_per_episode"], digits=2),
+            fmt(stats["mother_survival_rate"]),
+            fmt(stats.get("train_harm_rate"), digits=4),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"\n{experiment.eval_episodes} evaluation episodes per cell on held-out episode keys "
+        f"(seed {EVAL_SEED_BASE} + s); CIs are percentile bootstraps over seeds (10,000 resamples).\n"
+    )
+    return "\n".join(lines) + "\n" + note
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,86 @@
+"""Plots of a finished (or partly finished) sweep: bars with CIs per method, and learning curves with
+bootstrap bands over seeds for the trained methods."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from caring.plots import save_figure, smooth
+
+BARS = (
+    ("baby_survival_rate", "baby survival"),
+    ("harm_events_per_episode", "harm events / episode"),
+    ("mother_survival_rate", "mother survival"),
+)
+CURVES = (
+    ("baby_survival", "baby survival (training)"),
+    ("harm_rate", "harm rate / baby-step"),
+    ("beta1", "β₁"),
+)
+
+
+def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    methods = [m for m in experiment.methods if m in summary]
+    fig, axes = plt.subplots(1, len(BARS), figsize=(4.2 * len(BARS), 3.8))
+    for ax, (key, label) in zip(axes, BARS, strict=True):
+        means = [summary[m][key]["mean"] for m in methods]
+        cis = np.array([summary[m][key]["mean_ci95"] for m in methods]).reshape(-1, 2)
+        err = np.abs(cis.T - np.array(means)[None])
+        ax.bar(range(len(methods)), means, yerr=err, capsize=3, color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+        ax.set_title(label)
+    fig.suptitle(f"{experiment.name}: mean over seeds, 95% bootstrap CI")
+    written.append(save_figure(fig, out / "summary_bars.png"))
+
+    curves = {m: _curves(out / "runs" / m) for m in methods}
+    curves = {m: c for m, c in curves.items() if c is not None}
+    if curves:
+        fig, axes = plt.subplots(len(CURVES), 1, figsize=(7.5, 2.6 * len(CURVES)), sharex=True)
+        for method, (steps, by_column) in curves.items():
+            for ax, (column, label) in zip(axes, CURVES, strict=True):
+                mean, lo, hi = _band(by_column[column])
+                (line,) = ax.plot(steps, mean, label=method)
+                ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+                ax.set_ylabel(label)
+        axes[0].legend(fontsize=8)
+        axes[-1].set_xlabel("agent-steps (millions)")
+        fig.suptitle(f"{experiment.name}: mean over seeds (10-update trailing means), 95% bootstrap band")
+        written.append(save_figure(fig, out / "learning_curves.png"))
+    plt.close("all")
+    return written
+
+
+def _curves(method_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """(steps (U,), {column: (seeds, U)}) over the seeds' common length, smoothed per seed."""
+    runs = [list(csv.DictReader(p.open())) for p in sorted(method_dir.glob("seed*/metrics.csv"))]
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    length = min(len(r) for r in runs)
+    steps = np.array([float(row["agent_steps"]) / 1e6 for row in runs[0][:length]])
+    by_column = {
+        column: np.array([smooth([float(row[column]) for row in r[:length]]) for r in runs])
+        for column, _ in CURVES
+    }
+    return steps, by_column
+
+
+def _band(values: np.ndarray, resamples: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds per point and a percentile-bootstrap 95% band; NaN where no seed has a value."""
+    rng = np.random.default_rng(0)
+    n = values.shape[0]
+    draws = values[rng.integers(0, n, size=(resamples, n))]  # (resamples, n, U)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN points before the first episode ends
+        means = np.nanmean(draws, axis=1)
+        return np.nanmean(values, 0), np.nanquantile(means, 0.025, 0), np.nanquantile(means, 0.975, 0)
