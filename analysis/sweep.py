@@ -135,6 +135,8 @@ def load_experiment(path: str | Path) -> Experiment:
         except ConfigError as err:
             raise ConfigError(f"{where}: methods.{name}: {err}") from None
         cells += [Cell(name, seed, settings) for seed in seeds]
+    # Seed-major order (scripted cells first): a sweep stopped part-way has every method on its first seeds.
+    cells.sort(key=lambda c: (c.train is not None, seeds.index(c.seed)))
     return Experiment(
         path.stem, world_name, world, tuple(seeds), episodes, (*scripted, *methods), tuple(cells)
     )
@@ -284,7 +286,8 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
 def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     """results.csv, summary.json, summary.md and plots from whatever cells have finished."""
     rows = []
-    for cell in experiment.cells:
+    by_method = sorted(experiment.cells, key=lambda c: experiment.methods.index(c.method))  # stable: seeds
+    for cell in by_method:
         path = out / "cells" / f"{cell.key}.json"
         if path.exists():
             rows.append(json.loads(path.read_text())["row"])

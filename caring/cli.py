@@ -267,6 +267,31 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise ConfigError(f"{failures} cell(s) failed; fix the cause and re-run the same command to resume")
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    """Which actions does a run's maternal model pay for, in the states a policy visits?"""
+    from analysis.maternal_audit import action_preferences, format_audit, load_run_maternal
+    from caring.policies import load_policy, run_world_settings
+    from worlds.nursery.config import NurseryConfig
+    from worlds.nursery.core import NurseryCore
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    run = Path(args.run)
+    if not (run / "config.json").exists():
+        raise ConfigError(f"{args.run} is not a run directory (no config.json)")
+    core = NurseryCore(build_config(NurseryConfig, run_world_settings(args.run)), _device(args.device))
+    model = load_run_maternal(run, core)
+    policies = args.policy or ["expert", "random", args.run]
+    audits = {
+        name: action_preferences(core, model, load_policy(name, core), args.episodes, args.seed)
+        for name in policies
+    }
+    if args.json:
+        print(json.dumps({"run": args.run, "episodes": args.episodes, "seed": args.seed, "audits": audits}))
+        return
+    print("\n\n".join(format_audit(name, audit) for name, audit in audits.items()))
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="caring", description="Train, measure, take apart and retarget caring mothers.")
@@ -351,6 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default results/sweeps/EXPERIMENT)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("audit", help="which actions a run's maternal model pays for, in whose states")
+    p.add_argument("run", help="an rlmf run directory")
+    p.add_argument(
+        "--policy",
+        action="append",
+        help="whose states to audit (repeatable; default: expert, random and the run's own mother)",
+    )
+    p.add_argument("--episodes", type=int, default=32)
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("params", help="list every world parameter with its default and range")
     p.add_argument("world", nargs="?", default="nursery")
