@@ -197,7 +197,10 @@ def check_existing_runs(experiment: Experiment, out: Path) -> None:
         path = run_dir(cell, out) / "config.json"
         if cell.scripted is None and path.exists():
             train = dataclasses.asdict(build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed}))
-            if read_json(path) != {"world": world, "train": train}:
+            saved = read_json(path)
+            # a run saved before a setting existed ran with its default: fill defaults in before comparing
+            saved_train = dataclasses.asdict(build_config(TrainConfig, saved.get("train", {})))
+            if {**saved, "train": saved_train} != {"world": world, "train": train}:
                 raise ConfigError(
                     f"{path.parent} was started with other settings than the experiment file now gives; "
                     "delete it or choose another --out"

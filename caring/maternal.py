@@ -138,14 +138,18 @@ def maternal_reward(
     events: dict[str, torch.Tensor],
     energy_ok: torch.Tensor,
     penalty: float = 5.0,
+    learned_weight: float = 1.0,
 ) -> torch.Tensor:
-    """r_mat (B, A): the learned judgement while the mother's baby is alive, plus the rules.
-    obs/next_obs (B, A, obs_dim), action/baby_was_alive/energy_ok (B, A)."""
+    """r_mat (B, A): `learned_weight` x the learned judgement while the mother's baby is alive, plus the
+    rules (weight 0: the rules alone, M is not even asked). obs/next_obs (B, A, obs_dim),
+    action/baby_was_alive/energy_ok (B, A)."""
+    rules = rule_penalty(events, energy_ok, penalty)
+    if not learned_weight:
+        return rules
     B, A, D = obs.shape
     with torch.no_grad():
         logit = model(obs.reshape(B * A, D), action.reshape(-1), next_obs.reshape(B * A, D)).view(B, A)
-    learned = torch.sigmoid(logit) * baby_was_alive.float()
-    return learned + rule_penalty(events, energy_ok, penalty)
+    return learned_weight * torch.sigmoid(logit) * baby_was_alive.float() + rules
 
 
 def train_maternal(

@@ -72,6 +72,9 @@ class TrainConfig:
     hidden: int = param(128, "hidden units per trunk layer", 8, 4096)
     reward_scale: float = param(0.1, "task reward multiplier", 1e-6, 100.0)
     mat_penalty: float = param(5.0, "maternal rule penalty for a preventable catastrophe", 0.0, 1000.0)
+    mat_learned_weight: float = param(
+        1.0, "weight of M's learned judgement in r_mat (0: the rules alone)", 0.0, 100.0
+    )
     demo_episodes: int = param(
         60,
         "expert episodes for the maternal model (2x as many perturbed-expert and random, 4x negligent)",
@@ -212,6 +215,7 @@ class Trainer:
                     out.events,
                     energy_ok,
                     c.mat_penalty,
+                    c.mat_learned_weight,
                 ).reshape(N)
                 spent = clock() - m0
                 self.timing["maternal_s"] += spent

@@ -7,11 +7,14 @@ import pytest
 import torch
 
 from caring.advantages import combined_advantage, gae
+from caring.evaluate import episode_keys
 from caring.maternal import (
+    MaternalModel,
     PerturbedExpert,
     Transitions,
     balanced_accuracy,
     collect,
+    maternal_reward,
     rule_penalty,
     train_maternal,
 )
@@ -156,6 +159,24 @@ def test_rules_penalise_only_preventable_catastrophes():
     assert penalty.tolist() == [[-5.0, -5.0, 0.0, -5.0]]
     tired = rule_penalty(ev, energy_ok=torch.tensor([[True, True, True, False]]), penalty=5.0)
     assert tired[0, 3] == 0.0  # she had no energy to feed it
+
+
+def test_maternal_reward_weighs_the_learned_judgement_and_pays_it_only_while_the_baby_lives():
+    core = NurseryCore()
+    torch.manual_seed(0)
+    model = MaternalModel(core.obs_dim)
+    state, obs = core.reset(episode_keys(0, 3))
+    action = torch.tensor([[6, 7], [0, 8], [5, 1]])
+    _, out = core.step(state, action)
+    alive = torch.tensor([[True, False], [True, True], [False, True]])
+    ok = torch.ones(3, 2, dtype=torch.bool)
+    args = (model, obs, action, out.obs, alive, out.events, ok, 5.0)
+    learned = torch.sigmoid(model(obs.reshape(6, -1), action.reshape(-1), out.obs.reshape(6, -1))).view(3, 2)
+    rules = rule_penalty(out.events, ok, 5.0)
+    assert torch.equal(maternal_reward(*args, learned_weight=0.0), rules)  # the rules alone
+    both = maternal_reward(*args, learned_weight=2.0)
+    torch.testing.assert_close(both, 2.0 * learned * alive.float() + rules)
+    assert (both[~alive] == rules[~alive]).all() and (both[alive] > rules[alive]).all()
 
 
 def test_maternal_model_tells_the_expert_from_the_negligent_mother():
