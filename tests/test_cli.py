@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 import worlds
-from caring.cli import main
+from caring.cli import DEMO_MOTHER, main
 
 REQUIRED = {
     "policy",
@@ -57,7 +57,7 @@ def test_demo_trains_evaluates_and_writes_table_plots_and_gifs(tmp_path, capsys)
     args = ["demo", "--out", str(tmp_path), "--episodes", "4", "--set", "max_cycles=30", "--steps", "1"]
     assert main(args) == 0
     rows = json.loads((tmp_path / "scripted_mothers.json").read_text())
-    assert [r["policy"] for r in rows][:3] == ["trained (rlmf, adaptive)", "expert", "expert-no-feed"]
+    assert [r["policy"] for r in rows][:3] == [DEMO_MOTHER, "expert", "expert-no-feed"]
     assert "| expert |" in (tmp_path / "scripted_mothers.md").read_text()
     assert Image.open(tmp_path / "nursery_expert.gif").n_frames == 31
     assert Image.open(tmp_path / "nursery_trained.gif").n_frames == 31
@@ -65,7 +65,8 @@ def test_demo_trains_evaluates_and_writes_table_plots_and_gifs(tmp_path, capsys)
     assert {"maternal.safetensors", "mother.safetensors", "learning_curves.png"} <= {
         p.name for p in run.iterdir()
     }
-    assert json.loads((run / "config.json").read_text())["train"]["beta_schedule"] == "adaptive"
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert (train["method"], train["beta_schedule"], train["mat_learned_weight"]) == ("rlmf", "adaptive", 0.0)
 
 
 def test_demo_without_training_evaluates_the_scripted_mothers_only(tmp_path, capsys):
