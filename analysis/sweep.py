@@ -6,8 +6,9 @@ as reference points. Everything in it is validated before anything runs. Each ce
 trains into `OUT/runs/METHOD/seedS` (resuming an interrupted run from its checkpoint), is evaluated on
 held-out episode keys, and leaves `OUT/cells/METHOD__seedS.json`; a cell whose JSON exists is skipped,
 so re-running the same command resumes the sweep. At the end `results.csv` (one row per cell),
-`summary.json` and `summary.md` (mean and interquartile mean over seeds, each with a 95% bootstrap CI)
-and plots are written.
+`summary.json` and `summary.md` (mean and interquartile mean over seeds, each with a 95% bootstrap CI),
+`speed.json` (training speed: wall-clock, so kept apart from the deterministic results) and plots are
+written.
 
 Example file::
 
@@ -32,6 +33,7 @@ import io
 import json
 import math
 import multiprocessing
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,12 +310,39 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
                 for k in (*EVAL_METRICS, *TRAIN_METRICS)
                 if k in mine[0]
             }
+    speeds = training_speeds(experiment, out)
     _write_json(out / "summary.json", summary)
-    _write_text(out / "summary.md", summary_table(summary, experiment))
+    _write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds})  # wall-clock, apart
+    _write_text(out / "summary.md", summary_table(summary, experiment) + speed_line(speeds))
     from analysis.sweep_plots import plot_sweep
 
     plot_sweep(experiment, out, summary)
     return summary
+
+
+def training_speeds(experiment: Experiment, out: Path) -> dict[str, float]:
+    """Median agent-steps/s over every update of every finished seed, per trained method (wall-clock:
+    depends on the machine and on how many workers shared it, so kept out of the deterministic rows)."""
+    speeds = {}
+    for method in experiment.methods:
+        values = [
+            float(row["agent_steps_per_s"])
+            for cell in experiment.cells
+            if cell.method == method
+            and cell.train is not None
+            and (out / "cells" / f"{cell.key}.json").exists()
+            for row in csv.DictReader((run_dir(cell, out) / "speed.csv").open())
+        ]
+        if values:
+            speeds[method] = statistics.median(values)
+    return speeds
+
+
+def speed_line(speeds: dict[str, float]) -> str:
+    if not speeds:
+        return ""
+    parts = " · ".join(f"{method} {value:,.0f}" for method, value in speeds.items())
+    return f"Training agent-steps/s per run (median over updates and seeds; wall-clock): {parts}.\n"
 
 
 def summary_table(summary: dict, experiment: Experiment) -> str:

@@ -14,7 +14,7 @@ import torch
 
 from worlds.config import ConfigError, build_config, load_config_file, parse_sets
 
-DEMO_STEPS = 12_000_000  # the default mother's training budget: about 8 minutes on a 2-core CPU
+DEMO_STEPS = 12_000_000  # the default mother's training budget: under 7 minutes on a 2-core CPU
 # The default mother: RLMF with adaptive weaning, her maternal reward the rules alone. With M's learned
 # judgement as well she fails (five seeds, README "Training"; `caring audit` shows why).
 DEMO_TRAINING = {"method": "rlmf", "beta_schedule": "adaptive", "mat_learned_weight": 0.0}

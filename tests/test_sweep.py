@@ -48,6 +48,8 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["expert"]["baby_survival_rate"]["n"] == 2
     assert "| rlmf-exp | 2 |" in (out / "summary.md").read_text()
+    speeds = json.loads((out / "speed.json").read_text())["training_agent_steps_per_s_median"]
+    assert set(speeds) == {"ppo", "rlmf-exp"} and all(v > 0 for v in speeds.values())  # trained only
     assert (out / "summary_bars.png").stat().st_size > 0 and (out / "learning_curves.png").exists()
     assert (out / "runs" / "rlmf-exp" / "seed1" / "maternal.safetensors").exists()
 
