@@ -28,7 +28,6 @@ Example file::
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import math
@@ -191,20 +190,17 @@ def run_dir(cell: Cell, out: Path) -> Path:
 
 def check_existing_runs(experiment: Experiment, out: Path) -> None:
     """Refuse to resume a run directory that was started with other settings than the file now gives."""
-    from caring.train import TrainConfig, read_json
+    from caring.train import TrainConfig, started_with
     from worlds.nursery.config import NurseryConfig
 
-    world = dataclasses.asdict(build_config(NurseryConfig, experiment.world))
+    world = build_config(NurseryConfig, experiment.world)
     for cell in experiment.cells:
-        path = run_dir(cell, out) / "config.json"
-        if cell.scripted is None and path.exists():
-            train = dataclasses.asdict(build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed}))
-            saved = read_json(path)
-            # a run saved before a setting existed ran with its default: fill defaults in before comparing
-            saved_train = dataclasses.asdict(build_config(TrainConfig, saved.get("train", {})))
-            if {**saved, "train": saved_train} != {"world": world, "train": train}:
+        run = run_dir(cell, out)
+        if cell.scripted is None and (run / "config.json").exists():
+            config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
+            if not started_with(run, world, config):
                 raise ConfigError(
-                    f"{path.parent} was started with other settings than the experiment file now gives; "
+                    f"{run} was started with other settings than the experiment file now gives; "
                     "delete it or choose another --out"
                 )
 

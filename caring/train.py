@@ -437,6 +437,15 @@ def read_json(path: Path) -> dict:
         raise ConfigError(f"corrupt JSON {path}: {err}") from None
 
 
+def started_with(out: Path, world: NurseryConfig, config: TrainConfig) -> bool:
+    """Whether the run in `out` was started with exactly these settings (a setting added to the code
+    since the run was saved counts as its default)."""
+    saved = read_json(out / "config.json")
+    return dataclasses.asdict(build_config(NurseryConfig, saved["world"])) == dataclasses.asdict(
+        world
+    ) and dataclasses.asdict(build_config(TrainConfig, saved["train"])) == dataclasses.asdict(config)
+
+
 def start_run(out: Path, world: NurseryConfig, config: TrainConfig, device: str, resume: bool) -> Trainer:
     """A fresh run (refusing to overwrite an existing one) or a resumed one (refusing a changed config)."""
     out = Path(out)

@@ -66,7 +66,13 @@ def test_demo_trains_evaluates_and_writes_table_plots_and_gifs(tmp_path, capsys)
         p.name for p in run.iterdir()
     }
     train = json.loads((run / "config.json").read_text())["train"]
-    assert (train["method"], train["beta_schedule"], train["mat_learned_weight"]) == ("rlmf", "adaptive", 0.0)
+    assert (train["method"], train["beta_schedule"], train["mat_learned_weight"]) == ("rlmf", "adaptive", 0.1)
+    # run again with other settings: refused, and the trained mother is left as she was
+    weights = (run / "mother.safetensors").read_bytes()
+    assert main([*args[:-1], "2"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other settings" in err and err.count("\n") == 1
+    assert (run / "mother.safetensors").read_bytes() == weights
 
 
 def test_demo_without_training_evaluates_the_scripted_mothers_only(tmp_path, capsys):
