@@ -18,7 +18,7 @@ DEMO_STEPS = 12_000_000  # the default mother's training budget: under 7 minutes
 # The default mother: RLMF with adaptive weaning, M's learned judgement weighted 0.1 against its rules:
 # the best of the weights 0, 0.1, 0.3 and 1 over five seeds; at 1 she fails (README "Training").
 DEMO_TRAINING = {"method": "rlmf", "beta_schedule": "adaptive", "mat_learned_weight": 0.1}
-DEMO_MOTHER = "trained (rlmf, adaptive, learned M x 0.1)"
+DEMO_MOTHER = f"trained (rlmf, adaptive, learned M x {DEMO_TRAINING['mat_learned_weight']})"
 
 
 class CliError(Exception):
@@ -267,7 +267,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     failures = run_sweep(
         experiment, out, args.workers, _device(args.device), log=lambda m: print(m, flush=True)
     )
-    print(f"wrote {out}/results.csv, summary.md, summary.json, summary_bars.png, learning_curves.png")
+    print(f"wrote {out}/: results.csv, summary.md/.json, speed.json, summary_bars.png, learning_curves.png")
     print((out / "summary.md").read_text())
     if failures:
         raise ConfigError(f"{failures} cell(s) failed; fix the cause and re-run the same command to resume")
