@@ -12,6 +12,11 @@ import math
 import numpy as np
 
 
+def mean(values: np.ndarray) -> np.ndarray:
+    """Mean along the last axis (the statistics here all reduce the last axis, so they batch)."""
+    return values.mean(-1)
+
+
 def iqm(values: np.ndarray) -> np.ndarray:
     """Interquartile mean along the last axis: the mean of the middle half (⌊n/4⌋ cut at each end)."""
     ordered = np.sort(values, axis=-1)
@@ -20,15 +25,16 @@ def iqm(values: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_ci(
-    values: list[float], statistic=np.mean, resamples: int = 10_000, seed: int = 0
+    values: list[float], statistic=mean, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile-bootstrap 95% CI of `statistic` over `values` (NaN values are dropped)."""
+    """Percentile-bootstrap 95% CI of `statistic` (reducing the last axis) over `values` (NaN values
+    are dropped)."""
     data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
     if data.size == 0:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     draws = data[rng.integers(0, data.size, size=(resamples, data.size))]  # (resamples, n)
-    stats = statistic(draws, axis=-1) if statistic is np.mean else statistic(draws)
+    stats = statistic(draws)  # (resamples,)
     return (float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975)))
 
 
@@ -45,7 +51,7 @@ def summarize(values: list[float]) -> dict[str, float | list[float] | int]:
         }
     return {
         "n": len(data),
-        "mean": float(np.mean(data)),
+        "mean": float(mean(np.asarray(data))),
         "mean_ci95": list(bootstrap_ci(data)),
         "iqm": float(iqm(np.asarray(data))),
         "iqm_ci95": list(bootstrap_ci(data, iqm)),

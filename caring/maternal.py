@@ -4,14 +4,14 @@ The learned part is a classifier of transitions, taken only while the mother's o
 judges care, and before the birth all mothers behave alike). Positives are the scripted expert's
 transitions. Negatives are of two kinds: the negligent and random mothers' (whole behaviours that do not
 care), and the "perturbed expert's" — the expert acting in her own states but with, half the time, some
-other action than hers, labelled by whether the action taken is the expert's. Without the second kind M
-learns which *states* carers are in (near the baby) rather than which *actions* care, and pays a mother
-to stay beside her baby while she herself starves. Its reward is sigmoid(logit) in (0, 1): never
-negative, because a negative judgement paid while the baby lives would pay the mother to let it die
-sooner. The rules add a large penalty for catastrophic outcomes the mother could have prevented: her
-baby drowning, being bitten while a predator was within her reach and she did not shoo it, or starving
-beside her while she had the energy to feed it. M is trained before the mother and held fixed while
-she trains.
+other action than hers, labelled by whether the action taken is the expert's: without them M could only
+learn which *states* carers are in. Even with them it judges states more than actions (`caring audit`:
+it pays "hold the baby and keep still" nearly everywhere), which is why its weight against the rules is
+a setting. Its reward is sigmoid(logit) in (0, 1): never negative, because a negative judgement paid
+while the baby lives would pay the mother to let it die sooner. The rules add a large penalty for
+catastrophic outcomes the mother could have prevented: her baby drowning, being bitten while a predator
+was within her reach and she did not shoo it, or starving beside her while she had the energy to feed
+it. M is trained before the mother and held fixed while she trains.
 """
 
 from __future__ import annotations

@@ -441,9 +441,10 @@ def started_with(out: Path, world: NurseryConfig, config: TrainConfig) -> bool:
     """Whether the run in `out` was started with exactly these settings (a setting added to the code
     since the run was saved counts as its default)."""
     saved = read_json(out / "config.json")
-    return dataclasses.asdict(build_config(NurseryConfig, saved["world"])) == dataclasses.asdict(
-        world
-    ) and dataclasses.asdict(build_config(TrainConfig, saved["train"])) == dataclasses.asdict(config)
+    return (
+        build_config(NurseryConfig, saved["world"]) == world
+        and build_config(TrainConfig, saved["train"]) == config
+    )
 
 
 def start_run(out: Path, world: NurseryConfig, config: TrainConfig, device: str, resume: bool) -> Trainer:
