@@ -2,9 +2,10 @@
 
 A reward model can score well on held-out transitions and still pay for the wrong thing: M may judge
 the *state* a mother is in (is she holding her baby?) more than the *action* she takes there. The audit
-replays a policy and, in every state where a mother's baby is alive, steps the world once with each of
-her nine actions from that same state, the other mothers acting as they really did (the core is a pure
-function of state and action, so the worlds' randomness is shared), and asks M for its reward on each.
+replays a policy and, in every state M judges (in the nursery: a mother's baby is alive), steps the
+world once with each of her actions from that same state, the other mothers acting as they really did
+(the core is a pure function of state and action, so the worlds' randomness is shared), and asks M for
+its reward on each.
 Rows of the table: the action the policy really took; columns: M's mean reward had she taken each
 action instead.
 """
@@ -12,51 +13,53 @@ action instead.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from caring.evaluate import Policy, episode_keys
+from caring.evaluate import episode_keys
 from caring.maternal import MaternalModel
-from worlds.nursery.core import ACTION_NAMES, N_ACTIONS, NurseryCore
+from caring.tasks import Policy, Task
 
 
 @torch.inference_mode()
 def action_preferences(
-    core: NurseryCore, model: MaternalModel, policy: Policy, episodes: int, seed: int
+    task: Task, core: Any, model: MaternalModel, policy: Policy, episodes: int, seed: int
 ) -> dict:
-    """M's reward sigmoid(M(s, a, s'_a)) for every action a, in the states `policy` visits with her baby
-    alive. Returns counts per taken action, the (taken x counterfactual) mean-reward table, the mean
+    """M's reward sigmoid(M(s, a, s'_a)) for every action a, in the states `policy` visits that M
+    judges. Returns counts per taken action, the (taken x counterfactual) mean-reward table, the mean
     reward of each action over all those states, and how often M's favourite action is the one taken."""
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     B, A = obs.shape[:2]
-    table = torch.zeros(N_ACTIONS, N_ACTIONS, device=core.device)  # (taken, counterfactual) reward sums
-    count = torch.zeros(N_ACTIONS, device=core.device)
+    n = task.n_actions
+    table = torch.zeros(n, n, device=core.device)  # (taken, counterfactual) reward sums
+    count = torch.zeros(n, device=core.device)
     agree = torch.zeros((), device=core.device)
     for _ in range(core.config.max_cycles):
         taken = policy(state, obs)  # (B, A)
-        keep = (state.baby_alive & state.mother_alive).T  # (B, A)
+        keep = task.judged(state) & task.acting(state)  # (B, A)
         if keep.any():
-            rewards = torch.empty(B, A, N_ACTIONS, device=core.device)
+            rewards = torch.empty(B, A, n, device=core.device)
             for mother in range(A):  # she alone deviates; the other mothers act as they really did
-                for a in range(N_ACTIONS):
+                for a in range(n):
                     forced = taken.clone()
                     forced[:, mother] = a
                     _, out = core.step(state, forced)
                     logit = model(obs[:, mother], forced[:, mother], out.obs[:, mother])  # (B,)
                     rewards[:, mother, a] = torch.sigmoid(logit)
-            kept = rewards[keep]  # (n, N_ACTIONS)
-            took = taken[keep]  # (n,)
+            kept = rewards[keep]  # (states, n)
+            took = taken[keep]  # (states,)
             table.index_add_(0, took, kept)
-            count += torch.bincount(took, minlength=N_ACTIONS)
+            count += torch.bincount(took, minlength=n)
             agree += (kept.argmax(-1) == took).sum()
         state, out = core.step(state, taken)
         obs = out.obs
     total = count.sum()
     if total == 0:
-        raise ValueError("the policy's mothers never had a living baby in these episodes; nothing to audit")
+        raise ValueError("the policy never reached a state M judges in these episodes; nothing to audit")
     mean_table = table / count.clamp(min=1)[:, None]
     return {
-        "actions": list(ACTION_NAMES),
+        "actions": list(task.action_names),
         "states": int(total),
         "taken_count": count.long().tolist(),
         "reward_if": mean_table.tolist(),  # [taken][counterfactual]; rows with count 0 are zeros
@@ -69,7 +72,7 @@ def format_audit(name: str, audit: dict) -> str:
     """The table as text: one row per action the policy took, one column per action M could have paid."""
     names = audit["actions"]
     lines = [
-        f"{name}: {audit['states']} states with a living baby; M's favourite action is the one taken in "
+        f"{name}: {audit['states']} states M judges; M's favourite action is the one taken in "
         f"{audit['top_action_is_taken']:.1%} of them",
         "taken  (count) | mean sigmoid(M) had she taken: " + " ".join(f"{n[:5]:>5}" for n in names),
     ]
@@ -82,7 +85,7 @@ def format_audit(name: str, audit: dict) -> str:
     return "\n".join(lines)
 
 
-def load_run_maternal(run: Path, core: NurseryCore) -> MaternalModel:
+def load_run_maternal(run: Path, core: Any, task: Task) -> MaternalModel:
     """The maternal model a run trained with, or one clear error."""
     from caring.train import load_maternal, read_json
     from worlds.config import ConfigError
@@ -90,4 +93,4 @@ def load_run_maternal(run: Path, core: NurseryCore) -> MaternalModel:
     method = read_json(run / "config.json")["train"]["method"]
     if method != "rlmf":
         raise ConfigError(f"{run} was trained with --method {method}: it has no maternal model")
-    return load_maternal(run, core.obs_dim, str(core.device))
+    return load_maternal(run, core.obs_dim, task.n_actions, str(core.device))

@@ -1,28 +1,34 @@
 """`caring sweep`: a grid of methods × seeds, trained and evaluated in parallel worker processes.
 
 An experiment file (TOML or JSON) names the world, its settings, the seeds, the shared training
-settings and one table per method (its TrainConfig overrides), plus scripted mothers evaluated alongside
-as reference points. Everything in it is validated before anything runs. Each cell (method, seed)
-trains into `OUT/runs/METHOD/seedS` (resuming an interrupted run from its checkpoint), is evaluated on
-held-out episode keys, and leaves `OUT/cells/METHOD__seedS.json`; a cell whose JSON exists is skipped,
-so re-running the same command resumes the sweep. At the end `results.csv` (one row per cell),
+settings and one table per method (its TrainConfig overrides), plus scripted policies evaluated
+alongside as reference points, and optionally the worlds every policy is evaluated in (default: the
+training world itself, on held-out episode keys). Everything in it is validated before anything runs.
+Each cell (method, seed) trains into `OUT/runs/METHOD/seedS` (resuming an interrupted run from its
+checkpoint), is evaluated, and leaves `OUT/cells/METHOD__seedS.json`; a cell whose JSON exists is
+skipped, so re-running the same command resumes the sweep. At the end `results.csv` (one row per cell),
 `summary.json` and `summary.md` (mean and interquartile mean over seeds, each with a 95% bootstrap CI),
 `speed.json` (training speed: wall-clock, so kept apart from the deterministic results) and plots are
 written.
 
 Example file::
 
-    world = "nursery"
-    seeds = [0, 1, 2, 3, 4]
+    world = "lava"
+    seeds = [0, 1, 2]
     eval_episodes = 500
-    scripted = ["expert", "negligent", "random"]
+    scripted = ["expert", "shortcut"]
     [train]                 # shared TrainConfig settings
-    steps = 8000000
+    steps = 1000000
     [methods.ppo]
     method = "ppo"
     [methods.rlmf-adaptive]
     method = "rlmf"
     beta_schedule = "adaptive"
+    [evaluations.heldout]   # optional: evaluation worlds (settings over the training world's)
+    world = {split = "test"}
+    columns = ["success_rate", "lava_episode_rate"]   # optional: what the summary table shows
+
+Results of an evaluation named E appear as `E.METRIC` (bare `METRIC` for the default evaluation).
 """
 
 from __future__ import annotations
@@ -44,31 +50,24 @@ from worlds.config import ConfigError, build_config, load_config_file
 EVAL_SEED_BASE = (
     10_000  # evaluation episodes of seed s use keys of seed EVAL_SEED_BASE + s (never trained on)
 )
-FILE_KEYS = ("world", "seeds", "eval_episodes", "scripted", "train", "world_settings", "methods")
-EVAL_METRICS = (
-    "baby_survival_rate",
-    "harm_events_per_episode",
-    "mother_survival_rate",
-    "hazard_contacts_per_episode",
-    "feeds_per_episode",
-    "guards_per_episode",
-    "carry_steps_per_episode",
+FILE_KEYS = (
+    "world",
+    "seeds",
+    "eval_episodes",
+    "scripted",
+    "train",
+    "world_settings",
+    "methods",
+    "evaluations",
 )
-TRAIN_METRICS = (
-    "train_harm_rate",
-    "train_baby_survival_last10",
-    "final_beta1",
-    "agent_steps",
-    "train_seconds",
-)
-RESULT_COLUMNS = ("method", "seed", "kind", "eval_seed", *EVAL_METRICS, *TRAIN_METRICS)
+TRAIN_KEYS = ("final_beta1", "agent_steps", "train_seconds")
 
 
 @dataclass(frozen=True)
 class Cell:
     method: str  # the experiment's name for it
     seed: int
-    train: dict[str, Any] | None  # TrainConfig overrides (None: a scripted mother)
+    train: dict[str, Any] | None  # TrainConfig overrides (None: a scripted policy)
     scripted: str | None = None
 
     @property
@@ -77,22 +76,46 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    name: str  # "" for the default evaluation in the training world
+    world: dict[str, Any]  # settings over the training world's
+    columns: tuple[str, ...]  # eval metrics the summary table shows
+
+    def key(self, metric: str) -> str:
+        return f"{self.name}.{metric}" if self.name else metric
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     world_name: str
-    world: dict[str, Any]  # NurseryConfig overrides
+    world: dict[str, Any]  # the world config's overrides
     seeds: tuple[int, ...]
     eval_episodes: int
     methods: tuple[str, ...]  # scripted first, then trained, in file order
     cells: tuple[Cell, ...]
+    evaluations: tuple[Evaluation, ...]
+
+    @property
+    def task(self):
+        from caring.tasks import get_task
+
+        return get_task(self.world_name)
+
+    def eval_keys(self) -> tuple[str, ...]:
+        return tuple(e.key(m) for e in self.evaluations for m in self.task.eval_metrics)
+
+    def train_keys(self) -> tuple[str, ...]:
+        task = self.task
+        per_column = (f"train_{c}" for c in task.train_columns)
+        last = (f"train_{c}_last10" for c in task.train_columns)
+        return ("train_harm_rate", *per_column, *last, *TRAIN_KEYS)
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read and fully validate an experiment file; a bad one raises ConfigError before anything runs."""
+    from caring.tasks import get_task
     from caring.train import TrainConfig
-    from worlds import check_world
-    from worlds.nursery.config import NurseryConfig
-    from worlds.nursery.scripted import SCRIPTED
 
     path = Path(path)
     data = load_config_file(path)
@@ -101,9 +124,12 @@ def load_experiment(path: str | Path) -> Experiment:
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(FILE_KEYS)}")
     world_name = data.get("world", "nursery")
-    check_world(world_name)
+    task = get_task(world_name)
     world = _table(data, "world_settings", where)
-    build_config(NurseryConfig, world)
+    try:
+        task.check_training_world(build_config(task.config_class, world))
+    except ConfigError as err:
+        raise ConfigError(f"{where}: world_settings: {err}") from None
     seeds = data.get("seeds")
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers")
@@ -114,14 +140,16 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{where}: eval_episodes must be a positive integer, got {episodes!r}")
     scripted = data.get("scripted", [])
     if not isinstance(scripted, list):
-        raise ConfigError(f"{where}: scripted must be a list of scripted mothers")
+        raise ConfigError(f"{where}: scripted must be a list of scripted policies")
     for name in scripted:
-        if name not in SCRIPTED:
-            raise ConfigError(f"{where}: unknown scripted mother {name!r}; valid: {', '.join(SCRIPTED)}")
+        if name not in task.scripted:
+            raise ConfigError(
+                f"{where}: unknown scripted {world_name} policy {name!r}; valid: {', '.join(task.scripted)}"
+            )
     shared = _table(data, "train", where)
     methods = _table(data, "methods", where)
     if not methods and not scripted:
-        raise ConfigError(f"{where}: no [methods.NAME] tables and no scripted mothers: nothing to run")
+        raise ConfigError(f"{where}: no [methods.NAME] tables and no scripted policies: nothing to run")
     cells = [Cell(name, seed, None, name) for name in scripted for seed in seeds]
     for name, overrides in methods.items():
         if name in scripted or not name.replace("-", "").replace("_", "").isalnum():
@@ -139,8 +167,43 @@ def load_experiment(path: str | Path) -> Experiment:
     # Seed-major order (scripted cells first): a sweep stopped part-way has every method on its first seeds.
     cells.sort(key=lambda c: (c.train is not None, seeds.index(c.seed)))
     return Experiment(
-        path.stem, world_name, world, tuple(seeds), episodes, (*scripted, *methods), tuple(cells)
+        path.stem,
+        world_name,
+        world,
+        tuple(seeds),
+        episodes,
+        (*scripted, *methods),
+        tuple(cells),
+        _evaluations(data, task, world, where),
     )
+
+
+def _evaluations(data: dict, task, world: dict, where: str) -> tuple[Evaluation, ...]:
+    tables = _table(data, "evaluations", where)
+    if not tables:
+        return (Evaluation("", {}, task.summary_columns),)
+    found = []
+    for name, table in tables.items():
+        if not isinstance(table, dict) or set(table) - {"world", "columns"}:
+            raise ConfigError(f"{where}: evaluations.{name} must be a table with keys world and columns")
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: bad evaluation name {name!r} (letters, digits, - and _)")
+        settings = table.get("world", {})
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{where}: evaluations.{name}.world must be a table of world settings")
+        try:
+            build_config(task.config_class, {**world, **settings})
+        except ConfigError as err:
+            raise ConfigError(f"{where}: evaluations.{name}: {err}") from None
+        columns = table.get("columns", list(task.summary_columns))
+        bad = [c for c in columns if c not in task.eval_metrics] if isinstance(columns, list) else [columns]
+        if bad or not columns:
+            raise ConfigError(
+                f"{where}: evaluations.{name}.columns: unknown metric {bad[0] if bad else None!r}; "
+                f"valid: {', '.join(task.eval_metrics)}"
+            )
+        found.append(Evaluation(name, settings, tuple(columns)))
+    return tuple(found)
 
 
 def _table(data: dict, key: str, where: str) -> dict:
@@ -153,19 +216,14 @@ def _table(data: dict, key: str, where: str) -> dict:
 # ---------------------------------------------------------------------------- one cell
 def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu") -> dict[str, Any]:
     """Train (or resume) and evaluate one cell; writes its JSON and returns its results row."""
-    from caring.evaluate import evaluate
     from caring.plots import plot_run
     from caring.policies import TrainedMother
     from caring.train import TrainConfig, start_run
-    from worlds.nursery.config import NurseryConfig
-    from worlds.nursery.core import NurseryCore
-    from worlds.nursery.scripted import SCRIPTED
 
-    world = build_config(NurseryConfig, experiment.world)
+    task = experiment.task
+    world = build_config(task.config_class, experiment.world)
     row: dict[str, Any] = {"method": cell.method, "seed": cell.seed, "eval_seed": EVAL_SEED_BASE + cell.seed}
     if cell.scripted is not None:
-        core = NurseryCore(world, device)
-        policy = SCRIPTED[cell.scripted](core)
         row["kind"] = "scripted"
     else:
         config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
@@ -175,12 +233,21 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         start = time.perf_counter()
         trainer.run()
         plot_run(run)
-        core, policy = trainer.core, TrainedMother(trainer.net)
-        row |= {"kind": "trained", **training_summary(run / "metrics.csv")}
+        row |= {"kind": "trained", **training_summary(run / "metrics.csv", task.train_columns)}
         row["train_seconds"] = _seconds(run / "speed.csv", time.perf_counter() - start)
-    result = evaluate(core, policy, experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
-    row |= {k: result[k] for k in EVAL_METRICS}
-    _write_json(out / "cells" / f"{cell.key}.json", {"row": row, "evaluation": result})
+    evaluations = {}
+    for evaluation in experiment.evaluations:
+        core = task.make_core(
+            build_config(task.config_class, {**experiment.world, **evaluation.world}), device
+        )
+        if cell.scripted is not None:
+            policy = task.scripted[cell.scripted](core)
+        else:
+            policy = TrainedMother(trainer.net)
+        result = task.evaluate(core, policy, experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
+        row |= {evaluation.key(k): result[k] for k in task.eval_metrics}
+        evaluations[evaluation.name] = result
+    _write_json(out / "cells" / f"{cell.key}.json", {"row": row, "evaluations": evaluations})
     return row
 
 
@@ -191,9 +258,8 @@ def run_dir(cell: Cell, out: Path) -> Path:
 def check_existing_runs(experiment: Experiment, out: Path) -> None:
     """Refuse to resume a run directory that was started with other settings than the file now gives."""
     from caring.train import TrainConfig, started_with
-    from worlds.nursery.config import NurseryConfig
 
-    world = build_config(NurseryConfig, experiment.world)
+    world = build_config(experiment.task.config_class, experiment.world)
     for cell in experiment.cells:
         run = run_dir(cell, out)
         if cell.scripted is None and (run / "config.json").exists():
@@ -205,17 +271,20 @@ def check_existing_runs(experiment: Experiment, out: Path) -> None:
                 )
 
 
-def training_summary(metrics: Path) -> dict[str, float]:
-    """What the training itself did: the harm it caused along the way, and where it ended."""
+def training_summary(metrics: Path, columns: tuple[str, ...]) -> dict[str, float]:
+    """What the training itself did: the harm it caused along the way (means over every update, NaN
+    updates skipped), where it ended (means over the last 10 updates), and its last β₁."""
     rows = list(csv.DictReader(metrics.open()))
-    harm = [float(r["harm_rate"]) for r in rows]
-    last = [float(r["baby_survival"]) for r in rows[-10:] if r["baby_survival"] != "nan"]
-    return {
-        "train_harm_rate": sum(harm) / len(harm),
-        "train_baby_survival_last10": sum(last) / len(last) if last else math.nan,
-        "final_beta1": float(rows[-1]["beta1"]),
-        "agent_steps": int(rows[-1]["agent_steps"]),
-    }
+
+    def mean(values: list[float]) -> float:
+        kept = [v for v in values if not math.isnan(v)]
+        return sum(kept) / len(kept) if kept else math.nan
+
+    summary = {"train_harm_rate": mean([float(r["harm_rate"]) for r in rows])}
+    for column in columns:
+        summary[f"train_{column}"] = mean([float(r[column]) for r in rows])
+        summary[f"train_{column}_last10"] = mean([float(r[column]) for r in rows[-10:]])
+    return summary | {"final_beta1": float(rows[-1]["beta1"]), "agent_steps": int(rows[-1]["agent_steps"])}
 
 
 def _seconds(speed_csv: Path, fallback: float) -> float:
@@ -257,6 +326,8 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
     done = len(experiment.cells) - len(todo)
     log(f"sweep {experiment.name}: {len(experiment.cells)} cells, {done} already finished, {workers} workers")
     failures = 0
+    first = experiment.evaluations[0]
+    headline_keys = [first.key(c) for c in first.columns[:2]]
     jobs = [(c, experiment, out, device) for c in todo]
     start = time.perf_counter()
     if workers == 1:
@@ -273,10 +344,8 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
                 failures += 1
                 log(f"{where}: FAILED: {error}")
                 continue
-            log(
-                f"{where}: baby survival {row['baby_survival_rate']:.3f}, "
-                f"harm/ep {row['harm_events_per_episode']:.2f} ({time.perf_counter() - start:.0f} s)"
-            )
+            shown = ", ".join(f"{k} {row[k]:.3f}" for k in headline_keys)
+            log(f"{where}: {shown} ({time.perf_counter() - start:.0f} s)")
     finally:
         if pool is not None:
             pool.terminate()
@@ -293,7 +362,8 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
         if path.exists():
             rows.append(json.loads(path.read_text())["row"])
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, restval="")
+    columns = ("method", "seed", "kind", "eval_seed", *experiment.eval_keys(), *experiment.train_keys())
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
     _write_text(out / "results.csv", buffer.getvalue())
@@ -303,7 +373,7 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
         if mine:
             summary[method] = {
                 k: summarize([float(r[k]) for r in mine])
-                for k in (*EVAL_METRICS, *TRAIN_METRICS)
+                for k in (*experiment.eval_keys(), *experiment.train_keys())
                 if k in mine[0]
             }
     speeds = training_speeds(experiment, out)
@@ -342,31 +412,37 @@ def speed_line(speeds: dict[str, float]) -> str:
 
 
 def summary_table(summary: dict, experiment: Experiment) -> str:
+    """Markdown: per method, every evaluation's columns (the very first also as an IQM), then what the
+    training did (the task's harm summaries), all as mean [95% bootstrap CI] over seeds."""
+    task = experiment.task
+
     def fmt(stats: dict | None, key: str = "mean", digits: int = 3) -> str:
-        if not stats or not stats["n"]:
+        if not stats or not stats["n"] or math.isnan(stats[key]):
             return "–"
         lo, hi = stats[f"{key}_ci95"]
         return f"{stats[key]:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
-    head = (
-        "| method | seeds | baby survival: mean [95% CI] | IQM [95% CI] | harm / episode | "
-        "mother survival | harm rate while training |"
-    )
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    columns = []  # (header, summary key, digits, statistic)
+    for evaluation in experiment.evaluations:
+        where = f" ({evaluation.name})" if evaluation.name else ""
+        for metric in evaluation.columns:
+            label, digits = task.eval_metrics[metric]
+            columns.append((f"{label}{where}", evaluation.key(metric), digits, "mean"))
+            if len(columns) == 1:  # the headline also as an interquartile mean
+                columns.append(("IQM", evaluation.key(metric), digits, "iqm"))
+    for key in task.train_summary:
+        columns.append((key.removeprefix("train_").replace("_", " ") + " while training", key, 4, "mean"))
+    head = "| method | seeds | " + " | ".join(c[0] for c in columns) + " |"
+    lines = [head, "|---|---|" + "---|" * len(columns)]
+    first = columns[0][1]
     for method, stats in summary.items():
-        cells = [
-            method,
-            str(stats["baby_survival_rate"]["n"]),
-            fmt(stats["baby_survival_rate"]),
-            fmt(stats["baby_survival_rate"], "iqm"),
-            fmt(stats["harm_events_per_episode"], digits=2),
-            fmt(stats["mother_survival_rate"]),
-            fmt(stats.get("train_harm_rate"), digits=4),
-        ]
+        cells = [method, str(stats[first]["n"])]
+        cells += [fmt(stats.get(key), statistic, digits) for _, key, digits, statistic in columns]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        f"\n{experiment.eval_episodes} evaluation episodes per cell on held-out episode keys "
-        f"(seed {EVAL_SEED_BASE} + s); CIs are percentile bootstraps over seeds (10,000 resamples).\n"
+        f"\n{experiment.eval_episodes} evaluation episodes per cell and evaluation on held-out episode keys "
+        f"(seed {EVAL_SEED_BASE} + s); mean [95% CI] over seeds, CIs are percentile bootstraps "
+        "(10,000 resamples).\n"
     )
     return "\n".join(lines) + "\n" + note
 

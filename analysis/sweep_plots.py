@@ -11,28 +11,26 @@ import numpy as np
 
 from caring.plots import save_figure, smooth
 
-BARS = (
-    ("baby_survival_rate", "baby survival"),
-    ("harm_events_per_episode", "harm events / episode"),
-    ("mother_survival_rate", "mother survival"),
-)
-CURVES = (
-    ("baby_survival", "baby survival (training)"),
-    ("harm_rate", "harm rate / baby-step"),
-    ("beta1", "β₁"),
-)
-
 
 def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
+    """summary_bars.png: every column of the summary table but the training ones; learning_curves.png:
+    the task's training curves and β₁."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    task = experiment.task
+    bars = [
+        (e.key(metric), task.eval_metrics[metric][0] + (f" ({e.name})" if e.name else ""))
+        for e in experiment.evaluations
+        for metric in e.columns
+    ]
+    curves_shown = (*task.curves, ("beta1", "β₁"))
     written = []
     methods = [m for m in experiment.methods if m in summary]
-    fig, axes = plt.subplots(1, len(BARS), figsize=(4.2 * len(BARS), 3.8))
-    for ax, (key, label) in zip(axes, BARS, strict=True):
+    fig, axes = plt.subplots(1, len(bars), figsize=(4.2 * len(bars), 3.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], bars, strict=True):
         means = [summary[m][key]["mean"] for m in methods]
         cis = np.array([summary[m][key]["mean_ci95"] for m in methods]).reshape(-1, 2)
         err = np.abs(cis.T - np.array(means)[None])
@@ -42,12 +40,12 @@ def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
     fig.suptitle(f"{experiment.name}: mean over seeds, 95% bootstrap CI")
     written.append(save_figure(fig, out / "summary_bars.png"))
 
-    curves = {m: _curves(out / "runs" / m) for m in methods}
+    curves = {m: _curves(out / "runs" / m, curves_shown) for m in methods}
     curves = {m: c for m, c in curves.items() if c is not None}
     if curves:
-        fig, axes = plt.subplots(len(CURVES), 1, figsize=(7.5, 2.6 * len(CURVES)), sharex=True)
+        fig, axes = plt.subplots(len(curves_shown), 1, figsize=(7.5, 2.6 * len(curves_shown)), sharex=True)
         for method, (steps, by_column) in curves.items():
-            for ax, (column, label) in zip(axes, CURVES, strict=True):
+            for ax, (column, label) in zip(axes, curves_shown, strict=True):
                 mean, lo, hi = _band(by_column[column])
                 (line,) = ax.plot(steps, mean, label=method)
                 ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
@@ -60,7 +58,7 @@ def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
     return written
 
 
-def _curves(method_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+def _curves(method_dir: Path, shown: tuple) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     """(steps (U,), {column: (seeds, U)}) over the seeds' common length, smoothed per seed."""
     runs = [list(csv.DictReader(p.open())) for p in sorted(method_dir.glob("seed*/metrics.csv"))]
     runs = [r for r in runs if r]
@@ -70,7 +68,7 @@ def _curves(method_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None
     steps = np.array([float(row["agent_steps"]) / 1e6 for row in runs[0][:length]])
     by_column = {
         column: np.array([smooth([float(row[column]) for row in r[:length]]) for r in runs])
-        for column, _ in CURVES
+        for column, _ in shown
     }
     return steps, by_column
 

@@ -1,21 +1,22 @@
-"""`caring bench`: agent-steps per second of the nursery's PettingZoo view and its batched core, and
+"""`caring bench`: agent-steps per second of a world's PettingZoo view and its batched core, and
 (`--train`) of end-to-end training, split into environment, inference, maternal model and update.
 
-An agent-step is one mother stepped with her observation built. Each figure is the median of
-`repeats` timed runs after a warm-up; noisy shared machines make single runs meaningless."""
+An agent-step is one agent (a mother, a walker) stepped with her observation built. Each figure is the
+median of `repeats` timed runs after a warm-up; noisy shared machines make single runs meaningless."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
+import worlds
 from caring.evaluate import episode_keys
-from worlds.nursery.config import NurseryConfig
-from worlds.nursery.core import N_ACTIONS, NurseryCore
-from worlds.nursery.nursery_v0 import NurseryEnv
+from caring.tasks import task_of
 
 
 def _median_rate(run, repeats: int) -> float:
@@ -23,8 +24,9 @@ def _median_rate(run, repeats: int) -> float:
     return statistics.median(run() for _ in range(repeats))
 
 
-def bench_pettingzoo(config: NurseryConfig, steps: int, repeats: int) -> float:
-    env = NurseryEnv(**{k: getattr(config, k) for k in config.__dataclass_fields__})
+def bench_pettingzoo(config: Any, steps: int, repeats: int) -> float:
+    task = task_of(config)
+    env = worlds.make(task.name, **dataclasses.asdict(config))
     rng = np.random.default_rng(0)
 
     def run() -> float:
@@ -33,7 +35,7 @@ def bench_pettingzoo(config: NurseryConfig, steps: int, repeats: int) -> float:
         for _ in range(steps):
             if not env.agents:
                 env.reset()
-            actions = {a: int(rng.integers(N_ACTIONS)) for a in env.agents}
+            actions = {a: int(rng.integers(task.n_actions)) for a in env.agents}
             env.step(actions)
             count += len(actions)
         return count / (time.perf_counter() - start)
@@ -42,18 +44,19 @@ def bench_pettingzoo(config: NurseryConfig, steps: int, repeats: int) -> float:
 
 
 @torch.inference_mode()
-def bench_batched(config: NurseryConfig, batch: int, steps: int, repeats: int, device: str) -> float:
-    core = NurseryCore(config, device)
+def bench_batched(config: Any, batch: int, steps: int, repeats: int, device: str) -> float:
+    task = task_of(config)
+    core = task.make_core(config, device)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def run() -> float:
         state, _ = core.reset(episode_keys(0, batch, device))
-        actions = torch.randint(0, N_ACTIONS, (steps, batch, core.A), generator=gen, device=device)
+        actions = torch.randint(0, task.n_actions, (steps, batch, core.A), generator=gen, device=device)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         count, start = 0, time.perf_counter()
         for t in range(steps):
-            count += int(batch * core.A)  # every mother slot is stepped and observed
+            count += int(batch * core.A)  # every agent slot is stepped and observed
             state, _ = core.step(state, actions[t])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -63,10 +66,10 @@ def bench_batched(config: NurseryConfig, batch: int, steps: int, repeats: int, d
 
 
 @torch.inference_mode()
-def step_breakdown(config: NurseryConfig, batch: int, repeats: int, device: str) -> dict:
+def step_breakdown(config: Any, batch: int, repeats: int, device: str) -> dict:
     """Tensor operations per step (what dominates at small B) and the share of a step spent building
     observations (what dominates at large B), medians over `repeats` timings."""
-    core = NurseryCore(config, device)
+    core = task_of(config).make_core(config, device)
     state, _ = core.reset(episode_keys(0, batch, device))
     actions = torch.zeros(batch, core.A, dtype=torch.int64, device=device)
     with torch.profiler.profile() as prof:
@@ -89,7 +92,7 @@ def step_breakdown(config: NurseryConfig, batch: int, repeats: int, device: str)
     return {"ops_per_step": ops, "step_ms": 1e3 * step_s, "observe_share": observe_s / step_s}
 
 
-def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: list[str]) -> dict:
+def run_bench(config: Any, batches: list[int], repeats: int, devices: list[str]) -> dict:
     results = [
         {
             "mode": "pettingzoo",
@@ -110,9 +113,10 @@ def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: 
                     **step_breakdown(config, batch, repeats, device),
                 }
             )
-    state, _ = NurseryCore(config).reset(episode_keys(0, 1))
+    task = task_of(config)
+    state, _ = task.make_core(config, "cpu").reset(episode_keys(0, 1))
     return {
-        "world": "nursery",
+        "world": task.name,
         "device": ",".join(devices),
         "torch_threads": torch.get_num_threads(),
         "repeats": repeats,
@@ -121,7 +125,7 @@ def run_bench(config: NurseryConfig, batches: list[int], repeats: int, devices: 
     }
 
 
-def bench_train(config: NurseryConfig, methods: list[str], updates: int, device: str) -> list[dict]:
+def bench_train(config: Any, methods: list[str], updates: int, device: str) -> list[dict]:
     """Train each method for 1 + `updates` updates in a scratch directory (default hyperparameters; a small
     maternal model fit) and report the medians of the timed updates, the warm-up excluded."""
     import csv
@@ -135,7 +139,7 @@ def bench_train(config: NurseryConfig, methods: list[str], updates: int, device:
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
             defaults = TrainConfig()
-            per_update = defaults.worlds * config.n_mothers * defaults.rollout
+            per_update = defaults.worlds * task_of(config).make_core(config, "cpu").A * defaults.rollout
             train = build_config(
                 TrainConfig, {"method": method, "demo_episodes": 8, "steps": (1 + updates) * per_update}
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -31,24 +32,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _world_config(args: argparse.Namespace):
-    from worlds import check_world
-    from worlds.nursery.config import NurseryConfig
+    from caring.tasks import get_task
 
-    check_world(args.world)
+    task = get_task(args.world)
     overrides: dict[str, Any] = {}
-    if getattr(args, "policy", None):
-        from caring.policies import run_world_settings
+    if getattr(args, "policy", None) and (Path(args.policy) / "config.json").exists():
+        from caring.train import run_world
 
-        overrides.update(run_world_settings(args.policy) or {})  # a trained mother's own world
+        trained_on, world = run_world(Path(args.policy))  # a trained mother's own world
+        if trained_on != task.name:
+            raise ConfigError(f"{args.policy} was trained on the {trained_on} world, not {task.name}")
+        overrides.update(dataclasses.asdict(world))
     overrides.update(load_config_file(args.config) if args.config else {})
     overrides.update(parse_sets(args.set))
-    return build_config(NurseryConfig, overrides)
+    return build_config(task.config_class, overrides)
 
 
 def _core(args: argparse.Namespace):
-    from worlds.nursery.core import NurseryCore
+    """(task, core) of the world the arguments name, with their settings."""
+    from caring.tasks import task_of
 
-    return NurseryCore(_world_config(args), _device(args.device))
+    config = _world_config(args)
+    task = task_of(config)
+    return task, task.make_core(config, _device(args.device))
 
 
 def _device(name: str) -> str:
@@ -73,15 +79,14 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_eval(args: argparse.Namespace) -> None:
-    from caring.evaluate import evaluate
     from caring.policies import load_policy
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
-    core = _core(args)
+    task, core = _core(args)
     result = {
         "policy": args.policy,
-        **evaluate(core, load_policy(args.policy, core), args.episodes, args.seed),
+        **task.evaluate(core, load_policy(args.policy, core, task), args.episodes, args.seed),
     }
     if args.json:
         print(json.dumps(result))
@@ -92,7 +97,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
-def render_episode(core, policy, seed: int, steps: int, renderer) -> list:
+def render_episode(task, core, policy, seed: int, steps: int, renderer) -> list:
+    """Frames of one episode, up to `steps` steps or its end."""
     from caring.evaluate import episode_keys
 
     state, obs = core.reset(episode_keys(seed, 1, core.device))
@@ -102,19 +108,21 @@ def render_episode(core, policy, seed: int, steps: int, renderer) -> list:
             state, out = core.step(state, policy(state, obs))
             obs = out.obs
             frames.append(renderer.draw(state))
+            if bool(task.ended(state, out)[0]):
+                break
     return frames
 
 
 def cmd_render(args: argparse.Namespace) -> None:
+    from caring.plots import save_gif
     from caring.policies import load_policy
-    from worlds.nursery.render import Renderer, save_gif
 
-    core = _core(args)
-    policy = load_policy(args.policy, core)
+    task, core = _core(args)
+    policy = load_policy(args.policy, core, task)
     if args.out and not args.out.endswith(".gif"):
         raise ConfigError(f"--out must name a .gif file, got {args.out!r}")
-    renderer = Renderer(core, window=args.out is None)
-    frames = render_episode(core, policy, args.seed, args.steps, renderer)
+    renderer = task.renderer(core, window=args.out is None)
+    frames = render_episode(task, core, policy, args.seed, args.steps, renderer)
     renderer.close()
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -196,16 +204,19 @@ def _train_with_progress(trainer, announce_maternal: bool) -> str:
     report_path = trainer.out / "maternal.json"
     if trainer.maternal is not None and report_path.exists() and announce_maternal:
         report = json.loads(report_path.read_text())
+        pair = next(k for k in report if k.startswith("heldout_expert_vs_"))
+        versus = pair.removeprefix("heldout_expert_vs_").removesuffix("_accuracy")
         print(
             f"maternal model: held-out balanced accuracy {report['heldout_balanced_accuracy']:.3f} "
-            f"(expert vs negligent {report['heldout_expert_vs_negligent_accuracy']:.3f})"
+            f"(expert vs {versus} {report[pair]:.3f})"
         )
+    headline = trainer.task.headline
     bar = tqdm(total=trainer.updates_total, initial=trainer.update, unit="update", disable=None)
 
     def progress(update: int, total: int, row: dict, speed: float) -> None:
         bar.update(1)
         bar.set_postfix(
-            steps_s=f"{speed:,.0f}", beta1=f"{row['beta1']:.2f}", baby=f"{row['baby_survival']:.2f}"
+            steps_s=f"{speed:,.0f}", beta1=f"{row['beta1']:.2f}", **{headline: f"{row[headline]:.2f}"}
         )
 
     trainer.run(progress)
@@ -216,16 +227,14 @@ def _train_with_progress(trainer, announce_maternal: bool) -> str:
 def cmd_demo(args: argparse.Namespace) -> None:
     """The main job on the built-in default: train the default mother (DEMO_TRAINING), evaluate her
     against every scripted mother, and write the table, her training plots and GIFs of both."""
-    from caring.evaluate import evaluate
+    from caring.plots import save_gif
     from caring.policies import TrainedMother
     from caring.report import scripted_table
     from caring.train import TrainConfig, start_run, started_with
-    from worlds.nursery.render import Renderer, save_gif
-    from worlds.nursery.scripted import SCRIPTED
 
-    core = _core(args)
+    task, core = _core(args)
     out = Path(args.out)
-    policies = {name: make(core) for name, make in SCRIPTED.items()}
+    policies = {name: make(core) for name, make in task.scripted.items()}
     written = ["scripted_mothers.md", "scripted_mothers.json", "nursery_expert.gif"]
     if args.steps:
         run = out / "mother"
@@ -244,14 +253,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     rows = []
     for name, policy in policies.items():
         print(f"evaluating {name} on {args.episodes} episodes ...", flush=True)
-        rows.append({"policy": name, **evaluate(core, policy, args.episodes, args.seed)})
+        rows.append({"policy": name, **task.evaluate(core, policy, args.episodes, args.seed)})
     write_atomic(out / "scripted_mothers.json", json.dumps(rows, indent=1))
     table = scripted_table(rows)
     write_atomic(out / "scripted_mothers.md", table)
-    renderer = Renderer(core)
+    renderer = task.renderer(core)
     for name, gif in (("expert", "nursery_expert.gif"), (DEMO_MOTHER, "nursery_trained.gif")):
         if name in policies:
-            frames = render_episode(core, policies[name], args.seed, core.config.max_cycles, renderer)
+            frames = render_episode(task, core, policies[name], args.seed, core.config.max_cycles, renderer)
             save_gif(frames, str(out / gif))
     print(table)
     print(f"wrote into {out}: " + ", ".join(written))
@@ -276,26 +285,30 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def cmd_audit(args: argparse.Namespace) -> None:
     """Which actions does a run's maternal model pay for, in the states a policy visits?"""
     from analysis.maternal_audit import action_preferences, format_audit, load_run_maternal
-    from caring.policies import load_policy, run_world_settings
-    from worlds.nursery.config import NurseryConfig
-    from worlds.nursery.core import NurseryCore
+    from caring.policies import load_policy
+    from caring.tasks import get_task
+    from caring.train import run_world
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
     run = Path(args.run)
     if not (run / "config.json").exists():
         raise ConfigError(f"{args.run} is not a run directory (no config.json)")
-    core = NurseryCore(build_config(NurseryConfig, run_world_settings(args.run)), _device(args.device))
-    model = load_run_maternal(run, core)
+    name, world = run_world(run)
+    task = get_task(name)
+    core = task.make_core(world, _device(args.device))
+    model = load_run_maternal(run, core, task)
     policies = args.policy or ["expert", "random", args.run]
     audits = {
-        name: action_preferences(core, model, load_policy(name, core), args.episodes, args.seed)
-        for name in policies
+        policy: action_preferences(
+            task, core, model, load_policy(policy, core, task), args.episodes, args.seed
+        )
+        for policy in policies
     }
     if args.json:
         print(json.dumps({"run": args.run, "episodes": args.episodes, "seed": args.seed, "audits": audits}))
         return
-    print("\n\n".join(format_audit(name, audit) for name, audit in audits.items()))
+    print("\n\n".join(format_audit(policy, audit) for policy, audit in audits.items()))
 
 
 # ---------------------------------------------------------------------------- parser
@@ -305,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def world_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
         if positional:
-            p.add_argument("world", help="world name (nursery)")
+            p.add_argument("world", help="world name (nursery, lava)")
         p.add_argument(
             "--set",
             action="append",
@@ -318,7 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a policy and print episode metrics")
     world_args(p)
-    p.add_argument("--policy", required=True, help="scripted mother: expert, negligent, random, expert-no-*")
+    p.add_argument(
+        "--policy",
+        required=True,
+        help="a scripted policy (nursery: expert, negligent, random, expert-no-*; lava: expert, shortcut, "
+        "random) or a run directory",
+    )
     p.add_argument("--episodes", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -403,12 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_params(args: argparse.Namespace) -> None:
-    from worlds import check_world
+    from caring.tasks import get_task
     from worlds.config import describe
-    from worlds.nursery.config import NurseryConfig
 
-    check_world(args.world)
-    for name, kind, default, meaning in describe(NurseryConfig):
+    for name, kind, default, meaning in describe(get_task(args.world).config_class):
         print(f"{name:20s} {kind:6s} {default!s:8s} {meaning}")
 
 

@@ -7,29 +7,31 @@ care), and the "perturbed expert's" — the expert acting in her own states but 
 other action than hers, labelled by whether the action taken is the expert's: without them M could only
 learn which *states* carers are in. Even with them it judges states more than actions (`caring audit`:
 it pays "hold the baby and keep still" nearly everywhere), which is why its weight against the rules is
-a setting. Its reward is sigmoid(logit) in (0, 1): never negative, because a negative judgement paid
-while the baby lives would pay the mother to let it die sooner. The rules add a large penalty for
-catastrophic outcomes the mother could have prevented: her baby drowning, being bitten while a predator
-was within her reach and she did not shoo it, or starving beside her while she had the energy to feed
-it. M is trained before the mother and held fixed while she trains.
+a setting. Its reward in the nursery is sigmoid(logit) in (0, 1): never negative, because a negative
+judgement paid while the baby lives would pay the mother to let it die sooner (in lava, where an
+episode ends early only at the goal, the same logic makes it sigmoid(logit) - 1, never positive). The
+rules add a large penalty for catastrophic outcomes (each world's task says which: `caring.tasks`).
+Which demonstrations M learns from is the task's choice too (above: the nursery's). M is trained
+before the mother and held fixed while she trains.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caring.evaluate import Policy, episode_keys
+from caring.evaluate import episode_keys
+from caring.tasks import Policy, Task
 from worlds import rng
-from worlds.nursery.core import N_ACTIONS, NurseryCore, NurseryState
 
 _S_PERTURB = 303  # random stream of the perturbed expert (distinct from the world's and policies')
 
-Labeller = Callable[[NurseryState, torch.Tensor, torch.Tensor], torch.Tensor]
+Labeller = Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
 """(state, obs, actions (B, A)) -> labels (B, A) float: 1 where the action is a good carer's."""
 
 
@@ -60,32 +62,33 @@ class PerturbedExpert:
     """The expert, except that with probability `rate` a mother takes a uniformly drawn *other* action.
     `labels` marks which actions were the expert's own, so M learns to judge actions, not states."""
 
-    def __init__(self, expert: Policy, rate: float = 0.5):
-        self.expert, self.rate = expert, rate
+    def __init__(self, expert: Policy, n_actions: int, rate: float = 0.5):
+        self.expert, self.n_actions, self.rate = expert, n_actions, rate
 
-    def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, state: Any, obs: torch.Tensor) -> torch.Tensor:
         chosen = self.expert(state, obs)  # (B, A)
         A = chosen.shape[1]
         u = rng.uniform(state.key, state.t, _S_PERTURB, 2 * A).T  # (B, 2A)
-        other = (chosen + 1 + (u[:, A:] * (N_ACTIONS - 1)).long()) % N_ACTIONS  # never the expert's
+        n = self.n_actions
+        other = (chosen + 1 + (u[:, A:] * (n - 1)).long()) % n  # never the expert's
         return torch.where(u[:, :A] < self.rate, other, chosen)
 
-    def labels(self, state: NurseryState, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def labels(self, state: Any, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return (actions == self.expert(state, obs)).float()
 
 
 @torch.inference_mode()
 def collect(
-    core: NurseryCore, policy: Policy, episodes: int, seed: int, label: float | Labeller
+    task: Task, core: Any, policy: Policy, episodes: int, seed: int, label: float | Labeller
 ) -> Transitions:
-    """Every transition of `episodes` episodes in which the acting mother's own baby was alive, labelled
-    `label` (a constant, or a function of the state and the actions taken)."""
+    """Every transition of `episodes` episodes that M would judge (in the nursery: the acting mother's
+    own baby was alive), labelled `label` (a constant, or a function of the state and the actions)."""
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     parts = []
     episode = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)
     for _ in range(core.config.max_cycles):
         actions = policy(state, obs)
-        keep = (state.baby_alive & state.mother_alive).T  # (B, A), before the step
+        keep = task.judged(state) & task.acting(state)  # (B, A), before the step
         labels = (
             label(state, obs, actions)
             if callable(label)
@@ -101,11 +104,11 @@ def collect(
 class MaternalModel(nn.Module):
     """M(s, a, s') -> logit that the transition is a good carer's (N,)."""
 
-    def __init__(self, obs_dim: int, hidden: int = 256):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256):
         super().__init__()
-        self.obs_dim = obs_dim
+        self.obs_dim, self.n_actions = obs_dim, n_actions
         self.net = nn.Sequential(
-            nn.Linear(2 * obs_dim + N_ACTIONS, hidden),
+            nn.Linear(2 * obs_dim + n_actions, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden // 2),
             nn.ReLU(),
@@ -114,19 +117,9 @@ class MaternalModel(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         x = torch.cat(
-            [obs.float() / 255.0, F.one_hot(action, N_ACTIONS).float(), next_obs.float() / 255.0], -1
+            [obs.float() / 255.0, F.one_hot(action, self.n_actions).float(), next_obs.float() / 255.0], -1
         )
         return self.net(x).squeeze(-1)
-
-
-def rule_penalty(events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penalty: float) -> torch.Tensor:
-    """(B, A) penalty for catastrophes the mother could have prevented this step (events are (B, A))."""
-    drowned = events["baby_harm_hazard"] > 0
-    bitten_unguarded = (
-        (events["baby_harm_predator"] > 0) & (events["could_guard"] > 0) & (events["guarded"] == 0)
-    )
-    starved_beside = (events["baby_harm_hunger"] > 0) & (events["baby_distance"] <= 1) & energy_ok
-    return -penalty * (drowned | bitten_unguarded | starved_beside).float()
 
 
 def maternal_reward(
@@ -134,26 +127,26 @@ def maternal_reward(
     obs: torch.Tensor,
     action: torch.Tensor,
     next_obs: torch.Tensor,
-    baby_was_alive: torch.Tensor,
-    events: dict[str, torch.Tensor],
-    energy_ok: torch.Tensor,
-    penalty: float = 5.0,
+    judged: torch.Tensor,
+    rules: torch.Tensor,
     learned_weight: float = 1.0,
+    offset: float = 0.0,
 ) -> torch.Tensor:
-    """r_mat (B, A): `learned_weight` x the learned judgement while the mother's baby is alive, plus the
-    rules (weight 0: the rules alone, M is not even asked). obs/next_obs (B, A, obs_dim),
-    action/baby_was_alive/energy_ok (B, A)."""
-    rules = rule_penalty(events, energy_ok, penalty)
+    """r_mat (B, A): `learned_weight` x (sigmoid(M) + offset) where `judged` (in the nursery: while the
+    mother's baby is alive), plus the rules' penalty (weight 0: the rules alone, M is not even asked).
+    The task picks the offset so that the judgement never pays for ending an episode the wrong way (see
+    `Task.learned_offset`). obs/next_obs (B, A, obs_dim), action/judged/rules (B, A)."""
     if not learned_weight:
         return rules
     B, A, D = obs.shape
     with torch.no_grad():
         logit = model(obs.reshape(B * A, D), action.reshape(-1), next_obs.reshape(B * A, D)).view(B, A)
-    return learned_weight * torch.sigmoid(logit) * baby_was_alive.float() + rules
+    return learned_weight * (torch.sigmoid(logit) + offset) * judged.float() + rules
 
 
 def train_maternal(
     data: Transitions,
+    n_actions: int,
     epochs: int = 6,
     batch: int = 512,
     lr: float = 1e-3,
@@ -164,7 +157,7 @@ def train_maternal(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     train, test = split_heldout(data, heldout_every)
-    model = MaternalModel(data.obs.shape[1]).to(data.obs.device)
+    model = MaternalModel(data.obs.shape[1], n_actions).to(data.obs.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     positives = train.label.sum().clamp(min=1)
     pos_weight = (len(train) - positives) / positives  # balance the classes

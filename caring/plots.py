@@ -1,4 +1,4 @@
-"""Plots of a run directory's metrics.csv: learning curves, and the β₁ and harm-rate traces."""
+"""Plots of a run directory's metrics.csv (learning curves, the β₁ and harm-rate traces), and GIFs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ def plot_run(run: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from caring.tasks import get_task
+    from caring.train import run_world
+
+    task = get_task(run_world(run)[0])
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     steps = [float(r["agent_steps"]) / 1e6 for r in rows]
 
@@ -30,9 +34,9 @@ def plot_run(run: Path) -> list[Path]:
 
     written = []
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    for name, label in (("baby_survival", "baby survival"), ("mother_survival", "mother survival")):
-        top.plot(steps, smooth(column(name)), label=label)
-    top.set_ylabel("fraction at episode end")
+    for name in task.train_columns[:2]:
+        top.plot(steps, smooth(column(name)), label=name.replace("_", " "))
+    top.set_ylabel("fraction of episodes")
     top.set_ylim(-0.02, 1.02)
     top.legend()
     for name, label in (("task_reward", "task reward / step"), ("mat_reward", "maternal reward / step")):
@@ -44,13 +48,23 @@ def plot_run(run: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot(steps, column("beta1"), label="β₁ (maternal weight)")
-    ax.plot(steps, column("harm_rate"), label="harm rate (per baby-step)")
+    ax.plot(steps, column("harm_rate"), label=task.harm_label)
     ax.set_xlabel("agent-steps (millions)")
     ax.legend()
     fig.suptitle(f"{run.name}: β₁ and harm")
     written.append(save_figure(fig, run / "beta_harm.png"))
     plt.close("all")
     return written
+
+
+def save_gif(frames: list, path: str, fps: int = 8) -> None:
+    """Write frames (H, W, 3) uint8 as an animated GIF (Pillow, a matplotlib dependency)."""
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=False
+    )
 
 
 def save_figure(fig, path: Path) -> Path:

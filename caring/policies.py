@@ -1,17 +1,16 @@
-"""Resolve a `--policy` argument to a nursery policy: a scripted mother's name or a run directory."""
+"""Resolve a `--policy` argument to a policy of a world: a scripted one's name or a run directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from caring.evaluate import Policy
 from caring.networks import MotherNet
+from caring.tasks import Policy, Task
 from worlds import rng
 from worlds.config import ConfigError
-from worlds.nursery.core import N_ACTIONS, NurseryCore, NurseryState
-from worlds.nursery.scripted import SCRIPTED
 
 _S_SAMPLE = 202  # random stream for sampling trained mothers' actions
 
@@ -24,15 +23,16 @@ class TrainedMother:
         self.net = net.eval()
 
     @torch.no_grad()
-    def __call__(self, state: NurseryState, obs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, state: Any, obs: torch.Tensor) -> torch.Tensor:
         B, A, D = obs.shape
+        n = self.net.n_actions
         logits, _, _ = self.net(obs.reshape(B * A, D))
-        u = rng.uniform(state.key, state.t, _S_SAMPLE, A * N_ACTIONS).T.reshape(B * A, N_ACTIONS)
+        u = rng.uniform(state.key, state.t, _S_SAMPLE, A * n).T.reshape(B * A, n)
         gumbel = -torch.log(-torch.log(u.clamp(1e-7, 1 - 1e-7)))
         return (logits + gumbel).argmax(-1).view(B, A)
 
 
-def load_mother(run: Path, core: NurseryCore) -> MotherNet:
+def load_mother(run: Path, core: Any, task: Task) -> MotherNet:
     from caring.train import load_checked, read_json
 
     hidden = read_json(run / "config.json")["train"]["hidden"]
@@ -43,7 +43,7 @@ def load_mother(run: Path, core: NurseryCore) -> MotherNet:
             f"{run} was trained on observations of size {obs_dim}, this world gives {core.obs_dim}; "
             "use the run's own world settings"
         )
-    net = MotherNet(core.obs_dim, N_ACTIONS, hidden)
+    net = MotherNet(core.obs_dim, task.n_actions, hidden)
     try:
         net.load_state_dict(weights)
     except RuntimeError as err:
@@ -53,20 +53,19 @@ def load_mother(run: Path, core: NurseryCore) -> MotherNet:
     return net.to(core.device)
 
 
-def load_policy(name: str, core: NurseryCore) -> Policy:
-    if name in SCRIPTED:
-        return SCRIPTED[name](core)
+def load_policy(name: str, core: Any, task: Task) -> Policy:
+    if name in task.scripted:
+        return task.scripted[name](core)
     path = Path(name)
     if path.is_dir() or "/" in name:
         if not (path / "config.json").exists():
             raise ConfigError(f"{name} is not a run directory (no config.json)")
-        return TrainedMother(load_mother(path, core))
-    raise ConfigError(f"unknown policy {name!r}; valid policies: {', '.join(SCRIPTED)}, or a run directory")
+        from caring.train import run_world
 
-
-def run_world_settings(name: str) -> dict | None:
-    """The world parameters a run directory was trained with (None for scripted policies)."""
-    from caring.train import read_json
-
-    path = Path(name) / "config.json"
-    return read_json(path)["world"] if path.exists() else None
+        trained_on, _ = run_world(path)
+        if trained_on != task.name:
+            raise ConfigError(f"{name} was trained on the {trained_on} world, not {task.name}")
+        return TrainedMother(load_mother(path, core, task))
+    raise ConfigError(
+        f"unknown policy {name!r}; valid {task.name} policies: {', '.join(task.scripted)}, or a run directory"
+    )

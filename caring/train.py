@@ -1,8 +1,10 @@
-"""Train mothers with PPO and two critics, with or without RLMF (seed 000, Algorithm 1), on the batched
-nursery. One file, top to bottom: config, maternal model, rollout, advantages, update, checkpoints.
+"""Train mothers with PPO and two critics, with or without RLMF (seed 000, Algorithm 1), on a batched
+world (the nursery or lava; what is world-specific comes from its `caring.tasks` task). One file, top
+to bottom: config, maternal model, rollout, advantages, update, checkpoints.
 
 Methods: `ppo` (β₁ = 0, the plain-RL baseline: the maternal critic is still trained, never used) and
 `rlmf` (A_total = (1 − β₁)·A_task + β₁·A_mat with β₁ from a schedule). All mothers share one network.
+`wean_steps` continues any run with β₁ = 0 after its schedule ends: does the care outlast the signal?
 A run directory holds config.json, the maternal model and the mother as safetensors (+ JSON), the last
 checkpoint (weights, optimiser, sampler and the whole batched world, so `--resume` continues exactly),
 metrics.csv (one deterministic row per update) and speed.csv (wall-clock, kept apart for that reason).
@@ -16,6 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +28,6 @@ from caring.advantages import combined_advantage, gae
 from caring.evaluate import episode_keys
 from caring.maternal import (
     MaternalModel,
-    PerturbedExpert,
     Transitions,
     balanced_accuracy,
     collect,
@@ -35,10 +37,8 @@ from caring.maternal import (
 )
 from caring.networks import MotherNet
 from caring.schedules import SCHEDULES, BetaSchedule
+from caring.tasks import get_task, task_of
 from worlds.config import ConfigError, build_config, param, validate_fields
-from worlds.nursery.config import NurseryConfig
-from worlds.nursery.core import HARM_CAUSES, N_ACTIONS, NurseryCore, NurseryState
-from worlds.nursery.scripted import SCRIPTED
 
 METHODS = ("ppo", "rlmf")
 
@@ -57,8 +57,11 @@ class TrainConfig:
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
     steps: int = param(2_000_000, "agent-steps of experience to train on", 1, 10**11)
+    wean_steps: int = param(
+        0, "agent-steps trained after `steps` with beta1 = 0 (is the habit kept once M is gone?)", 0, 10**11
+    )
     seed: int = param(0, "random seed", 0, 2**62)
-    worlds: int = param(256, "nursery worlds stepped together", 1, 65536)
+    worlds: int = param(256, "worlds stepped together", 1, 65536)
     rollout: int = param(64, "steps per world per update", 1, 10000)
     epochs: int = param(4, "PPO epochs per update", 1, 100)
     minibatches: int = param(4, "minibatches per epoch", 1, 1024)
@@ -113,8 +116,6 @@ METRIC_COLUMNS = (
     "task_reward",
     "mat_reward",
     "episodes_done",
-    "baby_survival",
-    "mother_survival",
     "policy_loss",
     "value_task_loss",
     "value_mat_loss",
@@ -125,13 +126,15 @@ METRIC_COLUMNS = (
 
 
 class Trainer:
-    """Holds everything a run needs; `run()` trains to `config.steps`, checkpointing as it goes."""
+    """Holds everything a run needs; `run()` trains to `config.steps` (+ `wean_steps`), checkpointing
+    as it goes. `world` is a world's config (NurseryConfig, LavaConfig); its type picks the task."""
 
-    def __init__(self, out: Path, world: NurseryConfig, config: TrainConfig, device: str = "cpu"):
+    def __init__(self, out: Path, world: Any, config: TrainConfig, device: str = "cpu"):
         self.out, self.world, self.config, self.device = Path(out), world, config, torch.device(device)
-        self.core = NurseryCore(world, device)
+        self.task = task_of(world)
+        self.core = self.task.make_core(world, device)
         torch.manual_seed(config.seed)
-        self.net = MotherNet(self.core.obs_dim, N_ACTIONS, config.hidden).to(self.device)
+        self.net = MotherNet(self.core.obs_dim, self.task.n_actions, config.hidden).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.schedule = config.schedule()
@@ -139,32 +142,30 @@ class Trainer:
         self.update = 0
         self.timing = dict.fromkeys(TIMED, 0.0)  # seconds per part of the current update (speed.csv)
         self.state, self.obs = self.core.reset(episode_keys(config.seed, config.worlds, self.device))
-        self.born = self.state.baby_alive.long()  # (A, B) babies born this episode, per slot
+        self.tally = self.task.start_episode(self.state)  # running per-world episode outcomes
+        self.columns = (*METRIC_COLUMNS[:7], *self.task.train_columns, *METRIC_COLUMNS[7:])
 
     # ------------------------------------------------------------------ maternal model
     def fit_maternal(self) -> dict:
-        c, core = self.config, self.core
-        expert = SCRIPTED["expert"](core)
-        demos = {  # name: (policy, episodes, label)
-            "expert": (expert, c.demo_episodes, 1.0),
-            "perturbed-expert": (perturbed := PerturbedExpert(expert), 2 * c.demo_episodes, perturbed.labels),
-            "negligent": (SCRIPTED["negligent"](core), 4 * c.demo_episodes, 0.0),
-            "random": (SCRIPTED["random"](core), 2 * c.demo_episodes, 0.0),
-        }
+        c, core, task = self.config, self.core, self.task
+        demos = task.demonstrations(core, c.demo_episodes)  # name: (policy, episodes, label)
         parts = {
-            name: collect(core, policy, n, c.seed + 1000 + i, label)
+            name: collect(task, core, policy, n, c.seed + 1000 + i, label)
             for i, (name, (policy, n, label)) in enumerate(demos.items())
         }
-        self.maternal, report = train_maternal(Transitions.cat(list(parts.values())), seed=c.seed)
+        self.maternal, report = train_maternal(
+            Transitions.cat(list(parts.values())), task.n_actions, seed=c.seed
+        )
         self.maternal.requires_grad_(False)
-        pair = Transitions.cat([split_heldout(parts[name])[1] for name in ("expert", "negligent")])
-        report["heldout_expert_vs_negligent_accuracy"] = balanced_accuracy(self.maternal, pair)
+        negative = "negligent" if "negligent" in parts else "shortcut"
+        pair = Transitions.cat([split_heldout(parts[name])[1] for name in ("expert", negative)])
+        report[f"heldout_expert_vs_{negative}_accuracy"] = balanced_accuracy(self.maternal, pair)
         report["demonstrations"] = {name: n for name, (_, n, _) in demos.items()}
         return report
 
     # ------------------------------------------------------------------ one update
     def collect_rollout(self) -> dict[str, torch.Tensor]:
-        c, core, N = self.config, self.core, self.config.worlds * self.core.A
+        c, core, task, N = self.config, self.core, self.task, self.config.worlds * self.core.A
         T = c.rollout
         buf = {
             "obs": torch.empty(T, N, core.obs_dim, dtype=torch.uint8, device=self.device),
@@ -177,14 +178,8 @@ class Trainer:
             "done": torch.empty(T, N, device=self.device),
             "live": torch.empty(T, N, device=self.device),
         }
-        stats = {
-            "harm": 0.0,
-            "baby_steps": 0.0,
-            "episodes": 0.0,
-            "survived": 0.0,
-            "born": 0.0,
-            "mothers_alive": 0.0,
-        }
+        stats = {"harm": 0.0, "exposed": 0.0, "episodes": 0.0}
+        outcomes: dict[str, float] = {}
         clock = time.perf_counter
         for t in range(T):
             tick = clock()
@@ -193,12 +188,11 @@ class Trainer:
                 logits, v_task, v_mat = self.net(obs)
                 probs = torch.softmax(logits, -1)
                 action = torch.multinomial(probs, 1, generator=self.gen)[:, 0]
-            live = self.state.mother_alive.T.reshape(N)  # mothers alive before the step
-            baby_was_alive = self.state.baby_alive.T
-            energy_ok = (self.state.energy >= self.world.feed_cost).T
+            before = self.state
+            live = task.acting(before).reshape(N)  # agents acting in this step
             tock = clock()
             self.timing["inference_s"] += tock - tick
-            state, out = core.step(self.state, action.view(c.worlds, core.A))
+            state, out = core.step(before, action.view(c.worlds, core.A))
             tick = clock()
             self.timing["env_s"] += tick - tock
             buf["obs"][t], buf["action"][t], buf["v_task"][t], buf["v_mat"][t] = obs, action, v_task, v_mat
@@ -211,36 +205,33 @@ class Trainer:
                     self.obs,
                     action.view(c.worlds, core.A),
                     out.obs,
-                    baby_was_alive,
-                    out.events,
-                    energy_ok,
-                    c.mat_penalty,
+                    task.judged(before),
+                    task.rules(core, before, out, c.mat_penalty),
                     c.mat_learned_weight,
+                    task.learned_offset,
                 ).reshape(N)
                 spent = clock() - m0
                 self.timing["maternal_s"] += spent
                 tick += spent  # M's time is not environment time
-            done = out.terminated | (out.truncated | ~state.mother_alive.any(0))[:, None]
+            ended = task.ended(state, out)  # (B,)
+            done = out.terminated | ended[:, None]
             buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
-            harm = sum(out.events[f"baby_harm_{cause}"] for cause in HARM_CAUSES)
-            stats["harm"] += float((harm > 0).sum())
-            stats["baby_steps"] += float(baby_was_alive.sum())
-            self.born = self.born + out.events["baby_born"].T
-            # A world ends at max_cycles, or as soon as no mother is left (her babies count as lost:
-            # none can feed itself before it grows).
-            ended = out.truncated | ~state.mother_alive.any(0)
+            harmed, exposed = task.harm(before, out)
+            stats["harm"] += float((harmed & exposed).sum())
+            stats["exposed"] += float(exposed.sum())
+            self.tally = task.track(self.tally, before, out)
             if ended.any():
                 stats["episodes"] += float(ended.sum())
-                stats["survived"] += float((state.baby_alive & state.mother_alive.any(0))[:, ended].sum())
-                stats["born"] += float(self.born[:, ended].sum())
-                stats["mothers_alive"] += float(state.mother_alive[:, ended].sum())
+                for name, value in task.outcome(self.tally, state).items():
+                    outcomes[name] = outcomes.get(name, 0.0) + float(value[ended].sum())
                 state, next_obs = core.reset_done(state, out.obs, ended)
-                self.born = torch.where(ended, state.baby_alive.long(), self.born)
+                fresh = task.start_episode(state)
+                self.tally = {k: torch.where(ended, fresh[k], v) for k, v in self.tally.items()}
             else:
                 next_obs = out.obs
             self.timing["env_s"] += clock() - tick  # resets count as environment time
             self.state, self.obs = state, next_obs
-        return buf | {"stats": stats}  # type: ignore[return-value]
+        return buf | {"stats": stats, "outcomes": outcomes}  # type: ignore[return-value]
 
     def train_step(self, buf: dict, beta: float) -> dict[str, float]:
         c, N, T = self.config, self.config.worlds * self.core.A, self.config.rollout
@@ -249,7 +240,9 @@ class Trainer:
         a_task, ret_task = gae(buf["r_task"], buf["v_task"], next_task, buf["done"], c.gamma, c.lam)
         a_mat, ret_mat = gae(buf["r_mat"], buf["v_mat"], next_mat, buf["done"], c.gamma, c.lam)
         live = buf["live"].reshape(-1) > 0
-        flat = {k: v.reshape(T * N, *v.shape[2:])[live] for k, v in buf.items() if k != "stats"}
+        flat = {
+            k: v.reshape(T * N, *v.shape[2:])[live] for k, v in buf.items() if k not in ("stats", "outcomes")
+        }
         flat["a_task"], flat["a_mat"] = a_task.reshape(-1)[live], a_mat.reshape(-1)[live]
         flat["ret_task"], flat["ret_mat"] = ret_task.reshape(-1)[live], ret_mat.reshape(-1)[live]
         size = flat["action"].shape[0]
@@ -294,20 +287,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     @property
+    def per_update(self) -> int:
+        return self.config.worlds * self.core.A * self.config.rollout
+
+    @property
+    def updates_weaning_starts(self) -> int:
+        """Updates of the scheduled phase; β₁ is 0 from here on."""
+        return max(1, -(-self.config.steps // self.per_update))
+
+    @property
     def updates_total(self) -> int:
-        per_update = self.config.worlds * self.core.A * self.config.rollout
-        return max(1, -(-self.config.steps // per_update))
+        return self.updates_weaning_starts + -(-self.config.wean_steps // self.per_update)
 
     def run(self, progress=None) -> None:
-        c = self.config
-        per_update = c.worlds * self.core.A * c.rollout
+        c, per_update = self.config, self.per_update
         while self.update < self.updates_total:
             start = time.perf_counter()
             buf = self.collect_rollout()
             rollout_s = time.perf_counter() - start
             stats = buf["stats"]
-            harm_rate = stats["harm"] / max(1.0, stats["baby_steps"])
-            beta = self.schedule.step(self.update, harm_rate)
+            harm_rate = stats["harm"] / max(1.0, stats["exposed"])
+            if self.update < self.updates_weaning_starts:
+                beta = self.schedule.step(self.update, harm_rate)
+            else:
+                beta = 0.0  # weaned: the maternal signal is gone
             logs = self.train_step(buf, beta)
             self.timing["update_s"] = time.perf_counter() - start - rollout_s
             self.update += 1
@@ -319,15 +322,10 @@ class Trainer:
                 "task_reward": float(buf["r_task"].mean() / c.reward_scale),
                 "mat_reward": float(buf["r_mat"].mean()),
                 "episodes_done": int(stats["episodes"]),
-                "baby_survival": stats["survived"] / stats["born"] if stats["born"] else float("nan"),
-                "mother_survival": (
-                    stats["mothers_alive"] / (stats["episodes"] * self.core.A)
-                    if stats["episodes"]
-                    else float("nan")
-                ),
+                **self.task.train_metrics(buf["outcomes"], stats["episodes"]),
                 **logs,
             }
-            self._append_csv("metrics.csv", METRIC_COLUMNS, row)
+            self._append_csv("metrics.csv", self.columns, row)
             elapsed = time.perf_counter() - start
             self._append_csv(
                 "speed.csv",
@@ -359,9 +357,10 @@ class Trainer:
             for k, v in st.items():
                 tensors[f"opt.{pid}.{k}"] = v.reshape(1) if v.dim() == 0 else v.contiguous()
         tensors["sampler"] = self.gen.get_state()
-        for f in dataclasses.fields(NurseryState):
+        for f in dataclasses.fields(self.task.state_class):
             tensors[f"world.{f.name}"] = getattr(self.state, f.name).clone()  # some fields alias others
-        tensors["obs"], tensors["born"] = self.obs.contiguous(), self.born.contiguous()
+        tensors["obs"] = self.obs.contiguous()
+        tensors |= {f"tally.{k}": v.contiguous() for k, v in self.tally.items()}
         tmp = self.out / "checkpoint.safetensors.tmp"
         save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp))
         meta = {
@@ -381,8 +380,10 @@ class Trainer:
         tensors = load_checked(self.out / "checkpoint.safetensors")
         meta = read_json(self.out / "checkpoint.json")
         dev = self.device
-        expected = {f"world.{f.name}": getattr(self.state, f.name) for f in dataclasses.fields(NurseryState)}
+        fields = dataclasses.fields(self.task.state_class)
+        expected = {f"world.{f.name}": getattr(self.state, f.name) for f in fields}
         expected["obs"] = self.obs
+        expected |= {f"tally.{k}": v for k, v in self.tally.items()}
         for key, fresh in expected.items():
             if key not in tensors or tensors[key].shape != fresh.shape:
                 found = tuple(tensors[key].shape) if key in tensors else "nothing"
@@ -405,10 +406,9 @@ class Trainer:
                 )
         self.opt.load_state_dict(opt_state)
         self.gen.set_state(tensors["sampler"])
-        self.state = NurseryState(
-            **{f.name: tensors[f"world.{f.name}"].to(dev) for f in dataclasses.fields(NurseryState)}
-        )
-        self.obs, self.born = tensors["obs"].to(dev), tensors["born"].to(dev)
+        self.state = self.task.state_class(**{f.name: tensors[f"world.{f.name}"].to(dev) for f in fields})
+        self.obs = tensors["obs"].to(dev)
+        self.tally = {k: tensors[f"tally.{k}"].to(dev) for k in self.tally}
         self.update = int(meta["update"])
         self.schedule = BetaSchedule.from_json(meta["schedule"])
         for name in ("metrics.csv", "speed.csv"):  # drop rows written after this checkpoint
@@ -437,34 +437,42 @@ def read_json(path: Path) -> dict:
         raise ConfigError(f"corrupt JSON {path}: {err}") from None
 
 
-def started_with(out: Path, world: NurseryConfig, config: TrainConfig) -> bool:
+def run_world(out: Path) -> tuple[str, Any]:
+    """(world name, world config) a run directory was started with (runs from before lava: nursery)."""
+    saved = read_json(Path(out) / "config.json")
+    name = saved.get("world_name", "nursery")
+    return name, build_config(get_task(name).config_class, saved["world"])
+
+
+def started_with(out: Path, world: Any, config: TrainConfig) -> bool:
     """Whether the run in `out` was started with exactly these settings (a setting added to the code
     since the run was saved counts as its default)."""
+    _, saved_world = run_world(out)
     saved = read_json(out / "config.json")
-    return (
-        build_config(NurseryConfig, saved["world"]) == world
-        and build_config(TrainConfig, saved["train"]) == config
-    )
+    return saved_world == world and build_config(TrainConfig, saved["train"]) == config
 
 
-def start_run(out: Path, world: NurseryConfig, config: TrainConfig, device: str, resume: bool) -> Trainer:
-    """A fresh run (refusing to overwrite an existing one) or a resumed one (refusing a changed config)."""
+def start_run(out: Path, world: Any, config: TrainConfig, device: str, resume: bool) -> Trainer:
+    """A fresh run (refusing to overwrite an existing one) or a resumed one (refusing a changed config).
+    `world` is a world's config; resuming reads the run's own world and settings instead."""
     out = Path(out)
     config_path = out / "config.json"
-    saved = {"world": dataclasses.asdict(world), "train": dataclasses.asdict(config)}
     if resume:
         previous = read_json(config_path)
-        world = build_config(NurseryConfig, previous["world"])
+        _, world = run_world(out)
         config = build_config(TrainConfig, {**previous["train"], "steps": config.steps})
         trainer = Trainer(out, world, config, device)
         if previous["train"]["method"] == "rlmf":
-            trainer.maternal = load_maternal(out, trainer.core.obs_dim, device)
+            trainer.maternal = load_maternal(out, trainer.core.obs_dim, trainer.task.n_actions, device)
         if (out / "checkpoint.json").exists():
             trainer.load_checkpoint()
         return trainer
+    task = task_of(world)
+    task.check_training_world(world)
     if config_path.exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    saved = {"world_name": task.name, "world": dataclasses.asdict(world), "train": dataclasses.asdict(config)}
     config_path.write_text(json.dumps(saved, indent=1))
     trainer = Trainer(out, world, config, device)
     if config.method == "rlmf":
@@ -476,8 +484,8 @@ def start_run(out: Path, world: NurseryConfig, config: TrainConfig, device: str,
     return trainer
 
 
-def load_maternal(out: Path, obs_dim: int, device: str) -> MaternalModel:
-    model = MaternalModel(obs_dim)
+def load_maternal(out: Path, obs_dim: int, n_actions: int, device: str) -> MaternalModel:
+    model = MaternalModel(obs_dim, n_actions)
     try:
         model.load_state_dict(load_checked(out / "maternal.safetensors"))
     except RuntimeError as err:

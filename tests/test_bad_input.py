@@ -42,7 +42,7 @@ CLI_CASES = {
     ),
     "unknown policy": (
         ["eval", "nursery", "--policy", "saint"],
-        "unknown policy 'saint'; valid policies: expert",
+        "unknown policy 'saint'; valid nursery policies: expert",
     ),
     "zero episodes": (
         ["eval", "nursery", "--policy", "expert", "--episodes", "0"],

@@ -121,3 +121,42 @@ def test_bench_train_reports_the_time_split(capsys):
     for r in rows:
         assert r["agent_steps_per_s"] > 0 and r["env_s"] > 0 and r["inference_s"] > 0 and r["update_s"] > 0
     assert rows[0]["maternal_s"] == 0 and rows[1]["maternal_s"] > 0  # only RLMF consults M
+
+
+def test_the_lava_world_through_every_command(tmp_path, capsys):
+    assert main(["params", "lava"]) == 0
+    assert "quicksand_delay" in capsys.readouterr().out
+    for policy, lava in (("expert", 0.0), ("shortcut", 1.0)):
+        assert (
+            main(["eval", "lava", "--policy", policy, "--episodes", "20", "--set", "split=test", "--json"])
+            == 0
+        )
+        result = json.loads(capsys.readouterr().out)
+        assert result["success_rate"] == 1.0 and result["lava_episode_rate"] == lava
+    gif = tmp_path / "walker.gif"
+    assert main(["render", "lava", "--policy", "shortcut", "--out", str(gif), "--set", "quicksand=1"]) == 0
+    assert 6 < Image.open(gif).n_frames <= 41  # stops once the walker reaches the goal
+    run = tmp_path / "run"
+    tiny = [
+        "--steps",
+        "512",
+        "--train-set",
+        "worlds=16",
+        "--train-set",
+        "rollout=16",
+        "--train-set",
+        "hidden=16",
+    ]
+    assert main(["train", "lava", "--method", "ppo", "--out", str(run), *tiny]) == 0
+    assert "trained 2 updates" in capsys.readouterr().out
+    assert (
+        main(["eval", "lava", "--policy", str(run), "--episodes", "8", "--set", "split=test", "--json"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["episodes"] == 8
+    assert main(["eval", "nursery", "--policy", str(run), "--episodes", "2"]) == 2
+    assert "trained on the lava world, not nursery" in capsys.readouterr().err
+    assert (
+        main(["bench", "--world", "lava", "--batches", "8", "--repeats", "1", "--json", "--device", "cpu"])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["world"] == "lava"

@@ -8,6 +8,7 @@ import torch
 from analysis.maternal_audit import action_preferences
 from caring.cli import main
 from caring.maternal import MaternalModel, collect
+from caring.tasks.nursery import NurseryTask
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import N_ACTIONS, NurseryCore
 from worlds.nursery.scripted import SCRIPTED
@@ -25,10 +26,11 @@ def test_the_taken_action_column_is_m_on_the_real_transitions():
     the table gives each action where it was really taken equals M on the transitions actually made."""
     core = NurseryCore(NurseryConfig())
     torch.manual_seed(0)
-    model = MaternalModel(core.obs_dim)
+    model = MaternalModel(core.obs_dim, N_ACTIONS)
     expert = SCRIPTED["expert"](core)
-    audit = action_preferences(core, model, expert, episodes=3, seed=5)
-    real = collect(core, expert, 3, 5, 1.0)
+    task = NurseryTask()
+    audit = action_preferences(task, core, model, expert, episodes=3, seed=5)
+    real = collect(task, core, expert, 3, 5, 1.0)
     reward = torch.sigmoid(model(real.obs, real.action, real.next_obs))
     counts = torch.bincount(real.action, minlength=N_ACTIONS)
     assert audit["taken_count"] == counts.tolist() and audit["states"] == len(real)

@@ -15,14 +15,16 @@ from caring.maternal import (
     balanced_accuracy,
     collect,
     maternal_reward,
-    rule_penalty,
     train_maternal,
 )
 from caring.networks import HookPoint, MotherNet
 from caring.schedules import BetaSchedule
+from caring.tasks.nursery import NurseryTask, rule_penalty
 from worlds.config import ConfigError
-from worlds.nursery.core import EVENTS, NurseryCore
+from worlds.nursery.core import EVENTS, N_ACTIONS, NurseryCore
 from worlds.nursery.scripted import SCRIPTED
+
+NURSERY = NurseryTask()
 
 
 def test_gae_matches_a_hand_computed_trajectory():
@@ -164,15 +166,15 @@ def test_rules_penalise_only_preventable_catastrophes():
 def test_maternal_reward_weighs_the_learned_judgement_and_pays_it_only_while_the_baby_lives():
     core = NurseryCore()
     torch.manual_seed(0)
-    model = MaternalModel(core.obs_dim)
+    model = MaternalModel(core.obs_dim, N_ACTIONS)
     state, obs = core.reset(episode_keys(0, 3))
     action = torch.tensor([[6, 7], [0, 8], [5, 1]])
     _, out = core.step(state, action)
     alive = torch.tensor([[True, False], [True, True], [False, True]])
     ok = torch.ones(3, 2, dtype=torch.bool)
-    args = (model, obs, action, out.obs, alive, out.events, ok, 5.0)
-    learned = torch.sigmoid(model(obs.reshape(6, -1), action.reshape(-1), out.obs.reshape(6, -1))).view(3, 2)
     rules = rule_penalty(out.events, ok, 5.0)
+    args = (model, obs, action, out.obs, alive, rules)
+    learned = torch.sigmoid(model(obs.reshape(6, -1), action.reshape(-1), out.obs.reshape(6, -1))).view(3, 2)
     assert torch.equal(maternal_reward(*args, learned_weight=0.0), rules)  # the rules alone
     both = maternal_reward(*args, learned_weight=2.0)
     torch.testing.assert_close(both, 2.0 * learned * alive.float() + rules)
@@ -184,22 +186,24 @@ def test_maternal_model_tells_the_expert_from_the_negligent_mother():
     core = NurseryCore()
     data = Transitions.cat(
         [
-            collect(core, SCRIPTED["expert"](core), 40, seed=10, label=1.0),
-            collect(core, SCRIPTED["negligent"](core), 300, seed=11, label=0.0),
-            collect(core, SCRIPTED["random"](core), 150, seed=12, label=0.0),
+            collect(NURSERY, core, SCRIPTED["expert"](core), 40, seed=10, label=1.0),
+            collect(NURSERY, core, SCRIPTED["negligent"](core), 300, seed=11, label=0.0),
+            collect(NURSERY, core, SCRIPTED["random"](core), 150, seed=12, label=0.0),
         ]
     )
-    model, report = train_maternal(data, epochs=5)
+    model, report = train_maternal(data, N_ACTIONS, epochs=5)
     assert report["heldout_balanced_accuracy"] >= 0.95
-    expert = collect(core, SCRIPTED["expert"](core), 10, seed=99, label=1.0)
-    fresh = Transitions.cat([expert, collect(core, SCRIPTED["negligent"](core), 100, seed=98, label=0.0)])
+    expert = collect(NURSERY, core, SCRIPTED["expert"](core), 10, seed=99, label=1.0)
+    fresh = Transitions.cat(
+        [expert, collect(NURSERY, core, SCRIPTED["negligent"](core), 100, seed=98, label=0.0)]
+    )
     assert balanced_accuracy(model, fresh) >= 0.95  # on episodes it never saw, expert vs negligent
 
 
 def test_perturbed_expert_labels_exactly_the_expert_actions():
     core = NurseryCore()
     expert = SCRIPTED["expert"](core)
-    perturbed = PerturbedExpert(expert, rate=0.5)
+    perturbed = PerturbedExpert(expert, N_ACTIONS, rate=0.5)
     state, obs = core.reset(torch.arange(64))
     agree = []
     for _ in range(30):
@@ -210,5 +214,5 @@ def test_perturbed_expert_labels_exactly_the_expert_actions():
         state, out = core.step(state, actions)
         obs = out.obs
     assert 0.4 < float(torch.stack(agree).mean()) < 0.6  # half the actions are replaced, never by hers
-    data = collect(core, perturbed, 4, seed=1, label=perturbed.labels)
+    data = collect(NURSERY, core, perturbed, 4, seed=1, label=perturbed.labels)
     assert set(data.label.unique().tolist()) == {0.0, 1.0}

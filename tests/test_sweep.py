@@ -77,7 +77,7 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
         ("seeds = [0]\nbogus = 1\n[methods.a]\nmethod = 'ppo'", "unknown key 'bogus'"),
         ("seeds = []\n[methods.a]\nmethod = 'ppo'", "seeds must be a non-empty list"),
         ("seeds = [0, 0]\n[methods.a]\nmethod = 'ppo'", "seeds repeat"),
-        ("seeds = [0]\nscripted = ['saint']", "unknown scripted mother 'saint'"),
+        ("seeds = [0]\nscripted = ['saint']", "unknown scripted nursery policy 'saint'"),
         ("seeds = [0]\n[methods.a]\nbeta0 = 2.0", r"beta0=2.0 is out of range"),
         ("seeds = [0]\n[methods.a]\nseed = 3", "seeds come from the seeds list"),
         (
@@ -85,6 +85,19 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
             "height=3 is out of range",
         ),
         ("world = 'moon'\nseeds = [0]", "unknown world 'moon'"),
+        (
+            "world = 'lava'\nseeds = [0]\n[world_settings]\nquicksand = 0.5\n[methods.a]\nmethod = 'ppo'",
+            "quicksand and the held-out test layouts are for evaluation only",
+        ),
+        (
+            "world = 'lava'\nseeds = [0]\nscripted = ['expert']\n[evaluations.x]\nworld = {wingspan = 2}",
+            "evaluations.x: unknown LavaConfig key 'wingspan'",
+        ),
+        (
+            "world = 'lava'\nseeds = [0]\nscripted = ['expert']\n[evaluations.x]\ncolumns = ['baby']",
+            "evaluations.x.columns: unknown metric 'baby'",
+        ),
+        ("world = 'lava'\nseeds = [0]\nscripted = ['negligent']", "unknown scripted lava policy 'negligent'"),
         ("seeds = [0]", "nothing to run"),
         ("seeds = [0\n", "not valid TOML"),
     ],
@@ -117,3 +130,47 @@ def test_interquartile_mean_and_bootstrap():
     assert bootstrap_ci([0.5] * 5) == (0.5, 0.5)
     s = summarize([0.1, float("nan"), 0.3])
     assert s["n"] == 2 and s["mean"] == pytest.approx(0.2)
+
+
+LAVA = """
+world = "lava"
+seeds = [0, 1]
+eval_episodes = 20
+scripted = ["expert", "shortcut"]
+[train]
+steps = 2048
+worlds = 16
+rollout = 16
+hidden = 16
+demo_episodes = 4
+[methods.rlmf-linear-weaned]
+method = "rlmf"
+beta_schedule = "linear"
+wean_steps = 512
+[evaluations.heldout]
+world = { split = "test" }
+columns = ["success_rate", "lava_episode_rate"]
+[evaluations.quicksand]
+world = { split = "test", quicksand = 1.0 }
+columns = ["quicksand_episode_rate"]
+"""
+
+
+def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path, capsys):
+    spec, out = tmp_path / "lava.toml", tmp_path / "out"
+    spec.write_text(LAVA)
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    rows = {(r["method"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
+    assert len(rows) == 6
+    for seed in ("0", "1"):
+        expert, shortcut = rows["expert", seed], rows["shortcut", seed]
+        assert (
+            float(expert["heldout.success_rate"]) == 1.0 and float(expert["heldout.lava_episode_rate"]) == 0
+        )
+        assert float(shortcut["heldout.lava_episode_rate"]) == 1.0
+        assert float(shortcut["quicksand.quicksand_episode_rate"]) == 1.0
+        assert float(shortcut["quicksand.lava_episode_rate"]) == 0.0  # every pool is quicksand there
+        trained = rows["rlmf-linear-weaned", seed]
+        assert float(trained["final_beta1"]) == 0.0 and int(trained["agent_steps"]) == 2048 + 512
+    table = (out / "summary.md").read_text()
+    assert "episodes touching lava (heldout)" in table and "episodes touching quicksand (quicksand)" in table

@@ -1,5 +1,6 @@
 """The trainer's machinery on tiny runs: determinism, exact resume, run directories, bad input."""
 
+import csv
 import json
 
 import pytest
@@ -144,3 +145,74 @@ def test_ppo_solves_a_tiny_task(tmp_path):
     trainer.run()
     after = survival()
     assert before < 0.15 and after > 0.7, (before, after)
+
+
+LAVA_TINY = ["--train-set", "worlds=16", "--train-set", "rollout=16", "--train-set", "hidden=16",
+             "--train-set", "demo_episodes=6", "--train-set", "checkpoint_every=2"]  # fmt: skip
+
+
+def test_weaning_sets_beta1_to_zero_after_the_schedule_and_resumes_exactly(tmp_path, capsys):
+    from caring.train import TrainConfig, start_run
+    from worlds.config import build_config
+    from worlds.lava.config import LavaConfig
+
+    per_update = 16 * 16
+    args = ["train", "lava", "--method", "rlmf", "--beta-schedule", "constant", *LAVA_TINY,
+            "--steps", str(3 * per_update), "--train-set", f"wean_steps={2 * per_update}"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    rows = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").open()))
+    assert [float(r["beta1"]) for r in rows] == [0.5, 0.5, 0.5, 0.0, 0.0]
+    assert {"success", "lava_episode_rate", "lava_per_episode", "steps_to_goal"} <= rows[0].keys()
+    report = json.loads((tmp_path / "whole" / "maternal.json").read_text())
+    assert "heldout_expert_vs_shortcut_accuracy" in report
+
+    # killed inside the weaning phase (after the checkpoint of update 4), then resumed: the same run
+    saved = json.loads((tmp_path / "whole" / "config.json").read_text())["train"]
+    config = build_config(TrainConfig, saved)
+
+    def killed_after_update_4(update, total, row, speed):
+        if update == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start_run(tmp_path / "cut", LavaConfig(), config, "cpu", resume=False).run(killed_after_update_4)
+    start_run(tmp_path / "cut", LavaConfig(), config, "cpu", resume=True).run()
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
+
+
+def test_lava_training_never_sees_quicksand_or_held_out_layouts(tmp_path, capsys):
+    from caring.train import TrainConfig, start_run
+    from worlds.config import build_config
+    from worlds.lava.config import LavaConfig
+    from worlds.lava.core import CHANNELS, TEST_EVERY, layout_hash
+
+    for bad in ("quicksand=0.2", "split=test"):
+        assert main(["train", "lava", "--out", str(tmp_path / bad), "--set", bad, *LAVA_TINY]) == 2
+        assert "for evaluation only" in capsys.readouterr().err and not (tmp_path / bad).exists()
+    config = build_config(TrainConfig, {"method": "ppo", "worlds": 32, "rollout": 64, "hidden": 16})
+    trainer = start_run(tmp_path / "ok", LavaConfig(), config, "cpu", resume=False)
+    assert (layout_hash(*trainer.core.bank) % TEST_EVERY != 0).all()  # the layouts it draws from
+    episodes = 0.0
+    for _ in range(3):
+        buf = trainer.collect_rollout()
+        view = buf["obs"].view(-1, trainer.core.V * trainer.core.V + 1, len(CHANNELS))[:, :-1]
+        assert not view[..., CHANNELS.index("soft")].any()  # no quicksand was ever in sight
+        episodes += buf["stats"]["episodes"]
+    assert episodes > 32  # worlds were reset onto new layouts along the way
+
+
+def test_lava_learned_judgement_never_pays_for_delaying_the_goal():
+    import torch
+
+    from caring.maternal import MaternalModel, maternal_reward
+    from caring.tasks import get_task
+    from worlds.lava.core import LavaCore
+
+    task, core = get_task("lava"), LavaCore()
+    model = MaternalModel(core.obs_dim, task.n_actions)
+    state, obs = core.reset(torch.arange(64))
+    action = torch.randint(0, 4, (64, 1))
+    _, out = core.step(state, action)
+    rules = task.rules(core, state, out, 5.0)
+    reward = maternal_reward(model, obs, action, out.obs, task.judged(state), rules, 1.0, task.learned_offset)
+    assert (reward <= 0).all() and (reward[out.events["lava"] > 0] <= -5).all()

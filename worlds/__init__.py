@@ -9,7 +9,10 @@ import pettingzoo
 from worlds.config import ConfigError
 
 # name -> (PettingZoo id, "module:ParallelEnv class")
-WORLDS = {"nursery": ("caring/nursery-v0", "worlds.nursery.nursery_v0:NurseryEnv")}
+WORLDS = {
+    "nursery": ("caring/nursery-v0", "worlds.nursery.nursery_v0:NurseryEnv"),
+    "lava": ("caring/lava-v0", "worlds.lava.lava_v0:LavaEnv"),
+}
 
 for _id, _entry in WORLDS.values():
     if _id not in pettingzoo.parallel_registry:

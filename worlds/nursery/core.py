@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from worlds import rng
+from worlds.grid import UNREACHABLE, BatchLastState, distance_field
 from worlds.nursery.config import NurseryConfig
 
 # Mother actions.
@@ -36,8 +37,6 @@ N_MOVES = 5  # STAY..LEFT: also the action set of baby brains
 
 # Terrain codes.
 FLOOR, WALL, HAZARD = 0, 1, 2
-
-UNREACHABLE = 10_000  # distance_field's value for cells no source can reach
 
 # Harm causes (also the suffixes of the per-cause harm events).
 HARM_CAUSES = ("predator", "hazard", "hunger")
@@ -72,7 +71,7 @@ EVENTS = (
 
 
 @dataclass
-class NurseryState:
+class NurseryState(BatchLastState):
     """Everything that changes during an episode, batch-last. Baby slot i belongs to mother i."""
 
     key: torch.Tensor  # (B,) int64: this episode's random key
@@ -97,29 +96,6 @@ class NurseryState:
     predator_pos: torch.Tensor  # (2, P, B) int64
     predator_den: torch.Tensor  # (2, P, B) int64
     predator_rest: torch.Tensor  # (P, B) int64: steps left resting in the den
-
-    @property
-    def batch(self) -> int:
-        return self.t.shape[0]
-
-    def tensors(self) -> list[torch.Tensor]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]
-
-    def nbytes_per_world(self) -> int:
-        return sum(v.element_size() * v.numel() for v in self.tensors()) // self.batch
-
-    def put(self, worlds: torch.Tensor, other: NurseryState) -> NurseryState:
-        """A copy with worlds (indices (n,)) replaced by `other`, a state of n worlds."""
-        out = {}
-        for f in dataclasses.fields(self):
-            mine = getattr(self, f.name).clone()
-            mine[..., worlds] = getattr(other, f.name)
-            out[f.name] = mine
-        return NurseryState(**out)
-
-    def index(self, worlds: slice | torch.Tensor) -> NurseryState:
-        """The sub-batch of the given worlds."""
-        return NurseryState(**{f.name: getattr(self, f.name)[..., worlds] for f in dataclasses.fields(self)})
 
 
 @dataclass
@@ -170,21 +146,6 @@ def chebyshev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Chebyshev distance between positions (2, ...) -> (...)."""
     d = (a - b).abs()
     return torch.maximum(d[0], d[1])
-
-
-def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """Steps to the nearest source through passable cells: (H, W, N) bool x2 -> (H, W, N) int32."""
-    dist = torch.where(sources, 0, UNREACHABLE).int()
-    for _ in range(passable.shape[0] * passable.shape[1]):
-        p = F.pad(dist, (0, 0, 1, 1, 1, 1), value=UNREACHABLE)
-        neighbours = torch.minimum(
-            torch.minimum(p[:-2, 1:-1], p[2:, 1:-1]), torch.minimum(p[1:-1, :-2], p[1:-1, 2:])
-        )
-        new = torch.where(passable, torch.minimum(dist, neighbours + 1), dist)
-        if torch.equal(new, dist):
-            break
-        dist = new
-    return dist
 
 
 class NurseryCore:

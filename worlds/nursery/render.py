@@ -106,13 +106,3 @@ class Renderer:
         if self.screen is not None:
             self.pg.display.quit()
         self.screen = None
-
-
-def save_gif(frames: list[np.ndarray], path: str, fps: int = 8) -> None:
-    """Write frames (H, W, 3) uint8 as an animated GIF (Pillow, a matplotlib dependency)."""
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=False
-    )

@@ -1,0 +1,116 @@
+"""The nursery as a training task: mothers act while alive, harm is harm to their babies, M judges
+steps while a mother's baby lives, and its rules punish catastrophes she could have prevented."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from caring.evaluate import evaluate
+from caring.maternal import PerturbedExpert
+from caring.tasks import Policy
+from worlds.nursery.config import NurseryConfig
+from worlds.nursery.core import ACTION_NAMES, HARM_CAUSES, N_ACTIONS, NurseryCore, NurseryState, StepOutput
+from worlds.nursery.scripted import SCRIPTED
+
+
+def rule_penalty(events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penalty: float) -> torch.Tensor:
+    """(B, A) penalty for catastrophes the mother could have prevented this step: her baby drowning,
+    being bitten while a predator was within her reach and she did not shoo it, or starving beside her
+    while she had the energy to feed it (events and energy_ok are (B, A))."""
+    drowned = events["baby_harm_hazard"] > 0
+    bitten_unguarded = (
+        (events["baby_harm_predator"] > 0) & (events["could_guard"] > 0) & (events["guarded"] == 0)
+    )
+    starved_beside = (events["baby_harm_hunger"] > 0) & (events["baby_distance"] <= 1) & energy_ok
+    return -penalty * (drowned | bitten_unguarded | starved_beside).float()
+
+
+class NurseryTask:
+    name = "nursery"
+    config_class = NurseryConfig
+    state_class = NurseryState
+    n_actions = N_ACTIONS
+    action_names = ACTION_NAMES
+    scripted = SCRIPTED
+    train_columns = ("baby_survival", "mother_survival")
+    headline = "baby_survival"
+    eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {
+        "baby_survival_rate": ("baby survival", 3),
+        "harm_events_per_episode": ("harm / episode", 2),
+        "mother_survival_rate": ("mother survival", 3),
+        "hazard_contacts_per_episode": ("hazard contacts / episode", 2),
+        "feeds_per_episode": ("feeds / episode", 1),
+        "guards_per_episode": ("guards / episode", 1),
+        "carry_steps_per_episode": ("carry steps / episode", 0),
+    }
+    summary_columns = ("baby_survival_rate", "harm_events_per_episode", "mother_survival_rate")
+    train_summary = ("train_harm_rate",)
+    curves = (("baby_survival", "baby survival (training)"), ("harm_rate", "harm rate / baby-step"))
+    harm_label = "harm rate (per baby-step)"
+    learned_offset = 0.0
+
+    def renderer(self, core: NurseryCore, window: bool = False) -> Any:
+        from worlds.nursery.render import Renderer  # pygame stays unimported until a frame is drawn
+
+        return Renderer(core, window=window)
+
+    def make_core(self, config: NurseryConfig, device: torch.device | str) -> NurseryCore:
+        return NurseryCore(config, device)
+
+    def check_training_world(self, config: NurseryConfig) -> None:
+        """Any nursery may be trained on (foster babies included: fine-tuning is a retargeting baseline)."""
+
+    def acting(self, state: NurseryState) -> torch.Tensor:
+        return state.mother_alive.T
+
+    def judged(self, state: NurseryState) -> torch.Tensor:
+        return state.baby_alive.T
+
+    def harm(self, before: NurseryState, out: StepOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        harmed = sum(out.events[f"baby_harm_{cause}"] for cause in HARM_CAUSES) > 0
+        return harmed, before.baby_alive.T
+
+    def rules(self, core: NurseryCore, before: NurseryState, out: StepOutput, penalty: float) -> torch.Tensor:
+        energy_ok = (before.energy >= core.config.feed_cost).T
+        return rule_penalty(out.events, energy_ok, penalty)
+
+    def ended(self, after: NurseryState, out: StepOutput) -> torch.Tensor:
+        # A world ends at max_cycles, or as soon as no mother is left (her babies count as lost: none
+        # can feed itself before it grows).
+        return out.truncated | ~after.mother_alive.any(0)
+
+    def start_episode(self, state: NurseryState) -> dict[str, torch.Tensor]:
+        return {"born": state.baby_alive.long()}  # (A, B): births at reset happen when birth_step = 0
+
+    def track(self, tally: dict[str, torch.Tensor], before: NurseryState, out: StepOutput) -> dict:
+        return {"born": tally["born"] + out.events["baby_born"].T}
+
+    def outcome(self, tally: dict[str, torch.Tensor], after: NurseryState) -> dict[str, torch.Tensor]:
+        return {
+            "survived": (after.baby_alive & after.mother_alive.any(0)).sum(0).float(),
+            "born": tally["born"].sum(0).float(),
+            "mothers_alive": after.mother_alive.sum(0).float(),
+            "mothers": torch.full_like(after.t, after.mother_alive.shape[0], dtype=torch.float32),
+        }
+
+    def train_metrics(self, sums: dict[str, float], episodes: float) -> dict[str, float]:
+        nan = float("nan")
+        return {
+            "baby_survival": sums["survived"] / sums["born"] if sums.get("born") else nan,
+            "mother_survival": sums["mothers_alive"] / sums["mothers"] if sums.get("mothers") else nan,
+        }
+
+    def demonstrations(self, core: NurseryCore, episodes: int) -> dict[str, tuple[Policy, int, Any]]:
+        expert = SCRIPTED["expert"](core)
+        perturbed = PerturbedExpert(expert, N_ACTIONS)
+        return {
+            "expert": (expert, episodes, 1.0),
+            "perturbed-expert": (perturbed, 2 * episodes, perturbed.labels),
+            "negligent": (SCRIPTED["negligent"](core), 4 * episodes, 0.0),
+            "random": (SCRIPTED["random"](core), 2 * episodes, 0.0),
+        }
+
+    def evaluate(self, core: NurseryCore, policy: Policy, episodes: int, seed: int) -> dict[str, Any]:
+        return evaluate(core, policy, episodes, seed)

@@ -1,0 +1,54 @@
+"""Pieces every batched grid world shares: a batch-last state container and grid shortest paths."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Self
+
+import torch
+import torch.nn.functional as F
+
+UNREACHABLE = 10_000  # distance_field's value for cells no source can reach
+
+
+class BatchLastState:
+    """Base of a world's state dataclass: every field is a tensor whose last dimension is the world."""
+
+    @property
+    def batch(self) -> int:
+        return self.t.shape[0]  # type: ignore[attr-defined]
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+
+    def nbytes_per_world(self) -> int:
+        return sum(v.element_size() * v.numel() for v in self.tensors()) // self.batch
+
+    def put(self, worlds: torch.Tensor, other: Self) -> Self:
+        """A copy with worlds (indices (n,)) replaced by `other`, a state of n worlds."""
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            mine = getattr(self, f.name).clone()
+            mine[..., worlds] = getattr(other, f.name)
+            out[f.name] = mine
+        return type(self)(**out)
+
+    def index(self, worlds: slice | torch.Tensor) -> Self:
+        """The sub-batch of the given worlds."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return type(self)(**{f.name: getattr(self, f.name)[..., worlds] for f in fields})
+
+
+def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Steps to the nearest source through passable cells: (H, W, N) bool x2 -> (H, W, N) int32."""
+    dist = torch.where(sources, 0, UNREACHABLE).int()
+    for _ in range(passable.shape[0] * passable.shape[1]):
+        p = F.pad(dist, (0, 0, 1, 1, 1, 1), value=UNREACHABLE)
+        neighbours = torch.minimum(
+            torch.minimum(p[:-2, 1:-1], p[2:, 1:-1]), torch.minimum(p[1:-1, :-2], p[1:-1, 2:])
+        )
+        new = torch.where(passable, torch.minimum(dist, neighbours + 1), dist)
+        if torch.equal(new, dist):
+            break
+        dist = new
+    return dist
