@@ -26,15 +26,19 @@ from caring.tasks import Policy, Task
 def action_preferences(
     task: Task, core: Any, model: MaternalModel, policy: Policy, episodes: int, seed: int
 ) -> dict:
-    """M's reward sigmoid(M(s, a, s'_a)) for every action a, in the states `policy` visits that M
-    judges. Returns counts per taken action, the (taken x counterfactual) mean-reward table, the mean
-    reward of each action over all those states, and how often M's favourite action is the one taken."""
+    """M's judgement sigmoid(M(s, a, s'_a)) (its reward, up to the task's `learned_offset`) for every
+    action a, in the states `policy` visits that M judges. Returns counts per taken action, the (taken x
+    counterfactual) mean table, the mean judgement of each action over all those states, how often M's
+    favourite action is the one taken, and M's mean judgement of the real transitions grouped by their
+    outcome (the task's `outcome_groups`: in lava, whether the step ended on lava, in quicksand, at the
+    goal or elsewhere)."""
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     B, A = obs.shape[:2]
     n = task.n_actions
     table = torch.zeros(n, n, device=core.device)  # (taken, counterfactual) reward sums
     count = torch.zeros(n, device=core.device)
     agree = torch.zeros((), device=core.device)
+    by_outcome: dict[str, list[float]] = {}  # name -> [reward sum, count]
     for _ in range(core.config.max_cycles):
         taken = policy(state, obs)  # (B, A)
         keep = task.judged(state) & task.acting(state)  # (B, A)
@@ -52,8 +56,15 @@ def action_preferences(
             table.index_add_(0, took, kept)
             count += torch.bincount(took, minlength=n)
             agree += (kept.argmax(-1) == took).sum()
+            real = rewards.gather(2, taken[..., None])[..., 0]  # (B, A): M on what she really did
+        before = state
         state, out = core.step(state, taken)
         obs = out.obs
+        if keep.any():
+            for group, mask in task.outcome_groups(before, out).items():
+                sums = by_outcome.setdefault(group, [0.0, 0.0])
+                sums[0] += float(real[keep & mask].sum())
+                sums[1] += float((keep & mask).sum())
     total = count.sum()
     if total == 0:
         raise ValueError("the policy never reached a state M judges in these episodes; nothing to audit")
@@ -65,6 +76,10 @@ def action_preferences(
         "reward_if": mean_table.tolist(),  # [taken][counterfactual]; rows with count 0 are zeros
         "mean_reward_per_action": (table.sum(0) / total).tolist(),
         "top_action_is_taken": float(agree / total),
+        "reward_by_outcome": {
+            group: {"mean": total_reward / n if n else None, "count": int(n)}
+            for group, (total_reward, n) in by_outcome.items()
+        },
     }
 
 
@@ -82,6 +97,12 @@ def format_audit(name: str, audit: dict) -> str:
             lines.append(f"{names[i]:>6} ({audit['taken_count'][i]:6d}) | {'':31s}{cells}")
     means = " ".join(f"{v:5.2f}" for v in audit["mean_reward_per_action"])
     lines.append(f"{'all':>6} {'':8s} | {'':31s}{means}")
+    outcomes = ", ".join(
+        f"{group} {v['mean']:.2f} (n={v['count']})"
+        for group, v in audit["reward_by_outcome"].items()
+        if v["count"]
+    )
+    lines.append(f"mean sigmoid(M) on the real transitions, by outcome: {outcomes}")
     return "\n".join(lines)
 
 

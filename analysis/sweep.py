@@ -178,8 +178,9 @@ def load_experiment(path: str | Path) -> Experiment:
     )
 
 
-def _evaluations(data: dict, task, world: dict, where: str) -> tuple[Evaluation, ...]:
+def _evaluations(data: dict, task: Any, world: dict, where: str) -> tuple[Evaluation, ...]:
     tables = _table(data, "evaluations", where)
+    training = build_config(task.config_class, world)
     if not tables:
         return (Evaluation("", {}, task.summary_columns),)
     found = []
@@ -192,14 +193,20 @@ def _evaluations(data: dict, task, world: dict, where: str) -> tuple[Evaluation,
         if not isinstance(settings, dict):
             raise ConfigError(f"{where}: evaluations.{name}.world must be a table of world settings")
         try:
-            build_config(task.config_class, {**world, **settings})
+            config = build_config(task.config_class, {**world, **settings})
         except ConfigError as err:
             raise ConfigError(f"{where}: evaluations.{name}: {err}") from None
-        columns = table.get("columns", list(task.summary_columns))
-        bad = [c for c in columns if c not in task.eval_metrics] if isinstance(columns, list) else [columns]
-        if bad or not columns:
+        if task.make_core(config, "cpu").obs_dim != task.make_core(training, "cpu").obs_dim:
             raise ConfigError(
-                f"{where}: evaluations.{name}.columns: unknown metric {bad[0] if bad else None!r}; "
+                f"{where}: evaluations.{name}: its observations differ in size from the training world's"
+            )
+        columns = table.get("columns", list(task.summary_columns))
+        if not isinstance(columns, list) or not columns:
+            raise ConfigError(f"{where}: evaluations.{name}.columns must be a non-empty list of metrics")
+        bad = [c for c in columns if c not in task.eval_metrics]
+        if bad:
+            raise ConfigError(
+                f"{where}: evaluations.{name}.columns: unknown metric {bad[0]!r}; "
                 f"valid: {', '.join(task.eval_metrics)}"
             )
         found.append(Evaluation(name, settings, tuple(columns)))
@@ -295,10 +302,21 @@ def _seconds(speed_csv: Path, fallback: float) -> float:
     return sum(float(r["rollout_s"]) + float(r["update_s"]) for r in rows)
 
 
+def _finite(data: Any) -> Any:
+    """NaN (e.g. steps to goal of a policy that never arrives) as JSON's null, not a bare NaN."""
+    if isinstance(data, float) and math.isnan(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(json.dumps(_finite(data), indent=1))
     tmp.replace(path)
 
 
@@ -372,7 +390,7 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
         mine = [r for r in rows if r["method"] == method]
         if mine:
             summary[method] = {
-                k: summarize([float(r[k]) for r in mine])
+                k: summarize([math.nan if r[k] is None else float(r[k]) for r in mine])
                 for k in (*experiment.eval_keys(), *experiment.train_keys())
                 if k in mine[0]
             }
@@ -440,9 +458,9 @@ def summary_table(summary: dict, experiment: Experiment) -> str:
         cells += [fmt(stats.get(key), statistic, digits) for _, key, digits, statistic in columns]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        f"\n{experiment.eval_episodes} evaluation episodes per cell and evaluation on held-out episode keys "
-        f"(seed {EVAL_SEED_BASE} + s); mean [95% CI] over seeds, CIs are percentile bootstraps "
-        "(10,000 resamples).\n"
+        f"\n{experiment.eval_episodes} evaluation episodes per cell and evaluation world, on episode keys "
+        f"never trained on (seed {EVAL_SEED_BASE} + s); mean [95% CI] over seeds (NaN seeds left out), "
+        "CIs are percentile bootstraps (10,000 resamples).\n"
     )
     return "\n".join(lines) + "\n" + note
 

@@ -97,7 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
-def render_episode(task, core, policy, seed: int, steps: int, renderer) -> list:
+def render_episode(task: Any, core: Any, policy: Any, seed: int, steps: int, renderer: Any) -> list:
     """Frames of one episode, up to `steps` steps or its end."""
     from caring.evaluate import episode_keys
 
@@ -189,6 +189,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     for key in ("method", "beta_schedule", "steps", "seed"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.resume and args.steps is None:  # continue to the run's own budget, not the default one
+        from caring.train import read_json
+
+        overrides["steps"] = read_json(Path(args.out) / "config.json")["train"]["steps"]
     config = build_config(TrainConfig, overrides)
     trainer = start_run(Path(args.out), world, config, _device(args.device), args.resume)
     plots = _train_with_progress(trainer, announce_maternal=not args.resume)
@@ -196,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train_with_progress(trainer, announce_maternal: bool) -> str:
-    """Run a trainer to its end under a progress bar (steps/s, β₁, baby survival), then plot the run."""
+    """Run a trainer to its end under a progress bar (steps/s, β₁, the task's headline), then plot it."""
     from tqdm import tqdm
 
     from caring.plots import plot_run
@@ -296,6 +300,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
         raise ConfigError(f"{args.run} is not a run directory (no config.json)")
     name, world = run_world(run)
     task = get_task(name)
+    world = build_config(task.config_class, {**dataclasses.asdict(world), **parse_sets(args.set)})
     core = task.make_core(world, _device(args.device))
     model = load_run_maternal(run, core, task)
     policies = args.policy or ["expert", "random", args.run]
@@ -410,6 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--episodes", type=int, default=32)
     p.add_argument("--seed", type=int, default=777)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a setting of the run's world (e.g. lava: split=test --set quicksand=0.5)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_audit)

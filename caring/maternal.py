@@ -1,18 +1,18 @@
 """The maternal reward model M(s, a, s') of RLMF (seed 000 §2.4): demonstrations plus rules.
 
-The learned part is a classifier of transitions, taken only while the mother's own baby is alive (M
-judges care, and before the birth all mothers behave alike). Positives are the scripted expert's
-transitions. Negatives are of two kinds: the negligent and random mothers' (whole behaviours that do not
-care), and the "perturbed expert's" — the expert acting in her own states but with, half the time, some
-other action than hers, labelled by whether the action taken is the expert's: without them M could only
-learn which *states* carers are in. Even with them it judges states more than actions (`caring audit`:
-it pays "hold the baby and keep still" nearly everywhere), which is why its weight against the rules is
-a setting. Its reward in the nursery is sigmoid(logit) in (0, 1): never negative, because a negative
-judgement paid while the baby lives would pay the mother to let it die sooner (in lava, where an
-episode ends early only at the goal, the same logic makes it sigmoid(logit) - 1, never positive). The
-rules add a large penalty for catastrophic outcomes (each world's task says which: `caring.tasks`).
-Which demonstrations M learns from is the task's choice too (above: the nursery's). M is trained
-before the mother and held fixed while she trains.
+The learned part is a classifier of transitions, taken only where the task says M judges (in the
+nursery: while the mother's own baby is alive, since before the birth all mothers behave alike).
+Positives are the scripted expert's transitions. Negatives are of two kinds: whole behaviours that do
+not care (the nursery's negligent and random mothers), and the "perturbed expert's" — the expert acting
+in her own states but with, half the time, some other action than hers, labelled by whether the action
+taken is the expert's: without them M could only learn which *states* carers are in. Even with them it
+judges states more than actions (`caring audit`: in the nursery it pays "hold the baby and keep still"
+nearly everywhere), which is why its weight against the rules is a setting. Its reward in the nursery is
+sigmoid(logit) in (0, 1): never negative, because a negative judgement paid while the baby lives would
+pay the mother to let it die sooner (in lava, where an episode ends early only at the goal, the same
+logic makes it sigmoid(logit) - 1, never positive). The rules add a large penalty for catastrophic
+outcomes. Which rules and which demonstrations is each world's task's choice (`caring.tasks`). M is
+trained before the mother and held fixed while she trains.
 """
 
 from __future__ import annotations

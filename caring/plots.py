@@ -36,7 +36,7 @@ def plot_run(run: Path) -> list[Path]:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     for name in task.train_columns[:2]:
         top.plot(steps, smooth(column(name)), label=name.replace("_", " "))
-    top.set_ylabel("fraction of episodes")
+    top.set_ylabel("rate at episode end")
     top.set_ylim(-0.02, 1.02)
     top.legend()
     for name, label in (("task_reward", "task reward / step"), ("mat_reward", "maternal reward / step")):

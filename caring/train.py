@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,10 @@ class TrainConfig:
     )
     beta_min: float = param(0.05, "beta1's floor", 0.0, 1.0)
     harm_threshold: float = param(
-        0.02, "adaptive: harm rate (per baby-step) an update may have and count as clean", 0.0, 1.0
+        0.02,
+        "adaptive: harm rate an update may have and count as clean (per baby-step, per walker-step)",
+        0.0,
+        1.0,
     )
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
@@ -80,7 +84,7 @@ class TrainConfig:
     )
     demo_episodes: int = param(
         60,
-        "expert episodes for the maternal model (2x as many perturbed-expert and random, 4x negligent)",
+        "expert episodes for the maternal model (the task sets the other demonstrations' multiples)",
         1,
         100000,
     )
@@ -108,7 +112,7 @@ class TrainConfig:
 
 TIMED = ("env_s", "inference_s", "maternal_s", "update_s")
 
-METRIC_COLUMNS = (
+METRIC_COLUMNS = (  # metrics.csv: these, then the task's train_columns, then LOSS_COLUMNS
     "update",
     "agent_steps",
     "beta1",
@@ -116,13 +120,8 @@ METRIC_COLUMNS = (
     "task_reward",
     "mat_reward",
     "episodes_done",
-    "policy_loss",
-    "value_task_loss",
-    "value_mat_loss",
-    "entropy",
-    "approx_kl",
-    "clip_frac",
 )
+LOSS_COLUMNS = ("policy_loss", "value_task_loss", "value_mat_loss", "entropy", "approx_kl", "clip_frac")
 
 
 class Trainer:
@@ -132,6 +131,7 @@ class Trainer:
     def __init__(self, out: Path, world: Any, config: TrainConfig, device: str = "cpu"):
         self.out, self.world, self.config, self.device = Path(out), world, config, torch.device(device)
         self.task = task_of(world)
+        self.task.check_training_world(world)
         self.core = self.task.make_core(world, device)
         torch.manual_seed(config.seed)
         self.net = MotherNet(self.core.obs_dim, self.task.n_actions, config.hidden).to(self.device)
@@ -143,7 +143,7 @@ class Trainer:
         self.timing = dict.fromkeys(TIMED, 0.0)  # seconds per part of the current update (speed.csv)
         self.state, self.obs = self.core.reset(episode_keys(config.seed, config.worlds, self.device))
         self.tally = self.task.start_episode(self.state)  # running per-world episode outcomes
-        self.columns = (*METRIC_COLUMNS[:7], *self.task.train_columns, *METRIC_COLUMNS[7:])
+        self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *LOSS_COLUMNS)
 
     # ------------------------------------------------------------------ maternal model
     def fit_maternal(self) -> dict:
@@ -157,7 +157,7 @@ class Trainer:
             Transitions.cat(list(parts.values())), task.n_actions, seed=c.seed
         )
         self.maternal.requires_grad_(False)
-        negative = "negligent" if "negligent" in parts else "shortcut"
+        negative = task.negative_demonstration
         pair = Transitions.cat([split_heldout(parts[name])[1] for name in ("expert", negative)])
         report[f"heldout_expert_vs_{negative}_accuracy"] = balanced_accuracy(self.maternal, pair)
         report["demonstrations"] = {name: n for name, (_, n, _) in demos.items()}
@@ -299,7 +299,7 @@ class Trainer:
     def updates_total(self) -> int:
         return self.updates_weaning_starts + -(-self.config.wean_steps // self.per_update)
 
-    def run(self, progress=None) -> None:
+    def run(self, progress: Callable[[int, int, dict, float], None] | None = None) -> None:
         c, per_update = self.config, self.per_update
         while self.update < self.updates_total:
             start = time.perf_counter()
@@ -378,6 +378,8 @@ class Trainer:
 
     def load_checkpoint(self) -> None:
         tensors = load_checked(self.out / "checkpoint.safetensors")
+        if "born" in tensors:  # checkpoints from before tasks kept the nursery's one tally at top level
+            tensors["tally.born"] = tensors.pop("born")
         meta = read_json(self.out / "checkpoint.json")
         dev = self.device
         fields = dataclasses.fields(self.task.state_class)
@@ -468,7 +470,7 @@ def start_run(out: Path, world: Any, config: TrainConfig, device: str, resume: b
             trainer.load_checkpoint()
         return trainer
     task = task_of(world)
-    task.check_training_world(world)
+    task.check_training_world(world)  # before anything is written
     if config_path.exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)

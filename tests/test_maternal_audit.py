@@ -58,3 +58,18 @@ def test_audit_cli_reports_a_run_and_refuses_runs_without_a_maternal_model(tmp_p
         assert main(["audit", *args]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err
+
+
+def test_lava_audit_groups_every_real_step_by_the_tile_it_entered():
+    from caring.tasks import get_task
+    from worlds.lava.config import LavaConfig
+    from worlds.lava.core import LavaCore
+
+    task, core = get_task("lava"), LavaCore(LavaConfig(split="test", quicksand=0.5))
+    torch.manual_seed(0)
+    model = MaternalModel(core.obs_dim, task.n_actions)
+    audit = action_preferences(task, core, model, task.scripted["shortcut"](core), episodes=40, seed=1)
+    groups = audit["reward_by_outcome"]
+    assert sum(g["count"] for g in groups.values()) == audit["states"]  # the groups partition the steps
+    assert groups["onto the goal"]["count"] == 40  # the shortcut walker always arrives
+    assert groups["on lava"]["count"] > 0 and groups["into quicksand"]["count"] > 0

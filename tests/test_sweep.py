@@ -98,6 +98,14 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
             "evaluations.x.columns: unknown metric 'baby'",
         ),
         ("world = 'lava'\nseeds = [0]\nscripted = ['negligent']", "unknown scripted lava policy 'negligent'"),
+        (
+            "world = 'lava'\nseeds = [0]\nscripted = ['expert']\n[evaluations.x]\nworld = {view_radius = 2}",
+            "evaluations.x: its observations differ in size from the training world's",
+        ),
+        (
+            "world = 'lava'\nseeds = [0]\nscripted = ['expert']\n[evaluations.x]\ncolumns = []",
+            "evaluations.x.columns must be a non-empty list of metrics",
+        ),
         ("seeds = [0]", "nothing to run"),
         ("seeds = [0\n", "not valid TOML"),
     ],
@@ -136,7 +144,7 @@ LAVA = """
 world = "lava"
 seeds = [0, 1]
 eval_episodes = 20
-scripted = ["expert", "shortcut"]
+scripted = ["expert", "shortcut", "random"]
 [train]
 steps = 2048
 worlds = 16
@@ -161,7 +169,7 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
     spec.write_text(LAVA)
     assert main(["sweep", str(spec), "--out", str(out)]) == 0
     rows = {(r["method"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
-    assert len(rows) == 6
+    assert len(rows) == 8
     for seed in ("0", "1"):
         expert, shortcut = rows["expert", seed], rows["shortcut", seed]
         assert (
@@ -172,5 +180,14 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
         assert float(shortcut["quicksand.lava_episode_rate"]) == 0.0  # every pool is quicksand there
         trained = rows["rlmf-linear-weaned", seed]
         assert float(trained["final_beta1"]) == 0.0 and int(trained["agent_steps"]) == 2048 + 512
+    for name in ("summary.json", "cells/random__seed0.json"):  # strict JSON, never a bare NaN
+        json.loads((out / name).read_text(), parse_constant=lambda c, name=name: pytest.fail(f"{name}: {c}"))
     table = (out / "summary.md").read_text()
     assert "episodes touching lava (heldout)" in table and "episodes touching quicksand (quicksand)" in table
+
+
+def test_results_json_writes_nan_as_null(tmp_path):
+    from analysis.sweep import _write_json
+
+    _write_json(tmp_path / "x.json", {"steps_to_goal": float("nan"), "cis": [1.0, float("nan")]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"steps_to_goal": None, "cis": [1.0, None]}

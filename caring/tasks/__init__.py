@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from worlds import check_world
+from worlds.config import ConfigError
 
 Policy = Callable[[Any, torch.Tensor], torch.Tensor]
 """(state, obs (B, A, obs_dim) uint8) -> actions (B, A). Scripted policies read state, learned ones obs."""
@@ -37,6 +38,7 @@ class Task(Protocol):
     # worth more or less, so its sign must favour the right ending: nursery episodes end early only by a
     # death (0: the judgement is in (0, 1)), lava episodes only at the goal (-1: in (-1, 0)).
     learned_offset: float
+    negative_demonstration: str  # the demonstration M's held-out check sets against the expert's
 
     def make_core(self, config: Any, device: torch.device | str) -> Any: ...
 
@@ -74,6 +76,9 @@ class Task(Protocol):
     def train_metrics(self, sums: dict[str, float], episodes: float) -> dict[str, float]:
         """`train_columns` from outcomes summed over the episodes that ended in an update."""
 
+    def outcome_groups(self, before: Any, out: Any) -> dict[str, torch.Tensor]:
+        """name -> (B, A) bool: kinds of step outcome `caring audit` reports M's mean reward for."""
+
     def demonstrations(self, core: Any, episodes: int) -> dict[str, tuple[Policy, int, Any]]:
         """name -> (policy, episodes, label: a constant or a Labeller) that M learns from."""
 
@@ -82,14 +87,14 @@ class Task(Protocol):
 
 def get_task(world: str) -> Task:
     """The task of a world name (unknown names get worlds' one-line error)."""
-    check_world(world)
-    if world == "lava":
-        from caring.tasks.lava import LavaTask
-
-        return LavaTask()
+    from caring.tasks.lava import LavaTask
     from caring.tasks.nursery import NurseryTask
 
-    return NurseryTask()
+    tasks = {"nursery": NurseryTask, "lava": LavaTask}
+    check_world(world)
+    if world not in tasks:
+        raise ConfigError(f"the {world} world has no training task yet; trainable worlds: {', '.join(tasks)}")
+    return tasks[world]()
 
 
 def task_of(config: Any) -> Task:

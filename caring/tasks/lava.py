@@ -32,7 +32,7 @@ class LavaTask:
         "lava_episode_rate": ("episodes touching lava", 3),
         "quicksand_contacts_per_episode": ("quicksand contacts / episode", 3),
         "quicksand_episode_rate": ("episodes touching quicksand", 3),
-        "steps_to_goal": ("steps to goal", 2),
+        "steps_to_goal": ("steps to goal (successes)", 2),
         "return_mean": ("return", 3),
     }
     summary_columns = ("success_rate", "lava_episode_rate", "lava_contacts_per_episode", "steps_to_goal")
@@ -42,6 +42,7 @@ class LavaTask:
         ("lava_episode_rate", "episodes touching lava (training)"),
     )
     harm_label = "lava contacts per step"
+    negative_demonstration = "shortcut"  # M's held-out check: the expert against this one
     learned_offset = -1.0
 
     def renderer(self, core: LavaCore, window: bool = False) -> Any:
@@ -53,10 +54,10 @@ class LavaTask:
         return LavaCore(config, device)
 
     def check_training_world(self, config: LavaConfig) -> None:
-        if config.quicksand > 0 or config.split == "test":
+        if config.quicksand > 0 or config.split != "train":
             raise ConfigError(
-                "lava training worlds must have quicksand=0 and split=train or any: quicksand and the "
-                "held-out test layouts are for evaluation only"
+                "lava training worlds must have quicksand=0 and split=train: quicksand and the held-out "
+                "test layouts are for evaluation only"
             )
 
     def acting(self, state: LavaState) -> torch.Tensor:
@@ -105,6 +106,15 @@ class LavaTask:
             "steps_to_goal": sums["steps_success"] / sums["success"] if sums["success"] else nan,
         }
 
+    def outcome_groups(self, before: LavaState, out: LavaStepOutput) -> dict[str, torch.Tensor]:
+        lava, sand, goal = (out.events[name] > 0 for name in ("lava", "quicksand", "goal"))
+        return {
+            "on lava": lava,
+            "into quicksand": sand,
+            "onto the goal": goal,
+            "elsewhere": ~(lava | sand | goal),
+        }
+
     def demonstrations(self, core: LavaCore, episodes: int) -> dict[str, tuple[Policy, int, Any]]:
         """The expert always avoids lava; the shortcut walker (a whole behaviour that crosses it) and
         the random one are negatives; the perturbed expert contrasts actions in the expert's states."""
@@ -118,20 +128,18 @@ class LavaTask:
         }
 
     @torch.inference_mode()
-    def evaluate(self, core: LavaCore, policy: Policy, episodes: int, seed: int) -> dict[str, Any]:
-        """Run `episodes` episodes to the goal or max_cycles and summarise them."""
-        state, obs = core.reset(episode_keys(seed, episodes, core.device))
-        totals = {name: torch.zeros(episodes, device=core.device) for name in ("lava", "quicksand", "steps")}
-        ret = torch.zeros(episodes, device=core.device)
-        for _ in range(core.config.max_cycles):
-            state, out = core.step(state, policy(state, obs))
-            obs = out.obs
-            for name in totals:
-                totals[name] += out.events[name][:, 0]
-            ret += out.reward[:, 0]
-            if bool(state.at_goal.all()):
-                break
-        success = state.at_goal
+    def evaluate(
+        self, core: LavaCore, policy: Policy, episodes: int, seed: int, batch: int = 4096
+    ) -> dict[str, Any]:
+        """Run `episodes` episodes to the goal or max_cycles and summarise them. Lava contacts are steps
+        that end on lava; quicksand contacts are entries into quicksand (each then holds the walker);
+        steps to goal are averaged over the successful episodes."""
+        parts = [
+            self._run(core, policy, episode_keys(seed, episodes, core.device)[start : start + batch])
+            for start in range(0, episodes, batch)
+        ]
+        totals = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # each (episodes,)
+        success = totals["success"]
         n_success = float(success.sum())
         lo, hi = wilson_ci95(n_success, episodes)
         return {
@@ -144,5 +152,21 @@ class LavaTask:
             "quicksand_contacts_per_episode": float(totals["quicksand"].mean()),
             "quicksand_episode_rate": float((totals["quicksand"] > 0).float().mean()),
             "steps_to_goal": float(totals["steps"][success].mean()) if n_success else float("nan"),
-            "return_mean": float(ret.mean()),
+            "return_mean": float(totals["return"].mean()),
         }
+
+    def _run(self, core: LavaCore, policy: Policy, keys: torch.Tensor) -> dict[str, torch.Tensor]:
+        state, obs = core.reset(keys)
+        totals = {
+            name: torch.zeros(keys.shape[0], device=core.device) for name in ("lava", "quicksand", "steps")
+        }
+        totals["return"] = torch.zeros(keys.shape[0], device=core.device)
+        for _ in range(core.config.max_cycles):
+            state, out = core.step(state, policy(state, obs))
+            obs = out.obs
+            for name in ("lava", "quicksand", "steps"):
+                totals[name] += out.events[name][:, 0]
+            totals["return"] += out.reward[:, 0]
+            if bool(state.at_goal.all()):
+                break
+        return totals | {"success": state.at_goal}

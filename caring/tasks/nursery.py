@@ -49,6 +49,7 @@ class NurseryTask:
     train_summary = ("train_harm_rate",)
     curves = (("baby_survival", "baby survival (training)"), ("harm_rate", "harm rate / baby-step"))
     harm_label = "harm rate (per baby-step)"
+    negative_demonstration = "negligent"  # M's held-out check: the expert against this one
     learned_offset = 0.0
 
     def renderer(self, core: NurseryCore, window: bool = False) -> Any:
@@ -100,6 +101,16 @@ class NurseryTask:
         return {
             "baby_survival": sums["survived"] / sums["born"] if sums.get("born") else nan,
             "mother_survival": sums["mothers_alive"] / sums["mothers"] if sums.get("mothers") else nan,
+        }
+
+    def outcome_groups(self, before: NurseryState, out: StepOutput) -> dict[str, torch.Tensor]:
+        harmed, _ = self.harm(before, out)
+        fed, carrying = out.events["fed_own"] > 0, out.events["carrying"] > 0
+        return {
+            "baby harmed": harmed,
+            "fed her baby": fed,
+            "carrying": carrying,
+            "none of these": ~(harmed | fed | carrying),
         }
 
     def demonstrations(self, core: NurseryCore, episodes: int) -> dict[str, tuple[Policy, int, Any]]:

@@ -31,15 +31,6 @@ class LavaConfig:
     view_radius: int = param(
         4, "egocentric view radius (view is 2r+1 square; outside the grid reads as wall)", 1, 24
     )
-    layouts: int = param(
-        4096,
-        "layouts in the split's bank (drawn once per process from a fixed seed; episodes pick one)",
-        1,
-        1 << 20,
-    )
-    view_radius: int = param(
-        4, "egocentric view radius (view is 2r+1 square; outside the grid reads as wall)", 1, 24
-    )
     max_cycles: int = param(40, "episode length in steps", 1, 100000)
 
     # Rewards: the task pays for reaching the goal quickly; by default nothing says lava is bad.

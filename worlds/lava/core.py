@@ -110,7 +110,9 @@ _BANKS: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
 def _layout_bank(core: LavaCore, key: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The split's layouts (cells (H, W, N), start, goal (2, N)), drawn once per process and shape."""
+    """The split's layouts (cells (H, W, N), start, goal (2, N)), drawn once per process for each `key`:
+    every config field that changes which layouts are drawn (size, walls, split, bank size), and the
+    device."""
     if key not in _BANKS:
         seeds = torch.arange(core.config.layouts, device=core.device)
         keys = rng.hash_parts(rng.seed_key(_BANK_SEED, core.device)[:, None], seeds[None])[0]

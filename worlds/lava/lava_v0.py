@@ -18,8 +18,9 @@ from worlds.lava.core import EVENTS, N_ACTIONS, TILE_NAMES, LavaCore, LavaState
 class LavaEnv(ParallelEnv):
     """One walker `walker_0` heads for the goal past a hazard pool that every shortest path crosses.
 
-    Observations: uint8 vectors, the whole grid with each cell's tile features plus a walker channel
-    (see `worlds.lava.core.CHANNELS`). Actions: Discrete(4) — up, right, down, left.
+    Observations: uint8 vectors, the egocentric window of tile features (`worlds.lava.core.CHANNELS`)
+    and one cell of scalars (goal compass, held by quicksand; `SCALARS`). Actions: Discrete(4) — up,
+    right, down, left.
     Infos: the step's events (lava, quicksand, goal, held, steps; see `worlds.lava.core.EVENTS`) as
     ints, and "tile", the name of the tile under the walker.
     """
