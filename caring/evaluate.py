@@ -1,17 +1,15 @@
-"""Batched evaluation of any mother policy on the nursery: episode metrics derived from step events."""
+"""Batched evaluation of any mother policy on the nursery (episode metrics derived from step events),
+and the episode keys and Wilson intervals every world's evaluation uses."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
+from caring.tasks import Policy
 from worlds import rng
-from worlds.nursery.core import HARM_CAUSES, NurseryCore, NurseryState
-
-Policy = Callable[[NurseryState, torch.Tensor], torch.Tensor]
-"""(state, obs (B, A, obs_dim) uint8) -> actions (B, A). Scripted mothers read state, learned ones obs."""
+from worlds.nursery.core import HARM_CAUSES, NurseryCore
 
 
 def episode_keys(seed: int, episodes: int, device: torch.device | str = "cpu") -> torch.Tensor:

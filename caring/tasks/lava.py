@@ -39,7 +39,8 @@ class LavaTask:
     train_summary = ("train_lava_episode_rate", "train_lava_per_episode")
     curves = (
         ("success", "success (training)"),
-        ("lava_episode_rate", "episodes touching lava (training)"),
+        ("lava_episode_rate", "episodes touching lava"),
+        ("lava_per_episode", "lava contacts / episode"),
     )
     harm_label = "lava contacts per step"
     negative_demonstration = "shortcut"  # M's held-out check: the expert against this one
