@@ -1,14 +1,13 @@
 """Pygame frames of one lava world: floor, walls, lava, quicksand, the goal and the walker, plus a status
 strip with the step, the tile under the walker and whether quicksand holds it. pygame is imported only
-here, so importing the world never needs it."""
+when a renderer is made (`worlds.render`)."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
 from worlds.lava.core import FLOOR, GOAL, LAVA, QUICKSAND, TILE_NAMES, WALL, LavaCore, LavaState
+from worlds.render import PygameRenderer
 
 CELL = 36
 STRIP = 26  # status strip height
@@ -22,21 +21,10 @@ COLOURS = {
 LAVA_GLOW, SAND_DOTS, WALKER = (255, 170, 40), (130, 100, 55), (40, 90, 200)
 
 
-class Renderer:
+class Renderer(PygameRenderer):
     def __init__(self, core: LavaCore, window: bool = False, fps: int = 8):
-        if not window:
-            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        import pygame
-
-        self.pg, self.core, self.fps = pygame, core, fps
-        pygame.init()
-        self.size = (core.W * CELL, core.H * CELL + STRIP)
-        self.screen = pygame.display.set_mode(self.size) if window else None
-        if window:
-            pygame.display.set_caption("Caring — lava")
-        self.canvas = pygame.Surface(self.size)
-        self.font = pygame.font.Font(None, 18)
-        self.clock = pygame.time.Clock()
+        self.core = core
+        super().__init__((core.W * CELL, core.H * CELL + STRIP), window, fps, "Caring — lava")
 
     def draw(self, state: LavaState, world: int = 0) -> np.ndarray:
         """Draw world `world` of a batched state; returns the frame as (H, W, 3) uint8."""
@@ -60,14 +48,4 @@ class Renderer:
         pg.draw.circle(surf, (255, 255, 255), centre, CELL // 2 - 4, 2)
         status = f"t={t}  on {TILE_NAMES[int(cells[row, col])]}" + (f"  held ({held})" if held else "")
         surf.blit(self.font.render(status, True, (230, 230, 230)), (8, core.H * CELL + 6))
-        if self.screen is not None:
-            self.pg.event.pump()
-            self.screen.blit(surf, (0, 0))
-            self.pg.display.flip()
-            self.clock.tick(self.fps)
-        return np.ascontiguousarray(self.pg.surfarray.array3d(surf).transpose(1, 0, 2))
-
-    def close(self) -> None:
-        if self.screen is not None:
-            self.pg.display.quit()
-        self.screen = None
+        return self.present()

@@ -7,13 +7,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from gymnasium.spaces import Box, Discrete
-from pettingzoo import ParallelEnv
 
-from worlds import rng
 from worlds.config import build_config
 from worlds.nursery.config import NurseryConfig
-from worlds.nursery.core import EVENTS, HARM_CAUSES, N_ACTIONS, N_MOVES, NurseryCore, NurseryState
+from worlds.nursery.core import EVENTS, HARM_CAUSES, N_ACTIONS, N_MOVES, NurseryCore
+from worlds.view import BatchedView
 
 BabyBrain = Callable[[np.ndarray], np.ndarray]
 """Maps the babies' observations (A, obs_dim) uint8 to their moves (A,) in [0, N_MOVES)."""
@@ -28,7 +26,7 @@ def _info(events: list[list[int]], agent: int) -> dict[str, Any]:
     return info
 
 
-class NurseryEnv(ParallelEnv):
+class NurseryEnv(BatchedView):
     """Mothers `mother_0..` act in parallel; babies, predators and food are part of the world.
 
     Observations: uint8 vectors (see `worlds.nursery.core.VIEW_CHANNELS` and `SCALARS`).
@@ -51,49 +49,14 @@ class NurseryEnv(ParallelEnv):
         baby_brain: BabyBrain | None = None,
         **config: Any,
     ):
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode {render_mode!r} is not one of None, human, rgb_array")
         self.config = build_config(NurseryConfig, config)
-        self.core = NurseryCore(self.config, device)
-        self.render_mode = render_mode
         self.baby_brain = baby_brain
         self.possible_agents = [f"mother_{i}" for i in range(self.config.n_mothers)]
-        self.agents: list[str] = []
         self._index = {name: i for i, name in enumerate(self.possible_agents)}
-        self._observation_space = Box(0, 255, (self.core.obs_dim,), np.uint8)
-        self._action_space = Discrete(N_ACTIONS)
-        self.world: NurseryState | None = None
-        self._renderer = None
-
-    def observation_space(self, agent: str) -> Box:
-        return self._observation_space
-
-    def action_space(self, agent: str) -> Discrete:
-        return self._action_space
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            key = rng.seed_key(seed, self.core.device)
-        elif self.world is None:
-            key = rng.seed_key(int(np.random.SeedSequence().entropy) % (1 << 62), self.core.device)
-        else:
-            key = rng.next_key(self.world.key)
-        self.world, obs = self.core.reset(key)
-        self.agents = self.possible_agents[:]
-        observations = self._observations(obs)
-        if self.render_mode == "human":
-            self.render()
-        return observations, {agent: {} for agent in self.agents}
+        super().__init__(NurseryCore(self.config, device), N_ACTIONS, render_mode)
 
     def step(self, actions: dict[str, Any]):
-        if self.world is None:
-            raise ValueError("call reset() before step()")
-        chosen = torch.zeros(1, self.config.n_mothers, dtype=torch.int64)
-        for agent, action in actions.items():
-            if agent not in self._index:
-                raise ValueError(f"unknown agent {agent!r}; agents are {', '.join(self.possible_agents)}")
-            if agent in self.agents:
-                chosen[0, self._index[agent]] = self._check_action(agent, action)
+        chosen = self._chosen(actions)
         baby_actions = None
         if self.baby_brain is not None:
             baby_obs = self.core.observe_babies(self.world)[0].cpu().numpy()
@@ -119,41 +82,14 @@ class NurseryEnv(ParallelEnv):
             self.render()
         return observations, rewards, terminations, truncations, infos
 
-    def _check_action(self, agent: str, action: Any) -> int:
-        if isinstance(action, np.ndarray) and action.shape == ():
-            action = action.item()
-        if isinstance(action, bool) or not isinstance(action, int | np.integer):
-            raise ValueError(f"action for {agent} must be an int in [0, {N_ACTIONS}), got {action!r}")
-        if not 0 <= int(action) < N_ACTIONS:
-            raise ValueError(f"action for {agent} must be in [0, {N_ACTIONS}), got {action}")
-        return int(action)
-
     def _observations(self, obs: torch.Tensor) -> dict[str, np.ndarray]:
         rows = obs[0].cpu().numpy()
         return {a: rows[self._index[a]] for a in self.agents}
 
-    def state(self) -> np.ndarray:
-        """The global state as one flat vector (every tensor of the world, concatenated)."""
-        if self.world is None:
-            raise ValueError("call reset() before state()")
-        return torch.cat([t[..., 0].reshape(-1).long() for t in self.world.tensors()]).cpu().numpy()
+    def _make_renderer(self, window: bool):
+        from worlds.nursery.render import Renderer
 
-    def render(self):
-        if self.render_mode is None or self.world is None:
-            return None
-        from worlds.nursery.render import Renderer  # pygame stays unimported until a frame is drawn
-
-        if self._renderer is None:
-            self._renderer = Renderer(
-                self.core, window=self.render_mode == "human", fps=self.metadata["render_fps"]
-            )
-        frame = self._renderer.draw(self.world, 0)
-        return frame if self.render_mode == "rgb_array" else None
-
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        return Renderer(self.core, window=window, fps=self.metadata["render_fps"])
 
 
 def parallel_env(**kwargs: Any) -> NurseryEnv:

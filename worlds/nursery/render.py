@@ -1,14 +1,13 @@
 """Pygame frames of one nursery world: terrain, food, predators, mothers and babies (in their marker
 colours), plus a status strip with each mother's energy and her baby's hunger cue. pygame is imported
-only here, so importing the world never needs it."""
+only when a renderer is made (`worlds.render`)."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
 from worlds.nursery.core import FLOOR, HAZARD, WALL, NurseryCore, NurseryState
+from worlds.render import PygameRenderer
 
 CELL = 36
 STRIP = 26  # status strip height per mother
@@ -16,22 +15,11 @@ COLOURS = {FLOOR: (222, 214, 190), WALL: (70, 70, 78), HAZARD: (55, 120, 200)}
 FOOD, PREDATOR, RESTING = (70, 160, 60), (200, 30, 30), (140, 90, 90)
 
 
-class Renderer:
+class Renderer(PygameRenderer):
     def __init__(self, core: NurseryCore, window: bool = False, fps: int = 8):
-        if not window:
-            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        import pygame
-
-        self.pg, self.core, self.fps = pygame, core, fps
-        pygame.init()
-        cfg = core.config
-        self.size = (cfg.width * CELL, cfg.height * CELL + STRIP * core.A)
-        self.screen = pygame.display.set_mode(self.size) if window else None
-        if window:
-            pygame.display.set_caption("Caring — nursery")
-        self.canvas = pygame.Surface(self.size)
-        self.font = pygame.font.Font(None, 18)
-        self.clock = pygame.time.Clock()
+        self.core = core
+        size = (core.config.width * CELL, core.config.height * CELL + STRIP * core.A)
+        super().__init__(size, window, fps, "Caring — nursery")
 
     def draw(self, state: NurseryState, world: int = 0) -> np.ndarray:
         """Draw world `world` of a batched state; returns the frame as (H, W, 3) uint8."""
@@ -95,14 +83,4 @@ class Renderer:
                 self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)), (132, y + 2)
             )
         surf.blit(self.font.render(f"t={int(s.t[0])}", True, (230, 230, 230)), (self.size[0] - 48, top + 6))
-        if self.screen is not None:
-            self.pg.event.pump()
-            self.screen.blit(surf, (0, 0))
-            self.pg.display.flip()
-            self.clock.tick(self.fps)
-        return np.ascontiguousarray(self.pg.surfarray.array3d(surf).transpose(1, 0, 2))
-
-    def close(self) -> None:
-        if self.screen is not None:
-            self.pg.display.quit()
-        self.screen = None
+        return self.present()
