@@ -7,11 +7,14 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_python_example_runs():
-    block = re.search(r"```python\n(.*?)```", README, re.S).group(1)
-    namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["obs"].shape == (4096, 3, 500)
+def test_python_examples_run():
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    spaces = []
+    for block in blocks:
+        spaces.append({})
+        exec(compile(block, "README.md", "exec"), spaces[-1])
+    assert spaces[0]["obs"].shape == (4096, 3, 500)
+    assert spaces[1]["acts"]["hook_trunk_2"].shape == (32, 128)
 
 
 def test_ci_runs_the_readme_test_command():
