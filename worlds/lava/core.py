@@ -15,7 +15,7 @@ row between them (so every shortest path crosses it) but never the whole height 
 a few walls, then a random flip/transpose. Layouts are split into train and held-out test sets by a
 hash of their content that is the same for all mirror images of a layout, so the two sets are disjoint
 by construction, mirror images included. Drawing a valid layout takes a few tries of two shortest-path
-fields (~30x a step), so each split's layouts are drawn once per process into a bank of `layouts` (from
+fields (many times a step), so each split's layouts are drawn once per process into a bank of `layouts` (from
 a fixed seed) and an episode picks one by its key: a reset costs a gather.
 
 The walker sees an egocentric (2r+1)² window of tile features (outside the grid reads as wall) and one
