@@ -439,9 +439,10 @@ def read_json(path: Path) -> dict:
         raise ConfigError(f"corrupt JSON {path}: {err}") from None
 
 
-def run_world(out: Path) -> tuple[str, Any]:
-    """(world name, world config) a run directory was started with (runs from before lava: nursery)."""
-    saved = read_json(Path(out) / "config.json")
+def run_world(out: Path, saved: dict | None = None) -> tuple[str, Any]:
+    """(world name, world config) a run directory was started with (runs from before lava: nursery);
+    `saved` is its config.json when already read."""
+    saved = saved or read_json(Path(out) / "config.json")
     name = saved.get("world_name", "nursery")
     return name, build_config(get_task(name).config_class, saved["world"])
 
@@ -449,9 +450,8 @@ def run_world(out: Path) -> tuple[str, Any]:
 def started_with(out: Path, world: Any, config: TrainConfig) -> bool:
     """Whether the run in `out` was started with exactly these settings (a setting added to the code
     since the run was saved counts as its default)."""
-    _, saved_world = run_world(out)
     saved = read_json(out / "config.json")
-    return saved_world == world and build_config(TrainConfig, saved["train"]) == config
+    return run_world(out, saved)[1] == world and build_config(TrainConfig, saved["train"]) == config
 
 
 def start_run(out: Path, world: Any, config: TrainConfig, device: str, resume: bool) -> Trainer:
@@ -461,7 +461,7 @@ def start_run(out: Path, world: Any, config: TrainConfig, device: str, resume: b
     config_path = out / "config.json"
     if resume:
         previous = read_json(config_path)
-        _, world = run_world(out)
+        _, world = run_world(out, previous)
         config = build_config(TrainConfig, {**previous["train"], "steps": config.steps})
         trainer = Trainer(out, world, config, device)
         if previous["train"]["method"] == "rlmf":
@@ -469,14 +469,16 @@ def start_run(out: Path, world: Any, config: TrainConfig, device: str, resume: b
         if (out / "checkpoint.json").exists():
             trainer.load_checkpoint()
         return trainer
-    task = task_of(world)
-    task.check_training_world(world)  # before anything is written
     if config_path.exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    trainer = Trainer(out, world, config, device)  # checks the world before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    saved = {"world_name": task.name, "world": dataclasses.asdict(world), "train": dataclasses.asdict(config)}
+    saved = {
+        "world_name": trainer.task.name,
+        "world": dataclasses.asdict(world),
+        "train": dataclasses.asdict(config),
+    }
     config_path.write_text(json.dumps(saved, indent=1))
-    trainer = Trainer(out, world, config, device)
     if config.method == "rlmf":
         report = trainer.fit_maternal()
         save_file(

@@ -25,7 +25,7 @@ def test_every_intervention_restores_the_network_bit_for_bit(net_and_obs):
     net, obs = net_and_obs
     before = net(obs)
     with cache(net) as acts:
-        reference = net(obs)[0] * 0 + 1  # any forward pass fills the cache
+        net(obs)
     contexts = [
         lambda: ablate(net, "hook_trunk_1", None, "zero"),
         lambda: ablate(net, "hook_trunk_2", None, "mean", reference=acts["hook_trunk_2"]),
@@ -44,7 +44,6 @@ def test_every_intervention_restores_the_network_bit_for_bit(net_and_obs):
         with pytest.raises(RuntimeError), make():
             raise RuntimeError("inside the block")
         assert no_hooks_left(net)
-    assert reference.shape == (12, 5)
 
 
 def test_cache_holds_the_activations_the_forward_pass_used(net_and_obs):
