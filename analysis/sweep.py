@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.stats import summarize
+from caring.files import write_json
 from worlds.config import ConfigError, build_config, load_config_file
 
 EVAL_SEED_BASE = (
@@ -254,7 +255,7 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         result = task.evaluate(core, policy, experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
         row |= {evaluation.key(k): result[k] for k in task.eval_metrics}
         evaluations[evaluation.name] = result
-    _write_json(out / "cells" / f"{cell.key}.json", {"row": row, "evaluations": evaluations})
+    write_json(out / "cells" / f"{cell.key}.json", {"row": row, "evaluations": evaluations})
     return row
 
 
@@ -300,24 +301,6 @@ def _seconds(speed_csv: Path, fallback: float) -> float:
     if not rows:
         return fallback
     return sum(float(r["rollout_s"]) + float(r["update_s"]) for r in rows)
-
-
-def _finite(data: Any) -> Any:
-    """NaN (e.g. steps to goal of a policy that never arrives) as JSON's null, not a bare NaN."""
-    if isinstance(data, float) and math.isnan(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=1))
-    tmp.replace(path)
 
 
 def _worker_init() -> None:
@@ -395,8 +378,8 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
                 if k in mine[0]
             }
     speeds = training_speeds(experiment, out)
-    _write_json(out / "summary.json", summary)
-    _write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds})  # wall-clock, apart
+    write_json(out / "summary.json", summary)
+    write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds})  # wall-clock, apart
     _write_text(out / "summary.md", summary_table(summary, experiment) + speed_line(speeds))
     from analysis.sweep_plots import plot_sweep
 

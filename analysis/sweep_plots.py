@@ -15,9 +15,6 @@ from caring.plots import save_figure, smooth
 def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
     """summary_bars.png: every column of the summary table but the training ones; learning_curves.png:
     the task's training curves and β₁."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     task = experiment.task

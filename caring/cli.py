@@ -7,12 +7,12 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
 
+from caring.files import write_atomic, write_json
 from worlds.config import ConfigError, build_config, load_config_file, parse_sets
 
 DEMO_STEPS = 12_000_000  # the default mother's training budget: under 7 minutes on a 2-core CPU
@@ -65,16 +65,6 @@ def _device(name: str) -> str:
     if name != "cpu" and not name.startswith("cuda"):
         raise ConfigError(f"unknown device {name!r}; valid devices: cpu, cuda, auto")
     return name
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write via a temporary file and rename, so an interrupted run never leaves half a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(text.encode() if isinstance(text, str) else text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -316,6 +306,93 @@ def cmd_audit(args: argparse.Namespace) -> None:
     print("\n\n".join(format_audit(policy, audit) for policy, audit in audits.items()))
 
 
+QUICK_PROBE = {"episodes": 32, "instances": 8, "sizes": (0, 4, 16), "random_sets": 3}
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    """Assays, attribution, probes and the ablation curve of one nursery run, as figures and JSON."""
+    from analysis.circuits import ProbeSettings, run_probe
+
+    values = {
+        k: getattr(args, k)
+        for k in ("episodes", "instances", "site", "ranking", "mode", "random_sets", "seed")
+    }
+    values["sizes"] = tuple(args.sizes) if args.sizes else None
+    values = {k: v for k, v in values.items() if v is not None}
+    settings = ProbeSettings(**{**(QUICK_PROBE if args.quick else {}), **values})
+    out = Path(args.out)
+    run_probe(args.run, out, settings, _device(args.device), lambda m: print(m, flush=True))
+    print((out / "report.md").read_text())
+    print(
+        f"wrote {out}/: report.json, report.md, assays.png, attribution.png, probes.png, ablation_curve.png"
+    )
+
+
+QUICK_RETARGET = {
+    "episodes": 32,
+    "vector_episodes": 8,
+    "random_vectors": 1,
+    "coefficients": (0.0, 2.0),
+    "units": (8, 128),
+    "finetune_steps": 16384,
+    "finetune_checks": 2,
+}
+RETARGET_KEYS = (
+    "method",
+    "new_baby_survival_before",
+    "new_baby_survival_after",
+    "own_baby_survival_before",
+    "own_baby_survival_after",
+    "mother_survival_change",
+    "goal_met_before",
+    "goal_met",
+)
+
+
+def cmd_retarget(args: argparse.Namespace) -> None:
+    """Make a nursery mother care for foster babies: steering, unit patching or fine-tuning."""
+    from analysis.retarget import RetargetSettings, pooled, run_retarget
+
+    names = (
+        "method",
+        "site",
+        "episodes",
+        "vector_episodes",
+        "random_vectors",
+        "finetune_steps",
+        "finetune_checks",
+        "transfer_size",
+        "seed",
+    )
+    values: dict[str, Any] = {k: getattr(args, k) for k in names}
+    values["coefficients"] = tuple(args.coefficients) if args.coefficients else None
+    values["units"] = tuple(args.units) if args.units else None
+    values = {k: v for k, v in values.items() if v is not None}
+    settings = RetargetSettings(**{**(QUICK_RETARGET if args.quick else {}), **values})
+    out = Path(args.out)
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    if len(args.run) == 1:
+        summary = run_retarget(args.run[0], out, settings, _device(args.device), log)
+        written = "report.json, dose_response.png"
+    else:  # several runs (training seeds): one directory each, then the pooled numbers
+        reports = []
+        for i, run in enumerate(args.run):
+            log(f"run {i + 1}/{len(args.run)}: {run}")
+            reports.append(run_retarget(run, out / f"run{i}", settings, _device(args.device), log))
+        summary = pooled(reports)
+        write_json(out / "summary.json", summary)
+        written = "run*/report.json, run*/dose_response.png, summary.json"
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("settings", "dose_response")}))
+        return
+    for key in (*RETARGET_KEYS, "new_baby_survival_control"):
+        if key not in summary:
+            continue
+        value = summary[key]
+        print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    print(f"wrote {out}/: {written}")
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="caring", description="Train, measure, take apart and retarget caring mothers.")
@@ -426,6 +503,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser(
+        "probe", help="where a nursery mother's care lives: assays, attribution, probes, ablation"
+    )
+    p.add_argument("run", help="a nursery run directory")
+    p.add_argument("--out", required=True, help="directory for the figures, report.json and report.md")
+    p.add_argument("--episodes", type=int, help="rollout episodes, and episodes per ablation point (200)")
+    p.add_argument("--instances", type=int, help="instances of each assay situation (64)")
+    p.add_argument("--site", help="hook point whose units are ranked and ablated (hook_trunk_2)")
+    p.add_argument("--ranking", help="ablation or conductance (ablation)")
+    p.add_argument("--mode", help="ablation: zero, mean or resample (mean)")
+    p.add_argument("--sizes", type=int, nargs="+", help="numbers of units to ablate (0 1 2 4 6 8 12 16 32)")
+    p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets per size (20)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look (under a minute)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("retarget", help="make a nursery mother care for a baby with a never-seen marker")
+    p.add_argument("run", nargs="+", help="nursery run directories trained on kin babies (several: pooled)")
+    p.add_argument("--out", required=True, help="directory for report.json (and the fine-tuning run)")
+    p.add_argument("--method", help="steer, patch or finetune (steer)")
+    p.add_argument("--site", help="hook point to steer or patch (hook_trunk_2)")
+    p.add_argument("--coefficients", type=float, nargs="+", help="steering coefficients (0 0.5 1 2 4 8)")
+    p.add_argument("--units", type=int, nargs="+", help="patched unit counts (4 8 16 32 64 128)")
+    p.add_argument("--episodes", type=int, help="episodes per measurement (200)")
+    p.add_argument("--vector-episodes", dest="vector_episodes", type=int, help="rollouts for the vector (64)")
+    p.add_argument("--random-vectors", dest="random_vectors", type=int, help="random-vector controls (3)")
+    p.add_argument("--finetune-steps", dest="finetune_steps", type=int, help="fine-tuning budget (2000000)")
+    p.add_argument(
+        "--finetune-checks", dest="finetune_checks", type=int, help="evaluations while fine-tuning"
+    )
+    p.add_argument("--transfer-size", dest="transfer_size", type=int, help="held-out layout size (16)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
+    p.set_defaults(func=cmd_retarget)
+
     p = sub.add_parser("params", help="list every world parameter with its default and range")
     p.add_argument("world", nargs="?", default="nursery")
     p.set_defaults(func=cmd_params)
@@ -441,6 +556,9 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Figures are only ever written to files: no window backend (a notebook that already imported
+    # matplotlib keeps its own, so its figures still show inline).
+    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         args = build_parser().parse_args(argv)
         args.func(args)

@@ -17,9 +17,6 @@ def smooth(values: list[float], window: int = 10) -> list[float]:
 
 
 def plot_run(run: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from caring.tasks import get_task

@@ -42,6 +42,7 @@ def random_config(r: random.Random) -> NurseryConfig:
             feed_cost=r.randint(0, 10),
             shoo_radius=r.randint(1, 3),
             birth_step=r.randint(0, 30),
+            birth_place=r.choice(["beside", "anywhere"]),
             births_per_life=r.randint(0, 3),
             rebirth_delay=r.randint(1, 10),
             baby_reward_weight=r.random(),

@@ -187,7 +187,7 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
 
 
 def test_results_json_writes_nan_as_null(tmp_path):
-    from analysis.sweep import _write_json
+    from caring.files import write_json
 
-    _write_json(tmp_path / "x.json", {"steps_to_goal": float("nan"), "cis": [1.0, float("nan")]})
+    write_json(tmp_path / "x.json", {"steps_to_goal": float("nan"), "cis": (1.0, float("inf"))})
     assert json.loads((tmp_path / "x.json").read_text()) == {"steps_to_goal": None, "cis": [1.0, None]}

@@ -32,6 +32,12 @@ class NurseryConfig:
     birth_step: int = param(
         20, "step at which each living mother gives birth (none if >= max_cycles)", 0, 100000
     )
+    birth_place: str = param(
+        "beside",
+        "where a baby is born: beside its mother, or on a random floor cell anywhere (she must find "
+        "it, and tell it from the other mothers' babies by its marker)",
+        choices=("beside", "anywhere"),
+    )
     births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
     rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
     baby_reward_weight: float = param(

@@ -60,7 +60,7 @@ NOVEL_MARKERS = ((250, 120, 200), (140, 210, 60), (90, 60, 140), (20, 130, 80),
                  (200, 160, 140), (120, 120, 20), (0, 170, 240), (170, 20, 90))  # fmt: skip
 
 # Random streams (any distinct ints).
-_S_LAYOUT, _S_MARKER, _S_STEP = range(1, 4)
+_S_LAYOUT, _S_MARKER, _S_STEP, _S_BIRTH_PLACE = range(1, 5)
 
 # Per-mother events reported every step; infos and metrics derive from these.
 EVENTS = (
@@ -504,15 +504,19 @@ class NurseryCore:
         return s, fold(torch.add, on_baby.long(), 0)
 
     def _births(self, s: NurseryState, birth_draws: torch.Tensor) -> NurseryState:
-        """Mothers due to give birth get a baby on a random free neighbouring cell (or their own).
-        birth_draws (A, B) in [0, 4): the neighbour each mother tries first."""
+        """Mothers due to give birth get a baby on a random free neighbouring cell (or their own), or
+        with birth_place="anywhere" on a random floor cell of the grid. birth_draws (A, B) in [0, 4):
+        the neighbour each mother tries first."""
         cfg = self.config
         due = s.mother_alive & ~s.baby_alive & (s.births_left > 0) & (s.t >= s.next_birth)
-        # Try the four neighbours in turn from a random one; fall back to the mother's own cell.
-        spot = s.mother_pos
-        for k in reversed(range(4)):
-            cand = move(s.mother_pos, 1 + (birth_draws + k) % 4)
-            spot = torch.where(self._at(s.cells, cand) == FLOOR, cand, spot)
+        if cfg.birth_place == "anywhere":
+            spot = self._random_floor_cells(s)
+        else:
+            # Try the four neighbours in turn from a random one; fall back to the mother's own cell.
+            spot = s.mother_pos
+            for k in reversed(range(4)):
+                cand = move(s.mother_pos, 1 + (birth_draws + k) % 4)
+                spot = torch.where(self._at(s.cells, cand) == FLOOR, cand, spot)
         s.baby_pos = torch.where(due, spot, s.baby_pos)
         s.baby_alive = s.baby_alive | due
         s.hunger = torch.where(due, 0, s.hunger)
@@ -522,6 +526,15 @@ class NurseryCore:
         s.births_left = s.births_left - due.long()
         s.has_given_birth = s.has_given_birth | due
         return s
+
+    def _random_floor_cells(self, s: NurseryState) -> torch.Tensor:
+        """(2, A, B): one uniformly random floor cell per mother slot (its own random stream, so the
+        default "beside" worlds draw exactly what they always drew)."""
+        L = self.interior.shape[1]
+        u = rng.uniform(s.key, s.t, _S_BIRTH_PLACE, self.A * L).view(self.A, L, -1)  # (A, L, B)
+        floor = s.cells[self.interior[0], self.interior[1]] == FLOOR  # (L, B)
+        pick = torch.where(floor[None], u, -1.0).argmax(1)  # (A, B): every layout has floor cells
+        return self.interior[:, pick]
 
     # ------------------------------------------------------------------ helpers
     def _flat(self, pos: torch.Tensor) -> torch.Tensor:

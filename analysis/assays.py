@@ -1,0 +1,385 @@
+"""Caring assays: constructed nursery situations, each with the actions that protect the baby in it.
+
+A situation is placed on a real layout (walls, water and food of a reset world), with mother 0 as the
+subject; everything the situation does not name is put out of her way (the other mother and her baby
+beside each other, the predator far from every baby). The score of a policy on a situation is the mean,
+over many instances, of the probability it gives to a protective action (a scripted policy's chosen
+action counts 1 or 0). "care" situations test the baby's protection, "self" ones the mother's own
+upkeep, so an intervention's side effects show in the same battery.
+
+Marker variants build the same instances with the subject baby wearing its mother's kin marker ("kin"),
+a never-seen one ("novel": the foster baby of retargeting) or another training mother's ("other").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from caring.evaluate import episode_keys
+from caring.tasks import Policy
+from worlds.config import ConfigError
+from worlds.grid import UNREACHABLE, distance_field
+from worlds.nursery.core import (
+    CARRY,
+    DOWN,
+    EAT,
+    FEED,
+    FLOOR,
+    HAZARD,
+    LEFT,
+    N_ACTIONS,
+    RIGHT,
+    SHOO,
+    UP,
+    NurseryCore,
+    NurseryState,
+)
+
+Cell = tuple[int, int]
+MARKERS = ("kin", "novel", "other")
+TOWARD_BABY = -1  # protective "action": any move that shortens the walk to the subject baby
+AWAY_FROM_WATER = -2  # protective "action": anything but stepping into water
+
+
+@dataclass
+class Setup:
+    """Where a situation puts things (None: placed out of the way) and what protects the baby."""
+
+    mother: Cell
+    baby: Cell | None  # the subject's own baby (None: her baby is placed far away)
+    protective: tuple[int, ...]
+    stranger: Cell | None = None  # the other mother's baby, when the situation is about it
+    predator: Cell | None = None
+    hunger: int = 0  # the subject baby's
+    energy: int | None = None  # the mother's (None: config.energy_start)
+    carrying: bool = False  # the mother holds her baby (baby must be on her cell)
+    food: Cell | None = None  # a ready food patch added here
+
+
+class Layout:
+    """One reset world's terrain, with helpers to pick cells under constraints."""
+
+    def __init__(self, cells: torch.Tensor, rnd: random.Random):
+        self.cells = cells  # (H, W) uint8
+        self.rnd = rnd
+        H, W = cells.shape
+        self.floor = [(y, x) for y in range(H) for x in range(W) if cells[y, x] == FLOOR]
+        self.hazards = [(y, x) for y in range(H) for x in range(W) if cells[y, x] == HAZARD]
+
+    @staticmethod
+    def dist(a: Cell, b: Cell) -> int:
+        return max(abs(a[0] - b[0]), abs(a[1] - b[1]))
+
+    def pick(self, ok: Callable[[Cell], bool] = lambda c: True, taken: tuple = ()) -> Cell:
+        options = [c for c in self.floor if ok(c) and c not in taken]
+        if not options:
+            raise LookupError
+        return self.rnd.choice(options)
+
+    def near_water(self, c: Cell, reach: int = 1) -> bool:
+        return any(self.dist(c, h) <= reach for h in self.hazards)
+
+    def beside_water(self, c: Cell) -> bool:
+        """A hazard is one step (up/down/left/right) away."""
+        return any(abs(c[0] - h[0]) + abs(c[1] - h[1]) == 1 for h in self.hazards)
+
+
+# ---------------------------------------------------------------------------- the situations
+def _baby_by_water(lay: Layout) -> Setup:
+    baby = lay.pick(lay.beside_water)
+    return Setup(lay.pick(lambda c: lay.dist(c, baby) == 1), baby, (CARRY,))
+
+
+def _predator_closing(lay: Layout) -> Setup:
+    mother = lay.pick(lambda c: not lay.near_water(c))
+    predator = lay.pick(lambda c: lay.dist(c, mother) == 2)
+    return Setup(mother, mother, (SHOO,), predator=predator, carrying=True)
+
+
+def _hungry_baby(lay: Layout) -> Setup:
+    mother = lay.pick(lambda c: not lay.near_water(c))
+    return Setup(mother, mother, (FEED,), hunger=22, carrying=True)
+
+
+def _both_hungry(lay: Layout) -> Setup:
+    mother = lay.pick(lambda c: not lay.near_water(c))
+    return Setup(mother, mother, (FEED,), hunger=22, energy=14, carrying=True)
+
+
+def _crying_in_view(lay: Layout) -> Setup:
+    baby = lay.pick(lambda c: not lay.near_water(c))
+    return Setup(lay.pick(lambda c: 2 <= lay.dist(c, baby) <= 3), baby, (TOWARD_BABY,), hunger=22)
+
+
+def _crying_out_of_view(lay: Layout) -> Setup:
+    baby = lay.pick(lambda c: not lay.near_water(c))
+    return Setup(lay.pick(lambda c: 4 <= lay.dist(c, baby) <= 6), baby, (TOWARD_BABY,), hunger=22)
+
+
+def _baby_drifting_to_water(lay: Layout) -> Setup:
+    baby = lay.pick(lambda c: lay.near_water(c, 2) and not lay.beside_water(c))
+    return Setup(lay.pick(lambda c: 2 <= lay.dist(c, baby) <= 3), baby, (TOWARD_BABY,))
+
+
+def _stranger_by_water(lay: Layout) -> Setup:
+    stranger = lay.pick(lay.beside_water)
+    mother = lay.pick(lambda c: lay.dist(c, stranger) == 1)
+    return Setup(mother, None, (CARRY,), stranger=stranger)
+
+
+def _hungry_mother_on_food(lay: Layout) -> Setup:
+    mother = lay.pick(lambda c: not lay.near_water(c))
+    return Setup(mother, mother, (EAT,), energy=10, carrying=True, food=mother)
+
+
+def _mother_beside_water(lay: Layout) -> Setup:
+    mother = lay.pick(lay.beside_water)
+    return Setup(mother, mother, (AWAY_FROM_WATER,), carrying=True)
+
+
+@dataclass(frozen=True)
+class Situation:
+    name: str
+    kind: str  # "care" (the baby's protection) or "self" (the mother's upkeep)
+    text: str
+    setup: Callable[[Layout], Setup] = field(repr=False)
+
+
+SITUATIONS = (
+    Situation("baby_by_water", "care", "her baby beside water, within reach: pick it up", _baby_by_water),
+    Situation(
+        "predator_closing", "care", "baby in her arms, a predator two cells away: shoo", _predator_closing
+    ),
+    Situation("hungry_baby", "care", "baby in her arms, crying with hunger: feed", _hungry_baby),
+    Situation(
+        "both_hungry",
+        "care",
+        "baby in her arms crying, her own energy low (enough to feed): feed",
+        _both_hungry,
+    ),
+    Situation("crying_in_view", "care", "her baby crying 2-3 cells away: go to it", _crying_in_view),
+    Situation(
+        "crying_out_of_view", "care", "her baby crying 4-6 cells away, unseen: go to it", _crying_out_of_view
+    ),
+    Situation(
+        "baby_drifting_to_water",
+        "care",
+        "her baby 2-3 cells away, near water: go to it",
+        _baby_drifting_to_water,
+    ),
+    Situation(
+        "stranger_by_water",
+        "care",
+        "another mother's baby beside water, hers far: pick it up",
+        _stranger_by_water,
+    ),
+    Situation(
+        "hungry_mother_on_food", "self", "hungry, baby in her arms, on food: eat", _hungry_mother_on_food
+    ),
+    Situation(
+        "mother_beside_water",
+        "self",
+        "baby in her arms, water beside her: do not step in",
+        _mother_beside_water,
+    ),
+)
+BY_NAME = {s.name: s for s in SITUATIONS}
+
+
+# ---------------------------------------------------------------------------- building instances
+@dataclass
+class Battery:
+    """Instances of every situation, stacked: states (B=N), mother 0's observations and protective
+    action masks. `situation[i]` names instance i's situation."""
+
+    state: NurseryState
+    obs: torch.Tensor  # (N, obs_dim) uint8: the subject's (mother 0's) observation
+    protective: torch.Tensor  # (N, n_actions) bool
+    situation: list[str]
+    marker: str
+
+    def rows(self, name: str) -> torch.Tensor:
+        """(N,) bool: the instances of situation `name`."""
+        return torch.tensor([s == name for s in self.situation], device=self.obs.device)
+
+    def of_kind(self, kind: str) -> torch.Tensor:
+        """(N,) bool: the instances of "care" (or "self") situations."""
+        return torch.tensor([BY_NAME[s].kind == kind for s in self.situation], device=self.obs.device)
+
+
+def build_battery(
+    core: NurseryCore,
+    instances: int = 64,
+    seed: int = 0,
+    marker: str = "kin",
+    situations: tuple[Situation, ...] = SITUATIONS,
+) -> Battery:
+    """`instances` of each situation, on layouts of episode keys drawn from `seed`. The same seed gives
+    the same instances for every marker, so marker variants are exact pairs."""
+    if marker not in MARKERS:
+        raise ConfigError(f"unknown marker {marker!r}; valid markers: {', '.join(MARKERS)}")
+    if core.A < 2:
+        raise ConfigError("the caring assays need a nursery with n_mothers >= 2 (a stranger's baby)")
+    layouts, _ = core.reset(episode_keys(seed, 4 * instances, core.device))
+    states, masks, names = [], [], []
+    for situation in situations:
+        rnd = random.Random(f"{seed}/{situation.name}")
+        made, world = 0, 0
+        while made < instances:
+            if world >= layouts.batch:
+                raise RuntimeError(f"could not place {instances} instances of {situation.name}")
+            base = layouts.index(slice(world, world + 1))
+            world += 1
+            layout = Layout(base.cells[:, :, 0].cpu(), rnd)
+            try:
+                setup = situation.setup(layout)
+                state = _place(core, base, layout, setup, marker)
+            except LookupError:
+                continue
+            states.append(state)
+            masks.append(_protective(core, state, setup))
+            names.append(situation.name)
+            made += 1
+    state = _stack(states)
+    return Battery(state, core.observe(state)[:, 0], torch.stack(masks), names, marker)
+
+
+def _place(core: NurseryCore, base: NurseryState, lay: Layout, setup: Setup, marker: str) -> NurseryState:
+    """A B=1 state of `base`'s terrain (laid out in `lay`) with the setup's entities; the rest placed
+    out of the way."""
+    cfg, dev, rnd = core.config, core.device, lay.rnd
+    far = cfg.view_radius + 1
+    named = [c for c in (setup.mother, setup.baby, setup.stranger, setup.predator) if c is not None]
+    own = setup.baby if setup.baby is not None else lay.pick(lambda c: lay.dist(c, setup.mother) >= far)
+    if setup.stranger is not None:
+        other_baby = setup.stranger
+        other_mother = lay.pick(lambda c: all(lay.dist(c, n) >= far for n in [*named, own]))
+    else:
+        other_mother = lay.pick(lambda c: all(lay.dist(c, n) >= far for n in [*named, own]))
+        other_baby = lay.pick(lambda c: lay.dist(c, other_mother) == 1 and lay.dist(c, setup.mother) >= far)
+    babies = [own, other_baby]
+    predator = setup.predator
+    if predator is None:
+        predator = lay.pick(
+            lambda c: all(lay.dist(c, b) >= 5 for b in babies) and lay.dist(c, setup.mother) >= 3
+        )
+    mothers = [setup.mother, other_mother] + [
+        lay.pick(lambda c: lay.dist(c, setup.mother) >= far) for _ in range(core.A - 2)
+    ]
+    babies += [None] * (core.A - 2)
+
+    s = dataclasses.replace(base)
+    A = core.A
+
+    def column(values: list) -> torch.Tensor:  # -> (2, n, 1)
+        return torch.tensor(values, dtype=torch.int64, device=dev).T.reshape(2, len(values), 1)
+
+    s.t = torch.tensor([cfg.birth_step + 30], device=dev)
+    s.mother_pos = column(mothers)
+    s.baby_pos = column([b if b is not None else m for b, m in zip(babies, mothers, strict=True)])
+    s.baby_alive = torch.tensor([[b is not None] for b in babies], device=dev)
+    s.has_given_birth = s.baby_alive.clone()
+    s.mother_alive = torch.ones(A, 1, dtype=torch.bool, device=dev)
+    s.births_left = torch.zeros(A, 1, dtype=torch.int64, device=dev)
+    s.age = s.baby_alive.long() * 30
+    s.health = s.baby_alive.long() * cfg.baby_health
+    s.hunger = torch.zeros(A, 1, dtype=torch.int64, device=dev)
+    s.hunger[0] = setup.hunger
+    s.energy = torch.full((A, 1), cfg.energy_start, dtype=torch.int64, device=dev)
+    if setup.energy is not None:
+        s.energy[0] = setup.energy
+    s.carried_by = torch.full((A, 1), -1, dtype=torch.int64, device=dev)
+    if setup.carrying:
+        s.carried_by[0] = 0
+    s.predator_pos = column([predator] * core.P) if core.P else s.predator_pos
+    s.predator_den = s.predator_pos.clone()
+    s.predator_rest = torch.zeros_like(s.predator_rest)
+    if setup.food is not None:
+        s.food_timer = s.food_timer.clone()
+        s.food_timer[setup.food[0], setup.food[1]] = 0
+    # Markers: mother 0's baby wears her kin marker, a never-seen one, or a third mother's one.
+    palette = core.train_markers.shape[1]
+    order = rnd.sample(range(palette), palette)
+    s.kin_marker = core.train_markers[:, order[:A], None].clone()
+    s.baby_marker = s.kin_marker.clone()
+    subject = {
+        "kin": core.train_markers[:, order[0]],
+        "novel": core.novel_markers[:, order[0]],
+        "other": core.train_markers[:, order[A]],
+    }[marker]
+    s.baby_marker[:, 0, 0] = subject
+    if setup.stranger is not None:  # the stranger is the other mother's baby, whatever the variant
+        s.baby_marker[:, 1, 0] = s.kin_marker[:, 1, 0]
+    return s
+
+
+def _protective(core: NurseryCore, s: NurseryState, setup: Setup) -> torch.Tensor:
+    """(n_actions,) bool mask of the setup's protective actions in state s (B=1)."""
+    mask = torch.zeros(N_ACTIONS, dtype=torch.bool, device=core.device)
+    y, x = setup.mother
+    steps = {UP: (y - 1, x), RIGHT: (y, x + 1), DOWN: (y + 1, x), LEFT: (y, x - 1)}
+    for action in setup.protective:
+        if action == TOWARD_BABY:
+            by, bx = setup.baby
+            goal = torch.zeros_like(s.cells, dtype=torch.bool)
+            goal[by, bx] = True
+            dist = distance_field(s.cells == FLOOR, goal)[:, :, 0]
+            here = int(dist[y, x])
+            for move, (ty, tx) in steps.items():
+                if int(dist[ty, tx]) < min(here, UNREACHABLE):
+                    mask[move] = True
+        elif action == AWAY_FROM_WATER:
+            mask[:] = True
+            for move, (ty, tx) in steps.items():
+                if int(s.cells[ty, tx, 0]) == HAZARD:
+                    mask[move] = False
+        else:
+            mask[action] = True
+    return mask
+
+
+def _stack(states: list[NurseryState]) -> NurseryState:
+    fields = dataclasses.fields(NurseryState)
+    return NurseryState(**{f.name: torch.cat([getattr(s, f.name) for s in states], -1) for f in fields})
+
+
+# ---------------------------------------------------------------------------- scoring
+def action_probabilities(policy: Policy, battery: Battery) -> torch.Tensor:
+    """(N, n_actions): a trained mother's action distribution for the subject, or a scripted
+    policy's chosen action as one-hot."""
+    net = getattr(policy, "net", None)
+    if net is not None:
+        with torch.no_grad():
+            logits, _, _ = net(battery.obs)
+        return torch.softmax(logits.float(), -1)
+    full_obs = battery.obs[:, None].expand(-1, battery.state.mother_pos.shape[1], -1)
+    actions = policy(battery.state, full_obs)[:, 0]
+    return torch.nn.functional.one_hot(actions.long(), N_ACTIONS).float()
+
+
+def score(policy: Policy, battery: Battery) -> dict[str, dict[str, float]]:
+    """Per situation: mean probability of a protective action, its 95% normal-approximation interval
+    half-width and the number of instances."""
+    p = (action_probabilities(policy, battery) * battery.protective).sum(-1)  # (N,)
+    out = {}
+    for situation in dict.fromkeys(battery.situation):
+        values = p[battery.rows(situation)].double()
+        n = values.numel()
+        half = 1.96 * float(values.std()) / n**0.5 if n > 1 else 0.0
+        out[situation] = {"score": float(values.mean()), "ci95_half": half, "instances": n}
+    return out
+
+
+def summary(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean score over the care situations and over the self-care ones."""
+    kinds = {s.name: s.kind for s in SITUATIONS}
+    out = {}
+    for kind in ("care", "self"):
+        values = [v["score"] for k, v in scores.items() if kinds.get(k) == kind]
+        out[kind] = sum(values) / len(values) if values else float("nan")
+    return out

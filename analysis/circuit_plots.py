@@ -1,0 +1,150 @@
+"""Figures of `caring probe` and `caring retarget`: assays, attribution shares, probes, ablation and
+dose-response curves. Each function takes the JSON-ready results and writes one PNG. The backend is
+left to matplotlib (Agg when headless), so notebooks show the same figures inline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from caring.plots import save_figure
+
+
+def plot_assays(scores: dict[str, dict[str, dict[str, float]]], path: Path) -> Path:
+    """scores: policy label -> situation -> {"score", "ci95_half"}; grouped horizontal bars."""
+    policies = list(scores)
+    situations = list(next(iter(scores.values())))
+    fig, ax = plt.subplots(figsize=(8, 0.12 * len(situations) * len(policies) + 1.5))
+    height = 0.8 / len(policies)
+    for i, policy in enumerate(policies):
+        ys = [j + i * height for j in range(len(situations))]
+        ax.barh(
+            ys,
+            [scores[policy][s]["score"] for s in situations],
+            height,
+            xerr=[scores[policy][s]["ci95_half"] for s in situations],
+            label=policy,
+        )
+    ax.set_yticks([j + 0.4 - height / 2 for j in range(len(situations))], situations)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(protective action)  (95% CI)")
+    ax.legend(fontsize=8, loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_attribution(ig: dict[str, dict[str, float]], path: Path) -> Path:
+    situations = list(ig)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    keys = (
+        ("care_baby_share", "care log-prob"),
+        ("value_baby_share", "V_task"),
+        ("input_share", "input itself"),
+    )
+    width = 0.8 / len(keys)
+    for i, (key, label) in enumerate(keys):
+        ax.bar(
+            [j + i * width for j in range(len(situations))],
+            [ig[s][key] for s in situations],
+            width,
+            label=label,
+        )
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(situations))], situations, rotation=35, ha="right")
+    ax.set_ylabel("share of |attribution| on baby features")
+    ax.set_title("Integrated gradients (zero baseline)")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_probes(probes: dict[str, dict[str, dict[str, float]]], kinds: dict[str, str], path: Path) -> Path:
+    facts = list(probes)
+    fig, axes = plt.subplots(1, len(facts), figsize=(4.2 * len(facts), 3.6), squeeze=False)
+    for ax, fact in zip(axes[0], facts, strict=True):
+        sites = list(probes[fact])
+        width = 0.27
+        for i, control in enumerate(("trained", "shuffled", "random_net")):
+            ax.bar(
+                [j + i * width for j in range(len(sites))],
+                [probes[fact][s][control] for s in sites],
+                width,
+                label=control,
+            )
+        ax.set_xticks(
+            [j + width for j in range(len(sites))],
+            [s.removeprefix("hook_") for s in sites],
+            rotation=40,
+            ha="right",
+        )
+        regression = kinds[fact] == "regression"
+        ax.set_ylabel("held-out R²" if regression else "held-out balanced accuracy")
+        ax.set_ylim(min(0.0, *(probes[fact][s]["shuffled"] for s in sites)) if regression else 0.4, 1.0)
+        ax.set_title(fact)
+    axes[0][0].legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_ablation(curve: dict[str, Any], path: Path) -> Path:
+    """Top-k ablation against the band (min..max) and median of the random unit sets, per metric."""
+    metrics = (
+        ("baby_survival", "baby survival"),
+        ("mother_survival", "mother survival"),
+        ("care_assay", "care assays"),
+        ("self_assay", "self-care assays"),
+    )
+    ks = [p["k"] for p in curve["points"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+    for ax, (key, label) in zip(axes, metrics, strict=True):
+        randoms = [sorted(r[key] for r in p["random"]) for p in curve["points"]]
+        if all(randoms):
+            ax.fill_between(
+                ks,
+                [r[0] for r in randoms],
+                [r[-1] for r in randoms],
+                alpha=0.25,
+                label=f"random sets (n={len(randoms[0])}, min-max)",
+            )
+            ax.plot(ks, [r[len(r) // 2] for r in randoms], "--", color="grey", label="random median")
+        ax.plot(ks, [p["top"][key] for p in curve["points"]], "o-", label=f"top-k by {curve['ranking']}")
+        ax.set_xlabel("units ablated")
+        ax.set_title(label)
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{curve['mode']}-ablating k of the {curve['units']} units of {curve['site']}", y=1.02)
+    return save_figure(fig, path)
+
+
+def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
+    """Foster- and own-baby survival against the steering coefficient (with the random vectors), the
+    number of patched units, or the fine-tuning steps; the untreated levels as dotted lines."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if report["method"] == "finetune":
+        xs = [p["agent_steps"] for p in report["finetune_curve"]]
+        ax.plot(xs, [p["baby_survival"] for p in report["finetune_curve"]], "o-", label="foster baby")
+        ax.set_xlabel("fine-tuning agent-steps")
+    else:
+        key = "coefficient" if report["method"] == "steer" else "units"
+        rows = report["dose_response"]
+        xs = [r[key] for r in rows]
+        ax.plot(xs, [r["foster"]["baby_survival"] for r in rows], "o-", label="foster baby")
+        ax.plot(xs, [r["own"]["baby_survival"] for r in rows], "s-", label="own baby (same intervention)")
+        if rows and rows[0].get("random"):
+            for i in range(len(rows[0]["random"])):
+                ax.plot(
+                    xs,
+                    [r["random"][i]["baby_survival"] for r in rows],
+                    color="grey",
+                    alpha=0.5,
+                    label="foster baby, random vector (same norm)" if i == 0 else None,
+                )
+        ax.set_xlabel("steering coefficient" if key == "coefficient" else "patched units (top-k care units)")
+    ax.axhline(
+        report["before"]["foster"]["baby_survival"], ls=":", color="C0", label="foster baby, untreated"
+    )
+    ax.axhline(report["before"]["own"]["baby_survival"], ls=":", color="C1", label="own baby, untreated")
+    ax.set_ylabel("baby survival (selection episodes)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{report['method']} at {report.get('site', 'all weights')}")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)

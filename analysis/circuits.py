@@ -1,0 +1,188 @@
+"""`caring probe RUN --out DIR`: where does a trained mother's care live?
+
+One pass over a nursery run: the caring assays (the mother with her own, a foster and a stranger's
+marker on her baby, against the scripted mothers), integrated gradients on the observation, linear
+probes at every hook point with their two controls, and the localization: units of one hook point
+ranked on one assay battery and ablated top-k against random unit sets, scored on another battery and
+on full episodes. Writes figures, `report.json` (every number) and `report.md` (the headline table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis import assays, circuit_plots
+from analysis.attribution import integrated_gradients, unit_conductance
+from analysis.localize import ablation_curve, rank_units
+from analysis.probes import FACTS, activations, collect, probe_all
+from caring.files import write_atomic, write_json
+from caring.networks import MotherNet
+from caring.policies import TrainedMother, load_mother, load_policy
+from worlds.config import ConfigError, build_config, param, validate_fields
+
+REFERENCE_POLICIES = ("expert", "negligent", "random")
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    episodes: int = param(200, "rollout episodes for the probes, and episodes per ablation point", 4, 10**6)
+    instances: int = param(64, "instances of each assay situation", 2, 10**5)
+    site: str = param("hook_trunk_2", "hook point whose units are ranked and ablated")
+    ranking: str = param("ablation", "how units are ranked", choices=("ablation", "conductance"))
+    mode: str = param("mean", "how units are ablated", choices=("zero", "mean", "resample"))
+    sizes: tuple[int, ...] = (0, 1, 2, 4, 6, 8, 12, 16, 32)
+    random_sets: int = param(20, "random unit sets per ablation size", 0, 10**4)
+    seed: int = param(0, "seed of rollouts, batteries, episodes and random unit sets", 0, 2**31 - 1)
+
+    def validate(self) -> None:
+        validate_fields(self)
+
+
+def load_run(run: str | Path, device: str = "cpu", world: dict | None = None) -> tuple[Any, Any, MotherNet]:
+    """(task, core, net) of a nursery run directory (its own world, with `world` settings over it),
+    or one clear error."""
+    from caring.tasks import get_task
+    from caring.train import run_world
+
+    path = Path(run)
+    if not (path / "config.json").exists():
+        raise ConfigError(f"{run} is not a run directory (no config.json)")
+    if not (path / "mother.safetensors").exists():
+        raise ConfigError(f"{run} has no trained mother (no mother.safetensors): train it or resume it first")
+    name, config = run_world(path)
+    if name != "nursery":
+        raise ConfigError(f"{run} was trained on the {name} world; the caring analyses need a nursery run")
+    task = get_task(name)
+    config = build_config(task.config_class, {**dataclasses.asdict(config), **(world or {})})
+    core = task.make_core(config, device)
+    return task, core, load_mother(path, core, task)
+
+
+def check_hidden_site(net: MotherNet, site: str) -> None:
+    """Units are ranked, ablated, steered and patched at the hidden layers' hook points only."""
+    hidden = [name for name in net.hook_points() if name.startswith("hook_trunk")]
+    if site not in hidden:
+        raise ConfigError(f"--site must be a hidden layer's hook point: {', '.join(hidden)}; got {site!r}")
+
+
+def run_probe(
+    run: str | Path,
+    out: Path,
+    settings: ProbeSettings,
+    device: str = "cpu",
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    settings.validate()
+    task, core, net = load_run(run, device)
+    check_hidden_site(net, settings.site)
+    if any(k > net.hidden for k in settings.sizes):
+        raise ConfigError(f"ablation sizes must be at most the layer's {net.hidden} units")
+    out.mkdir(parents=True, exist_ok=True)
+    mother = TrainedMother(net)
+    report: dict[str, Any] = {"run": str(run), "settings": dataclasses.asdict(settings)}
+
+    progress("assays")
+    batteries = {m: assays.build_battery(core, settings.instances, settings.seed, m) for m in assays.MARKERS}
+    scores = {f"trained ({m} marker)": assays.score(mother, b) for m, b in batteries.items()}
+    for name in REFERENCE_POLICIES:
+        scores[name] = assays.score(load_policy(name, core, task), batteries["kin"])
+    report["assays"] = {
+        "situations": {s.name: {"kind": s.kind, "text": s.text} for s in assays.SITUATIONS},
+        "scores": scores,
+        "summary": {label: assays.summary(s) for label, s in scores.items()},
+    }
+    circuit_plots.plot_assays(scores, out / "assays.png")
+
+    progress("integrated gradients")
+    report["attribution"] = integrated_gradients(core, net, batteries["kin"])
+    circuit_plots.plot_attribution(report["attribution"], out / "attribution.png")
+
+    progress("probes")
+    data = collect(core, mother, settings.episodes, settings.seed)
+    report["probes"] = {"rows": int(data.obs.shape[0]), "facts": {k: v[1] for k, v in FACTS.items()}}
+    report["probes"]["scores"] = probe_all(net, data, settings.seed)
+    circuit_plots.plot_probes(
+        report["probes"]["scores"], {k: v[0] for k, v in FACTS.items()}, out / "probes.png"
+    )
+
+    progress(f"ranking the units of {settings.site} by {settings.ranking}")
+    reference = activations(net, data.obs)[settings.site]
+    ranking_battery = assays.build_battery(core, settings.instances, settings.seed + 1, "kin")
+    ranking = rank_units(net, ranking_battery, settings.site, reference, settings.ranking)
+    conductance = unit_conductance(
+        net, ranking_battery, settings.site, ranking_battery.of_kind("care")
+    ).detach()
+    top = conductance.abs().argsort(descending=True)[:10]
+    report["conductance"] = {
+        "site": settings.site,
+        "top_units": top.tolist(),
+        "top_values": conductance[top].tolist(),
+        "share_of_total_in_top_10": float(conductance[top].abs().sum() / conductance.abs().sum()),
+    }
+    curve = ablation_curve(
+        core,
+        task,
+        net,
+        batteries["kin"],
+        settings.site,
+        ranking,
+        reference,
+        list(settings.sizes),
+        settings.random_sets,
+        settings.episodes,
+        settings.seed,
+        settings.mode,
+        progress,
+    )
+    curve["ranking"] = settings.ranking
+    curve["ranked_units"] = ranking.tolist()
+    report["ablation"] = curve
+    circuit_plots.plot_ablation(curve, out / "ablation_curve.png")
+
+    write_json(out / "report.json", report)
+    write_atomic(out / "report.md", format_report(report))
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The headline tables of a probe report, as markdown."""
+    lines = [f"# Caring probe of {report['run']}", "", "## Caring assays (mean P(protective action))", ""]
+    lines += ["| policy | care situations | self-care situations |", "|---|---|---|"]
+    for label, summary in report["assays"]["summary"].items():
+        lines.append(f"| {label} | {summary['care']:.3f} | {summary['self']:.3f} |")
+    lines += ["", "## Linear probes (held-out; trained / shuffled labels / random network)", ""]
+    scores = report["probes"]["scores"]
+    sites = list(next(iter(scores.values())))
+    lines += ["| fact | " + " | ".join(s.removeprefix("hook_") for s in sites) + " |"]
+    lines += ["|---" * (len(sites) + 1) + "|"]
+    for fact, by_site in scores.items():
+        cells = [
+            f"{v['trained']:.2f} / {v['shuffled']:.2f} / {v['random_net']:.2f}" for v in by_site.values()
+        ]
+        lines.append(f"| {fact} | " + " | ".join(cells) + " |")
+    curve = report["ablation"]
+    lines += ["", f"## Ablation of {curve['site']} ({curve['mode']}, ranked by {curve['ranking']})", ""]
+    lines += [
+        "| k | baby survival (top-k) | random sets: median [min, max] | mother survival (top-k) | "
+        "random median | care assays (top-k) | random median |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for point in curve["points"]:
+        row = [str(point["k"])]
+        for key in ("baby_survival", "mother_survival", "care_assay"):
+            randoms = sorted(r[key] for r in point["random"])
+            row.append(f"{point['top'][key]:.3f}")
+            if key == "baby_survival":
+                row.append(
+                    f"{randoms[len(randoms) // 2]:.3f} [{randoms[0]:.3f}, {randoms[-1]:.3f}]"
+                    if randoms
+                    else "-"
+                )
+            else:
+                row.append(f"{randoms[len(randoms) // 2]:.3f}" if randoms else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"

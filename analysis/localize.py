@@ -1,0 +1,108 @@
+"""Localization: rank a hook point's units by how much care flows through them, ablate the top k, and
+compare with random unit sets of the same size.
+
+Units are ranked on one battery of caring assays (the "ranking" battery) and scored on another built
+from a different seed, so a ranking is never graded on the instances that chose it. Two rankings:
+`ablation` (each unit mean-ablated alone: the drop of the care score minus the drop of the self-care
+score, so units the mother also needs for herself rank low) and `conductance` (captum's layer
+conductance of the protective log-probability). Every point of an ablation curve evaluates the mother
+on the same episodes, so differences between points are paired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from analysis import assays
+from analysis.attribution import unit_conductance
+from analysis.hooks import ablate
+from caring.networks import MotherNet
+from caring.policies import TrainedMother
+from worlds.config import ConfigError
+from worlds.nursery.core import NurseryCore
+
+RANKINGS = ("ablation", "conductance")
+
+
+def care_and_self(net: MotherNet, battery: assays.Battery) -> dict[str, float]:
+    return assays.summary(assays.score(TrainedMother(net), battery))
+
+
+def rank_units(
+    net: MotherNet, battery: assays.Battery, site: str, reference: torch.Tensor, by: str = "ablation"
+) -> torch.Tensor:
+    """(units,) unit indices of hook point `site`, most care-carrying first."""
+    if by not in RANKINGS:
+        raise ConfigError(f"unknown ranking {by!r}; valid rankings: {', '.join(RANKINGS)}")
+    if by == "conductance":
+        return unit_conductance(net, battery, site, battery.of_kind("care")).detach().argsort(descending=True)
+    return ablation_effects(net, battery, site, reference).argsort(descending=True)
+
+
+def ablation_effects(
+    net: MotherNet, battery: assays.Battery, site: str, reference: torch.Tensor
+) -> torch.Tensor:
+    """(units,) for each unit of `site` mean-ablated alone: the drop of the care score minus the drop
+    of the self-care score (positive: the unit serves care more than the mother herself)."""
+    base = care_and_self(net, battery)
+    effects = []
+    for unit in range(reference.shape[1]):
+        with ablate(net, site, [unit], "mean", reference):
+            ablated = care_and_self(net, battery)
+        effects.append((base["care"] - ablated["care"]) - (base["self"] - ablated["self"]))
+    return torch.tensor(effects)
+
+
+def ablation_curve(
+    core: NurseryCore,
+    task: Any,
+    net: MotherNet,
+    battery: assays.Battery,
+    site: str,
+    ranking: torch.Tensor,
+    reference: torch.Tensor,
+    sizes: list[int],
+    random_sets: int = 20,
+    episodes: int = 200,
+    seed: int = 0,
+    mode: str = "mean",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """For each k in `sizes`: the mother's metrics with the top-k ranked units ablated, and with each of
+    `random_sets` random k-unit sets ablated (drawn from a generator seeded by `seed`)."""
+    units = reference.shape[1]
+    if any(k < 0 or k > units for k in sizes):
+        raise ConfigError(f"ablation sizes must lie in 0..{units} for {site}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def measure(chosen: list[int]) -> dict[str, float]:
+        with ablate(net, site, chosen, mode, reference, generator=torch.Generator().manual_seed(seed)):
+            result = task.evaluate(core, TrainedMother(net), episodes, seed)
+            scores = care_and_self(net, battery)
+        return {
+            "baby_survival": result["baby_survival_rate"],
+            "mother_survival": result["mother_survival_rate"],
+            "care_assay": scores["care"],
+            "self_assay": scores["self"],
+        }
+
+    curve: dict[str, Any] = {"site": site, "mode": mode, "units": units, "episodes": episodes, "points": []}
+    for k in sizes:
+        top = measure(ranking[:k].tolist())
+        randoms = [
+            measure(torch.randperm(units, generator=generator)[:k].tolist()) for _ in range(random_sets)
+        ]
+        curve["points"].append({"k": k, "top": top, "random": randoms})
+        if progress:
+            progress(
+                f"k={k}: top-k baby survival {top['baby_survival']:.3f}, random median "
+                f"{_median([r['baby_survival'] for r in randoms]):.3f}"
+            )
+    return curve
+
+
+def _median(values: list[float]) -> float:
+    return float(torch.tensor(values).median()) if values else float("nan")

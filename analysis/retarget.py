@@ -1,0 +1,368 @@
+"""`caring retarget RUN --out DIR`: make a mother care for a baby whose marker she never saw.
+
+The foster world is the run's own world with every baby wearing a never-seen marker
+(`baby_markers="novel"`). Three ways to move her care, each scored by the foster baby's survival, with
+side effects (her own baby's survival in the kin world under the same intervention, her own survival)
+and transfer to layouts of a size she never trained on:
+
+- steer: add c x v at a hook point, v = mean activation with the kin marker minus with the foster one,
+  over paired observations (the same rollout states observed both ways); c is swept (dose-response)
+  against random vectors of the same norm.
+- patch: her top-k care units (the localization ranking) take the values they would have if the
+  foster baby wore her kin marker (activation patching from the counterfactual observation).
+- finetune: PPO on the foster world from her weights; the agent-steps it needs to reach the goal.
+
+The coefficient (or k) is chosen on selection episodes and reported on different test episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis import assays, circuit_plots
+from analysis.circuits import check_hidden_site, load_run
+from analysis.hooks import cache, intervene, steer, units_mask
+from analysis.localize import rank_units
+from analysis.probes import activations
+from caring.evaluate import episode_keys, wilson_ci95
+from caring.files import write_json
+from caring.networks import MotherNet
+from caring.policies import TrainedMother
+from worlds.config import ConfigError, build_config, param, validate_fields
+from worlds.nursery.core import NurseryCore, NurseryState
+
+METHODS = ("steer", "patch", "finetune")
+GOAL = 0.8  # the foster baby's survival as a share of her own baby's: the issue's success bar
+
+
+@dataclass(frozen=True)
+class RetargetSettings:
+    method: str = param("steer", "how to retarget", choices=METHODS)
+    site: str = param("hook_trunk_2", "hook point to steer or patch")
+    coefficients: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+    units: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
+    episodes: int = param(200, "episodes per measurement", 4, 10**6)
+    vector_episodes: int = param(64, "rollout episodes whose states give the paired observations", 1, 10**6)
+    random_vectors: int = param(
+        3, "random controls: vectors of the steering vector's norm, or random unit sets to patch", 0, 1000
+    )
+    finetune_steps: int = param(2_000_000, "fine-tuning budget in agent-steps", 1, 10**10)
+    finetune_checks: int = param(8, "evaluations spread over the fine-tuning budget", 1, 1000)
+    transfer_size: int = param(16, "height and width of the held-out (larger) layouts", 7, 32)
+    seed: int = param(0, "seed of rollouts and episodes", 0, 2**31 - 1)
+
+    def validate(self) -> None:
+        validate_fields(self)
+
+
+def as_kin(state: NurseryState) -> NurseryState:
+    """The same state with every baby wearing its mother's kin marker (the counterfactual)."""
+    return dataclasses.replace(state, baby_marker=state.kin_marker)
+
+
+@torch.no_grad()
+def paired_observations(
+    core: NurseryCore, net: MotherNet, episodes: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(foster obs, kin obs), each (N, obs_dim): the untreated mother's foster-world rollout states
+    where her baby is alive, observed as they are and with the kin marker."""
+    mother = TrainedMother(net)
+    state, obs = core.reset(episode_keys(seed, episodes, core.device))
+    foster, kin = [], []
+    for t in range(core.config.max_cycles):
+        if t % 4 == 0:
+            keep = (state.baby_alive & state.mother_alive).T
+            foster.append(obs[keep])
+            kin.append(core.observe(as_kin(state))[keep])
+        state, out = core.step(state, mother(state, obs))
+        obs = out.obs
+    return torch.cat(foster), torch.cat(kin)
+
+
+def steering_vector(net: MotherNet, site: str, foster: torch.Tensor, kin: torch.Tensor) -> torch.Tensor:
+    """(units,) mean activation at `site` with the kin marker minus with the foster marker."""
+    return activations(net, kin)[site].mean(0) - activations(net, foster)[site].mean(0)
+
+
+class PatchedMother(TrainedMother):
+    """Acts with `units` of `site` taking the values they have on the kin-marker observation of the
+    same state (activation patching from the counterfactual). `config` is the world's; a state of
+    another grid size (the transfer layouts) is observed with that size."""
+
+    def __init__(self, net: MotherNet, config: Any, site: str, units: list[int]):
+        super().__init__(net)
+        self.config, self.site, self.units = config, site, units
+        self.cores: dict[tuple[int, int], NurseryCore] = {}
+
+    def observer(self, state: NurseryState) -> NurseryCore:
+        H, W = state.cells.shape[:2]
+        if (H, W) not in self.cores:
+            config = dataclasses.replace(self.config, height=H, width=W)
+            self.cores[H, W] = NurseryCore(config, state.cells.device)
+        return self.cores[H, W]
+
+    @torch.no_grad()
+    def __call__(self, state: Any, obs: torch.Tensor) -> torch.Tensor:
+        B, A, D = obs.shape
+        with cache(self.net, [self.site]) as acts:
+            self.net(self.observer(state).observe(as_kin(state)).reshape(B * A, D))
+        source = acts[self.site]
+        mask = units_mask(source.shape[-1], self.units, source.device)
+        with intervene(self.net, {self.site: lambda out: torch.where(mask, source, out)}):
+            return super().__call__(state, obs)
+
+
+def measure(core: NurseryCore, task: Any, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
+    result = task.evaluate(core, policy, episodes, seed)
+    return {
+        "baby_survival": result["baby_survival_rate"],
+        "baby_survival_ci95": result["baby_survival_ci95"],
+        "mother_survival": result["mother_survival_rate"],
+        "babies": result["babies_born"],
+    }
+
+
+def run_retarget(
+    run: str | Path,
+    out: Path,
+    settings: RetargetSettings,
+    device: str = "cpu",
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    settings.validate()
+    task, kin_core, net = load_run(run, device)
+    check_hidden_site(net, settings.site)
+    if kin_core.config.baby_markers != "kin":
+        raise ConfigError(
+            f"{run} was trained with baby_markers={kin_core.config.baby_markers}; retargeting "
+            "starts from a mother trained on her own (kin) babies"
+        )
+    world = dataclasses.asdict(kin_core.config)
+    foster_core = task.make_core(build_config(task.config_class, {**world, "baby_markers": "novel"}), device)
+    big = {**world, "height": settings.transfer_size, "width": settings.transfer_size}
+    transfer = {
+        marker: task.make_core(build_config(task.config_class, {**big, "baby_markers": marker}), device)
+        for marker in ("kin", "novel")
+    }
+    select_seed, test_seed = settings.seed + 1, settings.seed + 2  # rollouts use settings.seed
+    mother = TrainedMother(net)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def all_worlds(policy: Any, seed: int) -> dict[str, Any]:
+        return {
+            "foster": measure(foster_core, task, policy, settings.episodes, seed),
+            "own": measure(kin_core, task, policy, settings.episodes, seed),
+            "foster_transfer": measure(transfer["novel"], task, policy, settings.episodes, seed),
+            "own_transfer": measure(transfer["kin"], task, policy, settings.episodes, seed),
+        }
+
+    progress("the untreated mother")
+    before = all_worlds(mother, test_seed)
+    report: dict[str, Any] = {
+        "run": str(run),
+        "method": settings.method,
+        "settings": dataclasses.asdict(settings),
+        "before": before,
+        "new_baby_survival_before": before["foster"]["baby_survival"],
+        "own_baby_survival_before": before["own"]["baby_survival"],
+        "goal_met_before": _goal_met(before),
+    }
+
+    method = {"steer": _steer, "patch": _patch, "finetune": _finetune}[settings.method]
+    extra, context, policy, controls = method(
+        run, out, settings, task, foster_core, kin_core, net, select_seed, progress
+    )
+    with context():
+        after = all_worlds(policy, test_seed)
+    report.update(extra)
+    if controls:  # the same dose of a random intervention, on the same test episodes
+        measured = []
+        for control_context, control_policy in controls:
+            with control_context():
+                measured.append(measure(foster_core, task, control_policy, settings.episodes, test_seed))
+        report["controls"] = measured
+        report["new_baby_survival_control"] = sum(m["baby_survival"] for m in measured) / len(measured)
+    report["after"] = after
+    report["new_baby_survival_after"] = after["foster"]["baby_survival"]
+    report["own_baby_survival_after"] = after["own"]["baby_survival"]
+    report["mother_survival_change"] = (
+        after["foster"]["mother_survival"] - before["foster"]["mother_survival"]
+    )
+    report["goal_met"] = _goal_met(after)
+
+    write_json(out / "report.json", report)
+    circuit_plots.plot_dose_response(report, out / "dose_response.png")
+    return report
+
+
+def _goal_met(measured: dict[str, Any]) -> bool:
+    own = measured["own"]["baby_survival"]
+    return bool(own > 0 and measured["foster"]["baby_survival"] >= GOAL * own)
+
+
+Chosen = tuple[dict[str, Any], Callable[[], Any], Any, list[tuple[Callable[[], Any], Any]]]
+"""(what to report, a context manager factory the test runs inside, the policy it runs, and the
+random controls of the same dose as (context factory, policy) pairs)"""
+
+
+def _best(dose: list[dict], key: str) -> dict:
+    """The setting whose worse of foster- and own-baby survival is highest (ties: the smaller one)."""
+    return max(dose, key=lambda r: (min(r["foster"]["baby_survival"], r["own"]["baby_survival"]), -r[key]))
+
+
+def _steer(run, out, settings, task, foster_core, kin_core, net, select_seed, progress) -> Chosen:
+    """Sweep the steering coefficient on selection episodes, with random vectors of the same norm."""
+    progress(f"steering vector at {settings.site}")
+    foster, kin = paired_observations(foster_core, net, settings.vector_episodes, settings.seed)
+    vector = steering_vector(net, settings.site, foster, kin)
+    generator = torch.Generator().manual_seed(settings.seed)
+    randoms = []
+    for _ in range(settings.random_vectors):
+        r = torch.randn(vector.shape, generator=generator).to(vector)
+        randoms.append(r * vector.norm() / r.norm())
+    mother, n = TrainedMother(net), settings.episodes
+    dose = []
+    for c in settings.coefficients:
+        with steer(net, settings.site, vector, c):
+            row = {
+                "coefficient": c,
+                "foster": measure(foster_core, task, mother, n, select_seed),
+                "own": measure(kin_core, task, mother, n, select_seed),
+                "random": [],
+            }
+        for r in randoms:
+            with steer(net, settings.site, r, c):
+                row["random"].append(measure(foster_core, task, mother, n, select_seed))
+        dose.append(row)
+        progress(
+            f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
+            f"{row['own']['baby_survival']:.3f}"
+        )
+    chosen = _best(dose, "coefficient")["coefficient"]
+    extra = {
+        "site": settings.site,
+        "vector_norm": float(vector.norm()),
+        "paired_observations": int(foster.shape[0]),
+        "dose_response": dose,
+        "chosen_coefficient": chosen,
+    }
+    controls = [(lambda r=r: steer(net, settings.site, r, chosen), mother) for r in randoms]
+    return extra, lambda: steer(net, settings.site, vector, chosen), mother, controls
+
+
+def _patch(run, out, settings, task, foster_core, kin_core, net, select_seed, progress) -> Chosen:
+    """Patch the top-k care units (ranked on kin-marker assays) for each k on selection episodes."""
+    progress(f"ranking the care units of {settings.site}")
+    battery = assays.build_battery(kin_core, 32, settings.seed + 1, "kin")
+    foster, _ = paired_observations(foster_core, net, settings.vector_episodes, settings.seed)
+    reference = activations(net, foster)[settings.site]
+    ranking = rank_units(net, battery, settings.site, reference).tolist()
+    dose = []
+    for k in [k for k in settings.units if k <= len(ranking)]:
+        patched = PatchedMother(net, foster_core.config, settings.site, ranking[:k])
+        dose.append(
+            {
+                "units": k,
+                "foster": measure(foster_core, task, patched, settings.episodes, select_seed),
+                "own": measure(kin_core, task, patched, settings.episodes, select_seed),
+            }
+        )
+        progress(f"k={k}: foster baby survival {dose[-1]['foster']['baby_survival']:.3f}")
+    chosen = _best(dose, "units")["units"]
+    extra = {
+        "site": settings.site,
+        "dose_response": dose,
+        "chosen_units": chosen,
+        "patched_units": ranking[:chosen],
+    }
+    generator = torch.Generator().manual_seed(settings.seed)
+    controls = [
+        (nullcontext, PatchedMother(net, foster_core.config, settings.site, random_units.tolist()))
+        for random_units in (
+            torch.randperm(len(ranking), generator=generator)[:chosen] for _ in range(settings.random_vectors)
+        )
+    ]
+    return (
+        extra,
+        nullcontext,
+        PatchedMother(net, foster_core.config, settings.site, ranking[:chosen]),
+        controls,
+    )
+
+
+def _finetune(run, out, settings, task, foster_core, kin_core, net, select_seed, progress) -> Chosen:
+    """PPO on the foster world from the mother's weights, evaluated at `finetune_checks` points."""
+    from caring.train import TrainConfig, read_json, start_run
+
+    saved = read_json(Path(run) / "config.json")["train"]
+    config = build_config(
+        TrainConfig,
+        {**saved, "method": "ppo", "steps": settings.finetune_steps, "wean_steps": 0, "seed": settings.seed},
+    )
+    shutil.rmtree(out / "finetune", ignore_errors=True)  # the baseline always starts from her weights
+    trainer = start_run(out / "finetune", foster_core.config, config, str(foster_core.device), resume=False)
+    trainer.net.load_state_dict(net.state_dict())
+    total = trainer.updates_total
+    checks = {
+        max(1, round(total * (i + 1) / settings.finetune_checks)) for i in range(settings.finetune_checks)
+    }
+    own_level = measure(kin_core, task, TrainedMother(net), settings.episodes, select_seed)["baby_survival"]
+    curve = []
+
+    def check(update: int, total: int, row: dict, speed: float) -> None:
+        if update in checks:
+            tuned = TrainedMother(trainer.net)
+            point = {
+                "agent_steps": update * trainer.per_update,
+                **measure(foster_core, task, tuned, settings.episodes, select_seed),
+            }
+            trainer.net.train()
+            curve.append(point)
+            progress(f"{point['agent_steps']:,} steps: foster baby survival {point['baby_survival']:.3f}")
+
+    trainer.run(check)
+    reached = [p["agent_steps"] for p in curve if p["baby_survival"] >= GOAL * own_level]
+    extra = {
+        "finetune_curve": curve,
+        "steps_to_goal": reached[0] if reached else None,
+        "own_baby_survival_untreated_selection": own_level,
+    }
+    return extra, nullcontext, TrainedMother(trainer.net), []
+
+
+def pooled(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline keys over several runs (e.g. training seeds): survival pooled over every baby born
+    (with its 95% Wilson interval), the mother's change averaged over runs."""
+
+    def pool(when: str, world: str) -> tuple[float, list[float]]:
+        born = sum(r[when][world]["babies"] for r in reports)
+        alive = sum(r[when][world]["baby_survival"] * r[when][world]["babies"] for r in reports)
+        return (alive / born if born else 0.0), list(wilson_ci95(alive, born))
+
+    out: dict[str, Any] = {"method": reports[0]["method"], "runs": [r["run"] for r in reports]}
+    names = {"foster": "new_baby", "own": "own_baby", "foster_transfer": "new_baby_transfer",
+             "own_transfer": "own_baby_transfer"}  # fmt: skip
+    for when in ("before", "after"):
+        for world, name in names.items():
+            out[f"{name}_survival_{when}"], out[f"{name}_survival_{when}_ci95"] = pool(when, world)
+    out["mother_survival_change"] = sum(r["mother_survival_change"] for r in reports) / len(reports)
+    controls = [m for r in reports for m in r.get("controls", [])]
+    if controls:
+        born = sum(m["babies"] for m in controls)
+        alive = sum(m["baby_survival"] * m["babies"] for m in controls)
+        out["new_baby_survival_control"] = alive / born if born else 0.0
+        out["new_baby_survival_control_ci95"] = list(wilson_ci95(alive, born))
+    for when in ("before", "after"):
+        own = out[f"own_baby_survival_{when}"]
+        out["goal_met" + ("_before" if when == "before" else "")] = bool(
+            own > 0 and out[f"new_baby_survival_{when}"] >= GOAL * own
+        )
+    return out

@@ -1,0 +1,342 @@
+"""Caring assays, probes, attribution, localization and `caring probe`: each analysis measures what it
+says on hand-made cases, and runs end to end on a tiny trained mother."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from analysis import assays
+from analysis.attribution import BABY_CHANNELS, baby_features, integrated_gradients, protective_log_prob
+from analysis.circuits import load_run
+from analysis.localize import ablation_curve, ablation_effects, rank_units
+from analysis.probes import baby_facts, collect, fit_and_score, probe_all
+from caring.cli import main
+from caring.networks import MotherNet
+from caring.policies import TrainedMother
+from worlds.config import ConfigError
+from worlds.nursery.config import NurseryConfig
+from worlds.nursery.core import CARRY, FEED, SHOO, VIEW_CHANNELS, NurseryCore, chebyshev
+from worlds.nursery.scripted import SCRIPTED
+
+TINY = ["--steps", "256", "--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16"]
+
+
+@pytest.fixture(scope="module")
+def core():
+    return NurseryCore(NurseryConfig())
+
+
+@pytest.fixture(scope="module")
+def battery(core):
+    return assays.build_battery(core, instances=6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", "nursery", "--method", "ppo", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_every_situation_is_placed_as_described(core, battery):
+    s, r = battery.state, core.config.view_radius
+    names = battery.situation
+    assert len(set(names)) == len(assays.SITUATIONS) >= 10 and len(names) == 6 * len(assays.SITUATIONS)
+    assert sum(x.kind == "care" for x in assays.SITUATIONS) >= 8
+    d = chebyshev(s.mother_pos, s.baby_pos)[0]  # (N,): mother 0 to her own baby
+    own_baby = battery.obs.view(len(names), -1)[:, : core.V * core.V * len(VIEW_CHANNELS)]
+    for i, name in enumerate(names):
+        if name == "crying_out_of_view":
+            assert d[i] > r and s.hunger[0, i] >= core.config.cry_threshold
+            assert own_baby[i, VIEW_CHANNELS.index("baby") :: len(VIEW_CHANNELS)].sum() == 0  # not in view
+        if name in ("predator_closing", "hungry_baby", "both_hungry"):
+            assert s.carried_by[0, i] == 0 and d[i] == 0
+        if name == "stranger_by_water":
+            assert d[i] > r and chebyshev(s.mother_pos[:, :1], s.baby_pos[:, 1:2])[0, i] == 1
+    assert s.mother_alive.all() and s.baby_alive[0].sum() == len(names)
+
+
+def test_the_protective_actions_really_protect_under_the_world_rules(core, battery):
+    """Taking the first protective action in each situation does what the situation asks for."""
+    first = {
+        "baby_by_water": CARRY,
+        "stranger_by_water": CARRY,
+        "predator_closing": SHOO,
+        "hungry_baby": FEED,
+        "both_hungry": FEED,
+    }
+    rows = [i for i, n in enumerate(battery.situation) if n in first]
+    state = battery.state.index(torch.tensor(rows))
+    actions = torch.zeros(len(rows), core.A, dtype=torch.int64)
+    actions[:, 0] = torch.tensor([first[battery.situation[i]] for i in rows])
+    assert battery.protective[rows, actions[:, 0]].all()
+    _, out = core.step(state, actions)
+    for j, i in enumerate(rows):
+        name = battery.situation[i]
+        event = {CARRY: "picked_up", SHOO: "guarded", FEED: "fed"}[first[name]]
+        assert out.events[event][j, 0] == 1, (name, event)
+
+
+def test_markers_change_only_the_subject_babys_marker(core, battery):
+    novel = assays.build_battery(core, instances=6, seed=3, marker="novel")
+    for name in ("mother_pos", "baby_pos", "cells", "hunger", "energy", "carried_by", "kin_marker"):
+        assert torch.equal(getattr(battery.state, name), getattr(novel.state, name))
+    own = [i for i, n in enumerate(battery.situation) if n != "stranger_by_water"]
+    assert torch.equal(battery.state.baby_marker[:, 0, own], battery.state.kin_marker[:, 0, own])
+    assert not (novel.state.baby_marker[:, 0, own] == novel.state.kin_marker[:, 0, own]).all(0).any()
+    with pytest.raises(ConfigError, match="valid markers"):
+        assays.build_battery(core, instances=2, marker="purple")
+
+
+def test_scores_separate_the_expert_from_the_negligent_and_random_mothers(core, battery):
+    expert = assays.score(SCRIPTED["expert"](core), battery)
+    negligent = assays.score(SCRIPTED["negligent"](core), battery)
+    for name in ("baby_by_water", "predator_closing", "hungry_baby", "both_hungry", "crying_out_of_view"):
+        assert expert[name]["score"] == 1.0 and negligent[name]["score"] < 0.5
+    assert expert["stranger_by_water"]["score"] == 0.0  # the expert cares for her own baby only
+    assert assays.summary(expert)["self"] == 1.0
+    uniform = MotherNet(core.obs_dim, 9, 16)
+    torch.nn.init.zeros_(uniform.policy.weight)
+    scores = assays.score(TrainedMother(uniform), battery)  # uniform policy: share of protective actions
+    expected = battery.protective.float().sum(-1) / 9
+    for name, value in scores.items():
+        assert math.isclose(value["score"], float(expected[battery.rows(name)].mean()), rel_tol=1e-5)
+
+
+def test_baby_facts_on_a_hand_built_state(core):
+    from worlds.nursery.scenario import scenario
+
+    hazards = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8)]
+    s = scenario(
+        core,
+        mothers=[(5, 5), (9, 9)],
+        babies=[(2, 5), (8, 2)],
+        hazards=hazards,
+        predators=[(9, 3)],
+        hunger=[7, 0],
+    )
+    facts = baby_facts(core, s)
+    assert facts["baby_distance"][:, 0].tolist() == [3.0, 7.0]
+    assert facts["baby_hunger"][:, 0].tolist() == [7.0, 0.0]
+    assert facts["baby_in_danger"][:, 0].tolist() == [1.0, 1.0]  # beside water / predator 1 cell away
+    assert facts["predator_near_baby"][:, 0].tolist() == [0.0, 1.0]
+
+
+def test_linear_probes_find_linear_facts_and_not_shuffled_ones():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 12, generator=g)
+    y = x[:, 3] * 2 - x[:, 7]
+    assert fit_and_score(x[:1500], y[:1500], x[1500:], y[1500:], "regression") > 0.99
+    shuffled = y[:1500][torch.randperm(1500, generator=g)]
+    assert fit_and_score(x[:1500], shuffled, x[1500:], y[1500:], "regression") < 0.05
+    label = (x[:, 5] > 1.0).float()  # rare class: balanced accuracy, not accuracy
+    assert fit_and_score(x[:1500], label[:1500], x[1500:], label[1500:], "classification") > 0.95
+    assert fit_and_score(x[:1500], torch.zeros(1500), x[1500:], label[1500:], "classification") == 0.5
+
+
+def test_baby_features_are_exactly_the_baby_channels_and_scalars(core):
+    mask = baby_features(core)
+    C, VV = len(VIEW_CHANNELS), core.V * core.V
+    view = mask[: VV * C].view(VV, C)
+    assert all(view[:, VIEW_CHANNELS.index(c)].all() == (c in BABY_CHANNELS) for c in VIEW_CHANNELS)
+    assert int(mask[VV * C :].sum()) == 5
+
+
+def test_integrated_gradients_are_complete_and_find_a_baby_only_net(core, battery):
+    torch.manual_seed(0)
+    net = MotherNet(core.obs_dim, 9, 16)
+    with torch.no_grad():  # the first layer reads baby features only
+        net.trunk_1.weight[:, ~baby_features(core)] = 0.0
+    result = integrated_gradients(core, net, battery, n_steps=64)
+    for entry in result.values():
+        assert entry["care_baby_share"] == pytest.approx(1.0) and entry["value_baby_share"] == pytest.approx(
+            1.0
+        )
+        assert entry["care_max_delta"] < 1e-2
+    assert 0 < result["baby_by_water"]["input_share"] < 1
+    forward = protective_log_prob(net)
+    p = forward(battery.obs.float(), battery.protective).exp()
+    assert torch.all((p > 0) & (p <= 1))
+
+
+def test_ablation_ranks_the_one_unit_that_carries_care(core, battery):
+    torch.manual_seed(1)
+    net = MotherNet(core.obs_dim, 9, 16)
+    with torch.no_grad():
+        net.policy.weight.zero_()
+        net.policy.weight[CARRY, 5] = 3.0  # unit 5 of trunk_2 alone moves a protective logit
+    reference = torch.zeros(10, 16)  # ablating to 0 removes unit 5's push towards CARRY
+    effects = ablation_effects(net, battery, "hook_trunk_2", reference)
+    assert effects[5] > 0 and torch.all(effects[torch.arange(16) != 5] == 0)
+    assert rank_units(net, battery, "hook_trunk_2", reference)[0] == 5
+    assert rank_units(net, battery, "hook_trunk_2", reference, by="conductance")[0] == 5
+    with pytest.raises(ConfigError, match="valid rankings"):
+        rank_units(net, battery, "hook_trunk_2", reference, by="vibes")
+
+
+def test_every_analysis_runs_on_a_tiny_trained_mother(tiny_run):
+    task, core, net = load_run(tiny_run)
+    data = collect(core, TrainedMother(net), episodes=8, seed=0)
+    assert data.obs.shape[0] == data.world.shape[0] > 0
+    scores = probe_all(net, data)
+    assert set(scores["baby_hunger"]) == set(net.hook_points())
+    assert all(set(v) == {"trained", "shuffled", "random_net"} for v in scores["baby_hunger"].values())
+    small = assays.build_battery(core, instances=2, seed=0)
+    curve = ablation_curve(
+        core,
+        task,
+        net,
+        small,
+        "hook_trunk_1",
+        torch.arange(16),
+        torch.zeros(4, 16),
+        [0, 16],
+        random_sets=2,
+        episodes=4,
+    )
+    untouched, everything = curve["points"]
+    assert untouched["top"] == untouched["random"][0] == untouched["random"][1]  # k=0 ablates nothing
+    assert everything["top"] == everything["random"][0]  # all 16 units, whatever the order
+
+
+def test_probe_cli_writes_every_figure_and_a_report(tiny_run, tmp_path, capsys):
+    out = tmp_path / "probe"
+    assert main(["probe", str(tiny_run), "--out", str(out), "--quick", "--sizes", "0", "2"]) == 0
+    for name in ("assays.png", "attribution.png", "probes.png", "ablation_curve.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    report = json.loads((out / "report.json").read_text())
+    assert {"assays", "attribution", "probes", "ablation"} <= set(report)
+    assert [p["k"] for p in report["ablation"]["points"]] == [0, 2]
+    assert "Caring probe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        (lambda p: None, [], "not a run directory"),
+        (lambda p: (p / "config.json").write_text("{}"), [], "no trained mother"),
+        (None, ["--site", "hook_nope"], "hidden layer"),
+        (None, ["--ranking", "vibes"], "ranking"),
+        (None, ["--sizes", "999"], "at most"),
+    ],
+)
+def test_probe_cli_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys, make, args, message):
+    run = tiny_run
+    if make is not None:
+        run = tmp_path / "run"
+        run.mkdir()
+        make(run)
+    assert main(["probe", str(run), "--out", str(tmp_path / "o"), "--quick", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("caring: error:") and message in err and "\n" not in err
+
+
+def test_probe_refuses_a_lava_run(tmp_path, capsys):
+    run = tmp_path / "lava_run"
+    assert main(["train", "lava", "--method", "ppo", "--out", str(run), *TINY]) == 0
+    assert main(["probe", str(run), "--out", str(tmp_path / "o"), "--quick"]) == 2
+    assert "nursery run" in capsys.readouterr().err
+
+
+def test_foster_world_places_babies_anywhere(core):
+    anywhere = NurseryCore(NurseryConfig(birth_place="anywhere", birth_step=0))
+    s, _ = anywhere.reset(torch.arange(400))
+    far = chebyshev(s.mother_pos, s.baby_pos) > 1
+    assert far.float().mean() > 0.5 and (anywhere._at(s.cells, s.baby_pos) == 0).all()
+    beside, _ = NurseryCore(NurseryConfig(birth_step=0)).reset(torch.arange(400))
+    assert (chebyshev(beside.mother_pos, beside.baby_pos) <= 1).all()
+
+
+# ---------------------------------------------------------------------------- retargeting
+def test_paired_observations_differ_only_in_the_baby_marker_channels(tiny_run):
+    from analysis.retarget import paired_observations
+
+    _, core, net = load_run(tiny_run, world={"baby_markers": "novel"})
+    foster, kin = paired_observations(core, net, episodes=4, seed=0)
+    C = len(VIEW_CHANNELS)
+    view = core.V * core.V * C
+    changed = (foster != kin).nonzero()[:, 1]
+    assert changed.numel() > 0 and (changed < view).all()
+    channels = {VIEW_CHANNELS[int(i) % C] for i in changed}
+    assert channels <= {"baby_marker_r", "baby_marker_g", "baby_marker_b"}
+
+
+def test_the_steering_vector_is_the_mean_activation_difference(tiny_run):
+    from analysis.hooks import cache
+    from analysis.retarget import paired_observations, steering_vector
+
+    _, core, net = load_run(tiny_run, world={"baby_markers": "novel"})
+    foster, kin = paired_observations(core, net, episodes=2, seed=1)
+    vector = steering_vector(net, "hook_trunk_1", foster, kin)
+    with cache(net, ["hook_trunk_1"]) as acts:
+        net(kin)
+        on_kin = acts["hook_trunk_1"].mean(0)
+        net(foster)
+        on_foster = acts["hook_trunk_1"].mean(0)
+    assert torch.allclose(vector, on_kin - on_foster, atol=1e-6)
+
+
+def test_patching_every_unit_acts_as_if_the_foster_baby_wore_the_kin_marker(tiny_run):
+    from analysis.retarget import PatchedMother, as_kin
+
+    _, core, net = load_run(tiny_run, world={"baby_markers": "novel"})
+    state, obs = core.reset(torch.arange(16))
+    for _ in range(30):  # past the births
+        state, out = core.step(state, TrainedMother(net)(state, obs))
+        obs = out.obs
+    kin_obs = core.observe(as_kin(state))
+    assert not torch.equal(kin_obs, obs)
+    everything = PatchedMother(net, core.config, "hook_trunk_2", list(range(16)))
+    assert torch.equal(everything(state, obs), TrainedMother(net)(state, kin_obs))
+    nothing = PatchedMother(net, core.config, "hook_trunk_2", [])
+    assert torch.equal(nothing(state, obs), TrainedMother(net)(state, obs))
+
+
+@pytest.mark.parametrize("method", ["steer", "patch", "finetune"])
+def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, capsys, method):
+    out = tmp_path / method
+    assert main(["retarget", str(tiny_run), "--out", str(out), "--method", method, "--quick", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    for key in ("new_baby_survival_before", "new_baby_survival_after", "own_baby_survival_after",
+                "mother_survival_change", "method"):  # fmt: skip
+        assert key in printed
+    assert printed["method"] == method
+    report = json.loads((out / "report.json").read_text())
+    assert report["new_baby_survival_after"] == printed["new_baby_survival_after"]
+    assert {"foster", "own", "foster_transfer", "own_transfer"} <= set(report["after"])
+    if method == "steer":
+        assert [row["coefficient"] for row in report["dose_response"]] == [0.0, 2.0]
+        assert len(report["dose_response"][0]["random"]) == 1
+    if method != "finetune":  # a random intervention of the same dose, on the same test episodes
+        assert len(report["controls"]) == 1 and 0 <= report["new_baby_survival_control"] <= 1
+    if method == "finetune":
+        assert [p["agent_steps"] for p in report["finetune_curve"]] == sorted(
+            p["agent_steps"] for p in report["finetune_curve"]
+        )
+
+
+def test_retarget_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys):
+    for args, message in (
+        (["--method", "telepathy"], "method"),
+        (["--site", "hook_logits"], "hidden layer"),
+        (["--coefficients"], "expected at least one"),
+    ):
+        assert main(["retarget", str(tiny_run), "--out", str(tmp_path / "o"), "--quick", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("caring: error:") and message in err and "\n" not in err
+
+
+def test_retargeting_several_runs_pools_their_babies(tiny_run, tmp_path, capsys):
+    out = tmp_path / "pooled"
+    argv = ["retarget", str(tiny_run), str(tiny_run), "--out", str(out), "--quick", "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    one = json.loads((out / "run0" / "report.json").read_text())
+    assert summary["runs"] == [str(tiny_run)] * 2 and (out / "run1" / "dose_response.png").exists()
+    # The same run twice: pooling changes nothing but the interval's width.
+    assert summary["new_baby_survival_after"] == pytest.approx(one["new_baby_survival_after"])
+    assert summary["mother_survival_change"] == pytest.approx(one["mother_survival_change"])
+    lo, hi = summary["new_baby_survival_after_ci95"]
+    assert lo <= summary["new_baby_survival_after"] <= hi
