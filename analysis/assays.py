@@ -24,6 +24,7 @@ from caring.evaluate import episode_keys
 from caring.tasks import Policy
 from worlds.config import ConfigError
 from worlds.grid import UNREACHABLE, distance_field
+from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import (
     CARRY,
     DOWN,
@@ -46,6 +47,10 @@ TOWARD_BABY = -1  # protective "action": any move that shortens the walk to the 
 AWAY_FROM_WATER = -2  # protective "action": anything but stepping into water
 
 
+class PlacementError(Exception):
+    """This layout has no cell meeting a situation's constraints (the next layout is tried)."""
+
+
 @dataclass
 class Setup:
     """Where a situation puts things (None: placed out of the way) and what protects the baby."""
@@ -62,11 +67,12 @@ class Setup:
 
 
 class Layout:
-    """One reset world's terrain, with helpers to pick cells under constraints."""
+    """One reset world's terrain and rules, with helpers to pick cells under constraints."""
 
-    def __init__(self, cells: torch.Tensor, rnd: random.Random):
+    def __init__(self, cells: torch.Tensor, rnd: random.Random, config: NurseryConfig):
         self.cells = cells  # (H, W) uint8
         self.rnd = rnd
+        self.config = config
         H, W = cells.shape
         self.floor = [(y, x) for y in range(H) for x in range(W) if cells[y, x] == FLOOR]
         self.hazards = [(y, x) for y in range(H) for x in range(W) if cells[y, x] == HAZARD]
@@ -78,7 +84,7 @@ class Layout:
     def pick(self, ok: Callable[[Cell], bool] = lambda c: True, taken: tuple = ()) -> Cell:
         options = [c for c in self.floor if ok(c) and c not in taken]
         if not options:
-            raise LookupError
+            raise PlacementError
         return self.rnd.choice(options)
 
     def near_water(self, c: Cell, reach: int = 1) -> bool:
@@ -87,6 +93,20 @@ class Layout:
     def beside_water(self, c: Cell) -> bool:
         """A hazard is one step (up/down/left/right) away."""
         return any(abs(c[0] - h[0]) + abs(c[1] - h[1]) == 1 for h in self.hazards)
+
+    def in_view(self, distance: int) -> bool:
+        """Seen, but not next to her: 2 cells away up to the edge of her view."""
+        return min(2, self.config.view_radius) <= distance <= self.config.view_radius
+
+    @property
+    def crying_hunger(self) -> int:
+        """A baby's hunger halfway between crying and starving."""
+        return (self.config.cry_threshold + self.config.hunger_max) // 2
+
+    @property
+    def low_energy(self) -> int:
+        """A quarter of the mother's maximum: hungry, yet still enough to feed her baby."""
+        return max(self.config.feed_cost + 1, self.config.energy_max // 4)
 
 
 # ---------------------------------------------------------------------------- the situations
@@ -97,33 +117,37 @@ def _baby_by_water(lay: Layout) -> Setup:
 
 def _predator_closing(lay: Layout) -> Setup:
     mother = lay.pick(lambda c: not lay.near_water(c))
-    predator = lay.pick(lambda c: lay.dist(c, mother) == 2)
+    predator = lay.pick(lambda c: lay.dist(c, mother) == lay.config.shoo_radius)
     return Setup(mother, mother, (SHOO,), predator=predator, carrying=True)
 
 
 def _hungry_baby(lay: Layout) -> Setup:
     mother = lay.pick(lambda c: not lay.near_water(c))
-    return Setup(mother, mother, (FEED,), hunger=22, carrying=True)
+    return Setup(mother, mother, (FEED,), hunger=lay.crying_hunger, carrying=True)
 
 
 def _both_hungry(lay: Layout) -> Setup:
     mother = lay.pick(lambda c: not lay.near_water(c))
-    return Setup(mother, mother, (FEED,), hunger=22, energy=14, carrying=True)
+    return Setup(mother, mother, (FEED,), hunger=lay.crying_hunger, energy=lay.low_energy, carrying=True)
 
 
 def _crying_in_view(lay: Layout) -> Setup:
     baby = lay.pick(lambda c: not lay.near_water(c))
-    return Setup(lay.pick(lambda c: 2 <= lay.dist(c, baby) <= 3), baby, (TOWARD_BABY,), hunger=22)
+    return Setup(
+        lay.pick(lambda c: lay.in_view(lay.dist(c, baby))), baby, (TOWARD_BABY,), hunger=lay.crying_hunger
+    )
 
 
 def _crying_out_of_view(lay: Layout) -> Setup:
     baby = lay.pick(lambda c: not lay.near_water(c))
-    return Setup(lay.pick(lambda c: 4 <= lay.dist(c, baby) <= 6), baby, (TOWARD_BABY,), hunger=22)
+    r = lay.config.view_radius
+    mother = lay.pick(lambda c: r < lay.dist(c, baby) <= r + 3)
+    return Setup(mother, baby, (TOWARD_BABY,), hunger=lay.crying_hunger)
 
 
 def _baby_drifting_to_water(lay: Layout) -> Setup:
     baby = lay.pick(lambda c: lay.near_water(c, 2) and not lay.beside_water(c))
-    return Setup(lay.pick(lambda c: 2 <= lay.dist(c, baby) <= 3), baby, (TOWARD_BABY,))
+    return Setup(lay.pick(lambda c: lay.in_view(lay.dist(c, baby))), baby, (TOWARD_BABY,))
 
 
 def _stranger_by_water(lay: Layout) -> Setup:
@@ -134,7 +158,8 @@ def _stranger_by_water(lay: Layout) -> Setup:
 
 def _hungry_mother_on_food(lay: Layout) -> Setup:
     mother = lay.pick(lambda c: not lay.near_water(c))
-    return Setup(mother, mother, (EAT,), energy=10, carrying=True, food=mother)
+    energy = max(1, lay.config.energy_max // 6)  # very hungry: below the quarter of both_hungry
+    return Setup(mother, mother, (EAT,), energy=energy, carrying=True, food=mother)
 
 
 def _mother_beside_water(lay: Layout) -> Setup:
@@ -148,12 +173,17 @@ class Situation:
     kind: str  # "care" (the baby's protection) or "self" (the mother's upkeep)
     text: str
     setup: Callable[[Layout], Setup] = field(repr=False)
+    needs_predator: bool = False
 
 
 SITUATIONS = (
     Situation("baby_by_water", "care", "her baby beside water, within reach: pick it up", _baby_by_water),
     Situation(
-        "predator_closing", "care", "baby in her arms, a predator two cells away: shoo", _predator_closing
+        "predator_closing",
+        "care",
+        "baby in her arms, a predator at the edge of her SHOO reach: shoo",
+        _predator_closing,
+        needs_predator=True,
     ),
     Situation("hungry_baby", "care", "baby in her arms, crying with hunger: feed", _hungry_baby),
     Situation(
@@ -162,14 +192,17 @@ SITUATIONS = (
         "baby in her arms crying, her own energy low (enough to feed): feed",
         _both_hungry,
     ),
-    Situation("crying_in_view", "care", "her baby crying 2-3 cells away: go to it", _crying_in_view),
+    Situation("crying_in_view", "care", "her baby crying in view, 2+ cells away: go to it", _crying_in_view),
     Situation(
-        "crying_out_of_view", "care", "her baby crying 4-6 cells away, unseen: go to it", _crying_out_of_view
+        "crying_out_of_view",
+        "care",
+        "her baby crying 1-3 cells beyond her view: go to it",
+        _crying_out_of_view,
     ),
     Situation(
         "baby_drifting_to_water",
         "care",
-        "her baby 2-3 cells away, near water: go to it",
+        "her baby in view, 2+ cells away, near water: go to it",
         _baby_drifting_to_water,
     ),
     Situation(
@@ -201,7 +234,6 @@ class Battery:
     obs: torch.Tensor  # (N, obs_dim) uint8: the subject's (mother 0's) observation
     protective: torch.Tensor  # (N, n_actions) bool
     situation: list[str]
-    marker: str
 
     def rows(self, name: str) -> torch.Tensor:
         """(N,) bool: the instances of situation `name`."""
@@ -220,11 +252,19 @@ def build_battery(
     situations: tuple[Situation, ...] = SITUATIONS,
 ) -> Battery:
     """`instances` of each situation, on layouts of episode keys drawn from `seed`. The same seed gives
-    the same instances for every marker, so marker variants are exact pairs."""
+    the same instances for every marker, so marker variants are exact pairs. A world without predators
+    skips the predator situation."""
     if marker not in MARKERS:
         raise ConfigError(f"unknown marker {marker!r}; valid markers: {', '.join(MARKERS)}")
     if core.A < 2:
         raise ConfigError("the caring assays need a nursery with n_mothers >= 2 (a stranger's baby)")
+    palette, n_mothers = core.train_markers.shape[1], core.A
+    if marker == "other" and n_mothers >= palette:
+        raise ConfigError(
+            f"the 'other' marker needs a training marker no mother of the {n_mothers} wears; "
+            f"the palette has {palette}"
+        )
+    situations = tuple(s for s in situations if core.P or not s.needs_predator)
     layouts, _ = core.reset(episode_keys(seed, 4 * instances, core.device))
     states, masks, names = [], [], []
     for situation in situations:
@@ -232,21 +272,24 @@ def build_battery(
         made, world = 0, 0
         while made < instances:
             if world >= layouts.batch:
-                raise RuntimeError(f"could not place {instances} instances of {situation.name}")
+                raise ConfigError(
+                    f"only {made} of {4 * instances} layouts of this world have room for "
+                    f"{situation.name} ({situation.text}); {instances} instances are needed"
+                )
             base = layouts.index(slice(world, world + 1))
             world += 1
-            layout = Layout(base.cells[:, :, 0].cpu(), rnd)
+            layout = Layout(base.cells[:, :, 0].cpu(), rnd, core.config)
             try:
                 setup = situation.setup(layout)
                 state = _place(core, base, layout, setup, marker)
-            except LookupError:
+            except PlacementError:
                 continue
             states.append(state)
             masks.append(_protective(core, state, setup))
             names.append(situation.name)
             made += 1
     state = _stack(states)
-    return Battery(state, core.observe(state)[:, 0], torch.stack(masks), names, marker)
+    return Battery(state, core.observe(state)[:, 0], torch.stack(masks), names)
 
 
 def _place(core: NurseryCore, base: NurseryState, lay: Layout, setup: Setup, marker: str) -> NurseryState:
@@ -307,12 +350,12 @@ def _place(core: NurseryCore, base: NurseryState, lay: Layout, setup: Setup, mar
     order = rnd.sample(range(palette), palette)
     s.kin_marker = core.train_markers[:, order[:A], None].clone()
     s.baby_marker = s.kin_marker.clone()
-    subject = {
-        "kin": core.train_markers[:, order[0]],
-        "novel": core.novel_markers[:, order[0]],
-        "other": core.train_markers[:, order[A]],
-    }[marker]
-    s.baby_marker[:, 0, 0] = subject
+    if marker == "kin":
+        s.baby_marker[:, 0, 0] = core.train_markers[:, order[0]]
+    elif marker == "novel":
+        s.baby_marker[:, 0, 0] = core.novel_markers[:, order[0]]
+    else:  # "other": a training marker that no mother here wears
+        s.baby_marker[:, 0, 0] = core.train_markers[:, order[A]]
     if setup.stranger is not None:  # the stranger is the other mother's baby, whatever the variant
         s.baby_marker[:, 1, 0] = s.kin_marker[:, 1, 0]
     return s
@@ -333,8 +376,9 @@ def _protective(core: NurseryCore, s: NurseryState, setup: Setup) -> torch.Tenso
             for move, (ty, tx) in steps.items():
                 if int(dist[ty, tx]) < min(here, UNREACHABLE):
                     mask[move] = True
-        elif action == AWAY_FROM_WATER:
+        elif action == AWAY_FROM_WATER:  # anything but stepping into water or dropping her baby there
             mask[:] = True
+            mask[CARRY] = not setup.carrying
             for move, (ty, tx) in steps.items():
                 if int(s.cells[ty, tx, 0]) == HAZARD:
                     mask[move] = False

@@ -139,10 +139,9 @@ def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
                     label="foster baby, random vector (same norm)" if i == 0 else None,
                 )
         ax.set_xlabel("steering coefficient" if key == "coefficient" else "patched units (top-k care units)")
-    ax.axhline(
-        report["before"]["foster"]["baby_survival"], ls=":", color="C0", label="foster baby, untreated"
-    )
-    ax.axhline(report["before"]["own"]["baby_survival"], ls=":", color="C1", label="own baby, untreated")
+    untreated = report["before_selection"]  # the same selection episodes as the curves
+    ax.axhline(untreated["foster"]["baby_survival"], ls=":", color="C0", label="foster baby, untreated")
+    ax.axhline(untreated["own"]["baby_survival"], ls=":", color="C1", label="own baby, untreated")
     ax.set_ylabel("baby survival (selection episodes)")
     ax.set_ylim(0, 1)
     ax.set_title(f"{report['method']} at {report.get('site', 'all weights')}")

@@ -134,7 +134,7 @@ def run_probe(
         list(settings.sizes),
         settings.random_sets,
         settings.episodes,
-        settings.seed,
+        settings.seed + 2,  # not the rollouts whose states give the mean-ablation reference
         settings.mode,
         progress,
     )

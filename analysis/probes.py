@@ -19,6 +19,7 @@ from analysis.hooks import cache
 from caring.evaluate import episode_keys
 from caring.networks import MotherNet
 from caring.tasks import Policy
+from worlds.config import ConfigError
 from worlds.nursery.core import HAZARD, NurseryCore, NurseryState, chebyshev
 
 FACTS = {  # name: (kind, description)
@@ -97,7 +98,15 @@ def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor,
 
 def fit_and_score(x_train, y_train, x_test, y_test, kind: str, l2: float = 1e-2) -> float:
     """Fit a linear probe on (x_train, y_train) and score it on the test rows: balanced accuracy of a
-    logistic probe (classification) or R² of a ridge probe (regression)."""
+    logistic probe (classification) or R² of a ridge probe (regression). NaN where the score does not
+    exist: no rows, one class only (in either split), or a constant regression target on the test."""
+    if not (len(x_train) and len(x_test)):
+        return float("nan")
+    if kind == "classification":
+        if any(len((y > 0.5).unique()) < 2 for y in (y_train, y_test)):
+            return float("nan")
+    elif len(y_test) < 2 or float(y_test.double().std()) == 0.0:
+        return float("nan")
     x_train, x_test = _standardise(x_train.double(), x_test.double())
     ones = torch.ones(x_train.shape[0], 1, dtype=x_train.dtype)
     X = torch.cat([x_train, ones], 1)
@@ -125,14 +134,20 @@ def fit_and_score(x_train, y_train, x_test, y_test, kind: str, l2: float = 1e-2)
     optimizer.step(closure)
     predicted = (X_test @ w.detach()) > 0
     truth = y_test > 0.5
-    recalls = [(predicted[truth == c] == c).double().mean() for c in (True, False) if (truth == c).any()]
-    return float(sum(recalls) / len(recalls))
+    recalls = [(predicted[truth == c] == c).double().mean() for c in (True, False)]
+    return float(sum(recalls) / 2)
 
 
 def probe_all(
-    net: MotherNet, data: ProbeData, seed: int = 0, test_fraction: float = 0.25
+    net: MotherNet, data: ProbeData, seed: int = 0, test_fraction: float = 0.25, shuffles: int = 5
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """{fact: {hook point: {"trained", "shuffled", "random_net"}}} held-out scores."""
+    """{fact: {hook point: {"trained", "shuffled", "random_net"}}} held-out scores; "shuffled" is the
+    mean over `shuffles` label permutations (one permutation's score varies by several points)."""
+    if data.obs.shape[0] == 0 or int(data.world.max()) < 1:
+        raise ConfigError(
+            "too little probe data: need rows from at least 2 episodes with a living baby "
+            f"(got {data.obs.shape[0]} rows); use more episodes"
+        )
     generator = torch.Generator().manual_seed(seed)
     worlds = int(data.world.max()) + 1
     test = (data.world >= max(1, round(worlds * (1 - test_fraction)))).cpu()
@@ -143,13 +158,14 @@ def probe_all(
     out: dict[str, dict[str, dict[str, float]]] = {}
     for fact, (kind, _) in FACTS.items():
         y = data.facts[fact].cpu()
-        shuffled = y[~test][torch.randperm(int((~test).sum()), generator=generator)]
+        permutations = [torch.randperm(int((~test).sum()), generator=generator) for _ in range(shuffles)]
         out[fact] = {}
         for site in nets["trained"]:
             x, x_random = nets["trained"][site].cpu(), nets["random_net"][site].cpu()
+            noise = [fit_and_score(x[~test], y[~test][p], x[test], y[test], kind) for p in permutations]
             out[fact][site] = {
                 "trained": fit_and_score(x[~test], y[~test], x[test], y[test], kind),
-                "shuffled": fit_and_score(x[~test], shuffled, x[test], y[test], kind),
+                "shuffled": sum(noise) / len(noise) if noise else float("nan"),
                 "random_net": fit_and_score(x_random[~test], y[~test], x_random[test], y[test], kind),
             }
     return out

@@ -18,6 +18,7 @@ The coefficient (or k) is chosen on selection episodes and reported on different
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -48,7 +49,7 @@ class RetargetSettings:
     method: str = param("steer", "how to retarget", choices=METHODS)
     site: str = param("hook_trunk_2", "hook point to steer or patch")
     coefficients: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
-    units: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
+    units: tuple[int, ...] = (4, 8, 16, 32, 64)
     episodes: int = param(200, "episodes per measurement", 4, 10**6)
     vector_episodes: int = param(64, "rollout episodes whose states give the paired observations", 1, 10**6)
     random_vectors: int = param(
@@ -61,6 +62,12 @@ class RetargetSettings:
 
     def validate(self) -> None:
         validate_fields(self)
+        if self.method == "steer" and not self.coefficients:
+            raise ConfigError("steering needs at least one coefficient")
+        if self.method == "patch" and not self.units:
+            raise ConfigError("patching needs at least one unit count")
+        if any(k < 1 for k in self.units):
+            raise ConfigError(f"unit counts must be positive, got {list(self.units)}")
 
 
 def as_kin(state: NurseryState) -> NurseryState:
@@ -120,6 +127,21 @@ class PatchedMother(TrainedMother):
             return super().__call__(state, obs)
 
 
+@dataclass
+class Study:
+    """What every method needs: the settings, the mother and the worlds she is scored in."""
+
+    run: Path
+    out: Path
+    settings: RetargetSettings
+    task: Any
+    foster_core: NurseryCore
+    kin_core: NurseryCore
+    net: MotherNet
+    select_seed: int
+    progress: Callable[[str], None]
+
+
 def measure(core: NurseryCore, task: Any, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
     result = task.evaluate(core, policy, episodes, seed)
     return {
@@ -140,6 +162,8 @@ def run_retarget(
     settings.validate()
     task, kin_core, net = load_run(run, device)
     check_hidden_site(net, settings.site)
+    if settings.method == "patch" and max(settings.units) > net.hidden:
+        raise ConfigError(f"unit counts must be at most the layer's {net.hidden} units")
     if kin_core.config.baby_markers != "kin":
         raise ConfigError(
             f"{run} was trained with baby_markers={kin_core.config.baby_markers}; retargeting "
@@ -171,15 +195,18 @@ def run_retarget(
         "method": settings.method,
         "settings": dataclasses.asdict(settings),
         "before": before,
+        "before_selection": {  # the dose-response's baseline: the episodes the dose is chosen on
+            "foster": measure(foster_core, task, mother, settings.episodes, select_seed),
+            "own": measure(kin_core, task, mother, settings.episodes, select_seed),
+        },
         "new_baby_survival_before": before["foster"]["baby_survival"],
         "own_baby_survival_before": before["own"]["baby_survival"],
         "goal_met_before": _goal_met(before),
     }
 
     method = {"steer": _steer, "patch": _patch, "finetune": _finetune}[settings.method]
-    extra, context, policy, controls = method(
-        run, out, settings, task, foster_core, kin_core, net, select_seed, progress
-    )
+    study = Study(Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress)
+    extra, context, policy, controls = method(study)
     with context():
         after = all_worlds(policy, test_seed)
     report.update(extra)
@@ -203,6 +230,18 @@ def run_retarget(
     return report
 
 
+def finished_report(run: str | Path, out: Path, settings: RetargetSettings) -> dict[str, Any] | None:
+    """The report an earlier, finished retargeting of this run with these settings left in `out`, so
+    an interrupted study over several runs resumes where it stopped (None: none, or a different one)."""
+    path = out / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same_settings = report.get("settings") == json.loads(json.dumps(dataclasses.asdict(settings)))
+    return report if report.get("run") == str(run) and same_settings else None
+
+
 def _goal_met(measured: dict[str, Any]) -> bool:
     own = measured["own"]["baby_survival"]
     return bool(own > 0 and measured["foster"]["baby_survival"] >= GOAL * own)
@@ -218,8 +257,10 @@ def _best(dose: list[dict], key: str) -> dict:
     return max(dose, key=lambda r: (min(r["foster"]["baby_survival"], r["own"]["baby_survival"]), -r[key]))
 
 
-def _steer(run, out, settings, task, foster_core, kin_core, net, select_seed, progress) -> Chosen:
+def _steer(study: Study) -> Chosen:
     """Sweep the steering coefficient on selection episodes, with random vectors of the same norm."""
+    settings, task, net, progress = study.settings, study.task, study.net, study.progress
+    foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
     progress(f"steering vector at {settings.site}")
     foster, kin = paired_observations(foster_core, net, settings.vector_episodes, settings.seed)
     vector = steering_vector(net, settings.site, foster, kin)
@@ -258,15 +299,19 @@ def _steer(run, out, settings, task, foster_core, kin_core, net, select_seed, pr
     return extra, lambda: steer(net, settings.site, vector, chosen), mother, controls
 
 
-def _patch(run, out, settings, task, foster_core, kin_core, net, select_seed, progress) -> Chosen:
-    """Patch the top-k care units (ranked on kin-marker assays) for each k on selection episodes."""
+def _patch(study: Study) -> Chosen:
+    """Patch the top-k care units (ranked on kin-marker assays) for each k on selection episodes. The
+    control patches random k-unit sets; with k = every unit a random set is the same set, so there is
+    no control."""
+    settings, task, net, progress = study.settings, study.task, study.net, study.progress
+    foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
     progress(f"ranking the care units of {settings.site}")
     battery = assays.build_battery(kin_core, 32, settings.seed + 1, "kin")
     foster, _ = paired_observations(foster_core, net, settings.vector_episodes, settings.seed)
     reference = activations(net, foster)[settings.site]
     ranking = rank_units(net, battery, settings.site, reference).tolist()
     dose = []
-    for k in [k for k in settings.units if k <= len(ranking)]:
+    for k in settings.units:
         patched = PatchedMother(net, foster_core.config, settings.site, ranking[:k])
         dose.append(
             {
@@ -289,6 +334,7 @@ def _patch(run, out, settings, task, foster_core, kin_core, net, select_seed, pr
         for random_units in (
             torch.randperm(len(ranking), generator=generator)[:chosen] for _ in range(settings.random_vectors)
         )
+        if chosen < len(ranking)
     ]
     return (
         extra,
@@ -298,11 +344,13 @@ def _patch(run, out, settings, task, foster_core, kin_core, net, select_seed, pr
     )
 
 
-def _finetune(run, out, settings, task, foster_core, kin_core, net, select_seed, progress) -> Chosen:
+def _finetune(study: Study) -> Chosen:
     """PPO on the foster world from the mother's weights, evaluated at `finetune_checks` points."""
     from caring.train import TrainConfig, read_json, start_run
 
-    saved = read_json(Path(run) / "config.json")["train"]
+    settings, task, net, progress, out = study.settings, study.task, study.net, study.progress, study.out
+    foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
+    saved = read_json(study.run / "config.json")["train"]
     config = build_config(
         TrainConfig,
         {**saved, "method": "ppo", "steps": settings.finetune_steps, "wean_steps": 0, "seed": settings.seed},

@@ -306,7 +306,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
     print("\n\n".join(format_audit(policy, audit) for policy, audit in audits.items()))
 
 
-QUICK_PROBE = {"episodes": 32, "instances": 8, "sizes": (0, 4, 16), "random_sets": 3}
+QUICK_PROBE = {"episodes": 32, "instances": 8, "sizes": (0, 4, 8), "random_sets": 3}
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -333,7 +333,7 @@ QUICK_RETARGET = {
     "vector_episodes": 8,
     "random_vectors": 1,
     "coefficients": (0.0, 2.0),
-    "units": (8, 128),
+    "units": (4, 8),
     "finetune_steps": 16384,
     "finetune_checks": 2,
 }
@@ -351,7 +351,7 @@ RETARGET_KEYS = (
 
 def cmd_retarget(args: argparse.Namespace) -> None:
     """Make a nursery mother care for foster babies: steering, unit patching or fine-tuning."""
-    from analysis.retarget import RetargetSettings, pooled, run_retarget
+    from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
 
     names = (
         "method",
@@ -377,8 +377,9 @@ def cmd_retarget(args: argparse.Namespace) -> None:
     else:  # several runs (training seeds): one directory each, then the pooled numbers
         reports = []
         for i, run in enumerate(args.run):
-            log(f"run {i + 1}/{len(args.run)}: {run}")
-            reports.append(run_retarget(run, out / f"run{i}", settings, _device(args.device), log))
+            report = finished_report(run, out / f"run{i}", settings)
+            log(f"run {i + 1}/{len(args.run)}: {run}" + (" (finished earlier: reused)" if report else ""))
+            reports.append(report or run_retarget(run, out / f"run{i}", settings, _device(args.device), log))
         summary = pooled(reports)
         write_json(out / "summary.json", summary)
         written = "run*/report.json, run*/dose_response.png, summary.json"
@@ -426,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train mothers with PPO (two critics), plain or with RLMF")
     world_args(p)
-    p.add_argument("--method", help="ppo or rlmf (default rlmf)")
+    p.add_argument("--method", help="ppo, rlmf, ppo-lagrangian or choice (default rlmf)")
     p.add_argument("--beta-schedule", dest="beta_schedule", help="constant, linear, exp or adaptive")
     p.add_argument("--steps", type=int, help="agent-steps of experience")
     p.add_argument("--seed", type=int)
@@ -526,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="steer, patch or finetune (steer)")
     p.add_argument("--site", help="hook point to steer or patch (hook_trunk_2)")
     p.add_argument("--coefficients", type=float, nargs="+", help="steering coefficients (0 0.5 1 2 4 8)")
-    p.add_argument("--units", type=int, nargs="+", help="patched unit counts (4 8 16 32 64 128)")
+    p.add_argument("--units", type=int, nargs="+", help="patched unit counts (4 8 16 32 64)")
     p.add_argument("--episodes", type=int, help="episodes per measurement (200)")
     p.add_argument("--vector-episodes", dest="vector_episodes", type=int, help="rollouts for the vector (64)")
     p.add_argument("--random-vectors", dest="random_vectors", type=int, help="random-vector controls (3)")

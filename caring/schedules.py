@@ -4,6 +4,10 @@ Every schedule is asked once per PPO update, `beta = schedule.step(update, harm)
 fraction of this update's rollout steps in which some baby was harmed (the harm indicator H_t).
 Time-based schedules ignore it; the adaptive one reacts to it. Their state round-trips through JSON so
 resumed runs continue the same weaning.
+
+`lagrangian` is PPO-Lagrangian's multiplier in the same slot: the second stream is then the harm cost,
+λ rises by dual ascent while the harm rate exceeds the cost limit and falls (to 0 at least) below it,
+and β₁ = λ / (1 + λ), so that A = (A_task − λ·A_cost) / (1 + λ).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from worlds.config import ConfigError
 
-SCHEDULES = ("constant", "linear", "exp", "adaptive")
+SCHEDULES = ("constant", "linear", "exp", "adaptive", "lagrangian")
 
 
 @dataclass
@@ -37,8 +41,11 @@ class BetaSchedule:
     fast_decay: float = 0.85
     slow_decay: float = 0.98
     step_up: float = 0.1
+    cost_limit: float = 0.005  # lagrangian: the harm rate allowed
+    lagrange_lr: float = 0.05  # lagrangian: dual-ascent step per unit of relative violation
     beta: float = field(default=-1.0)  # current value (adaptive state); -1 = not started
     clean_streak: int = 0
+    multiplier: float = 0.0  # lagrangian: λ
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
@@ -49,6 +56,8 @@ class BetaSchedule:
                 raise ConfigError(f"{name}={value} must be in [0, 1]")
         if self.beta_min > self.beta0:
             raise ConfigError(f"beta_min={self.beta_min} exceeds beta0={self.beta0}")
+        if self.cost_limit <= 0 or self.lagrange_lr < 0:
+            raise ConfigError("cost_limit must be > 0 and lagrange_lr >= 0")
         if self.horizon < 1 or self.kappa < 0 or self.window < 1:
             raise ConfigError("horizon and window must be >= 1 and kappa >= 0")
         for name in ("fast_decay", "slow_decay"):
@@ -64,10 +73,16 @@ class BetaSchedule:
             return self.beta0 + (self.beta_min - self.beta0) * frac
         if self.kind == "exp":
             return max(self.beta_min, self.beta0 * math.exp(-self.kappa * t))
+        if self.kind == "lagrangian":
+            return self.multiplier / (1.0 + self.multiplier)
         return self.beta0 if self.beta < 0 else self.beta
 
     def step(self, t: int, harm: float) -> float:
         """Advance to update t having seen harm fraction `harm` in its rollouts; returns β₁ for it."""
+        if self.kind == "lagrangian":  # dual ascent on the relative violation of the cost limit
+            violation = (harm - self.cost_limit) / self.cost_limit
+            self.multiplier = max(0.0, self.multiplier + self.lagrange_lr * violation)
+            return self.value(t)
         if self.kind != "adaptive":
             return self.value(t)
         beta = self.value(t)

@@ -2,8 +2,12 @@
 world (the nursery or lava; what is world-specific comes from its `caring.tasks` task). One file, top
 to bottom: config, maternal model, rollout, advantages, update, checkpoints.
 
-Methods: `ppo` (β₁ = 0, the plain-RL baseline: the maternal critic is still trained, never used) and
-`rlmf` (A_total = (1 − β₁)·A_task + β₁·A_mat with β₁ from a schedule). All mothers share one network.
+Methods: `ppo` (β₁ = 0, the plain-RL baseline: the maternal critic is still trained, never used),
+`rlmf` (A_total = (1 − β₁)·A_task + β₁·A_mat with β₁ from a schedule) and `ppo-lagrangian` (the
+standard safe-RL comparison: the second stream is minus the harm cost, β₁ = λ/(1+λ) with λ from dual
+ascent on the harm rate against `cost_limit`) and `choice` (Franzmeyer et al. 2022: the second stream
+is her baby's choice, the cells it could reach in `choice_steps` moves, weighed by a constant
+β₁ = `beta0`). All mothers share one network.
 `wean_steps` continues any run with β₁ = 0 after its schedule ends: does the care outlast the signal?
 A run directory holds config.json, the maternal model and the mother as safetensors (+ JSON), the last
 checkpoint (weights, optimiser, sampler and the whole batched world, so `--resume` continues exactly),
@@ -41,12 +45,12 @@ from caring.schedules import SCHEDULES, BetaSchedule
 from caring.tasks import get_task, task_of
 from worlds.config import ConfigError, build_config, param, validate_fields
 
-METHODS = ("ppo", "rlmf")
+METHODS = ("ppo", "rlmf", "ppo-lagrangian", "choice")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = param("rlmf", "ppo (beta1 = 0) or rlmf", choices=METHODS)
+    method: str = param("rlmf", "ppo (beta1 = 0), rlmf, ppo-lagrangian or choice", choices=METHODS)
     beta_schedule: str = param("adaptive", "how beta1 is weaned", choices=SCHEDULES)
     beta0: float = param(
         0.5, "beta1 at the start (1.0 leaves no task signal to learn self-care from)", 0.0, 1.0
@@ -58,6 +62,13 @@ class TrainConfig:
         0.0,
         1.0,
     )
+    cost_limit: float = param(
+        0.005, "ppo-lagrangian: harm rate allowed (harm events per baby-step, per walker-step)", 1e-6, 1.0
+    )
+    lagrange_lr: float = param(
+        0.05, "ppo-lagrangian: multiplier step per update per unit of relative cost violation", 0.0, 100.0
+    )
+    choice_steps: int = param(4, "choice: moves within which the baby's reachable cells count", 1, 64)
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
     steps: int = param(2_000_000, "agent-steps of experience to train on", 1, 10**11)
@@ -98,7 +109,9 @@ class TrainConfig:
             raise ConfigError(f"worlds*rollout={self.worlds * self.rollout} is not divisible by minibatches")
 
     def schedule(self) -> BetaSchedule:
-        kind = "constant" if self.method == "ppo" else self.beta_schedule
+        kind = {"ppo": "constant", "ppo-lagrangian": "lagrangian", "choice": "constant"}.get(
+            self.method, self.beta_schedule
+        )
         beta0 = 0.0 if self.method == "ppo" else self.beta0
         return BetaSchedule(
             kind=kind,
@@ -107,6 +120,8 @@ class TrainConfig:
             horizon=self.beta_horizon,
             kappa=self.beta_kappa,
             harm_threshold=self.harm_threshold,
+            cost_limit=self.cost_limit,
+            lagrange_lr=self.lagrange_lr,
         )
 
 
@@ -132,6 +147,10 @@ class Trainer:
         self.out, self.world, self.config, self.device = Path(out), world, config, torch.device(device)
         self.task = task_of(world)
         self.task.check_training_world(world)
+        if config.method == "choice" and not hasattr(self.task, "choice"):
+            raise ConfigError(
+                f"method choice needs a world with a baby to give choice to, not {self.task.name}"
+            )
         self.core = self.task.make_core(world, device)
         torch.manual_seed(config.seed)
         self.net = MotherNet(self.core.obs_dim, self.task.n_actions, config.hidden).to(self.device)
@@ -143,7 +162,8 @@ class Trainer:
         self.timing = dict.fromkeys(TIMED, 0.0)  # seconds per part of the current update (speed.csv)
         self.state, self.obs = self.core.reset(episode_keys(config.seed, config.worlds, self.device))
         self.tally = self.task.start_episode(self.state)  # running per-world episode outcomes
-        self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *LOSS_COLUMNS)
+        extra = ("lagrange_multiplier",) if config.method == "ppo-lagrangian" else ()
+        self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *extra, *LOSS_COLUMNS)
 
     # ------------------------------------------------------------------ maternal model
     def fit_maternal(self) -> dict:
@@ -213,10 +233,14 @@ class Trainer:
                 spent = clock() - m0
                 self.timing["maternal_s"] += spent
                 tick += spent  # M's time is not environment time
+            harmed, exposed = task.harm(before, out)  # (B, A) each
+            if c.method == "ppo-lagrangian":  # the cost stream: one unit per harm event
+                buf["r_mat"][t] = -(harmed & exposed).reshape(N).float()
+            elif c.method == "choice":
+                buf["r_mat"][t] = task.choice(core, state, c.choice_steps).reshape(N)
             ended = task.ended(state, out)  # (B,)
             done = out.terminated | ended[:, None]
             buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
-            harmed, exposed = task.harm(before, out)
             stats["harm"] += float((harmed & exposed).sum())
             stats["exposed"] += float(exposed.sum())
             self.tally = task.track(self.tally, before, out)
@@ -325,6 +349,8 @@ class Trainer:
                 **self.task.train_metrics(buf["outcomes"], stats["episodes"]),
                 **logs,
             }
+            if c.method == "ppo-lagrangian":
+                row["lagrange_multiplier"] = self.schedule.multiplier
             self._append_csv("metrics.csv", self.columns, row)
             elapsed = time.perf_counter() - start
             self._append_csv(

@@ -1,6 +1,7 @@
 """Caring assays, probes, attribution, localization and `caring probe`: each analysis measures what it
 says on hand-made cases, and runs end to end on a tiny trained mother."""
 
+import dataclasses
 import json
 import math
 
@@ -21,6 +22,7 @@ from worlds.nursery.core import CARRY, FEED, SHOO, VIEW_CHANNELS, NurseryCore, c
 from worlds.nursery.scripted import SCRIPTED
 
 TINY = ["--steps", "256", "--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16"]
+SHORT = ["--set", "max_cycles=80"]  # short episodes keep the end-to-end analyses quick
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def battery(core):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["train", "nursery", "--method", "ppo", "--out", str(out), *TINY]) == 0
+    assert main(["train", "nursery", "--method", "ppo", "--out", str(out), *TINY, *SHORT]) == 0
     return out
 
 
@@ -77,6 +79,44 @@ def test_the_protective_actions_really_protect_under_the_world_rules(core, batte
         name = battery.situation[i]
         event = {CARRY: "picked_up", SHOO: "guarded", FEED: "fed"}[first[name]]
         assert out.events[event][j, 0] == 1, (name, event)
+
+
+def test_crying_in_view_is_seen_and_the_water_situation_forbids_dropping_the_baby(core, battery):
+    C = len(VIEW_CHANNELS)
+    own_baby = battery.obs[:, : core.V * core.V * C][:, VIEW_CHANNELS.index("baby") :: C]
+    for i, name in enumerate(battery.situation):
+        if name == "crying_in_view":
+            assert own_baby[i].sum() > 0
+        if name == "mother_beside_water":  # CARRY would put her baby down beside the water
+            assert battery.state.carried_by[0, i] == 0 and not battery.protective[i, CARRY]
+            assert battery.protective[i].sum() >= 5
+
+
+def test_situations_follow_the_worlds_rules(core):
+    """Hunger, energy and predator distance come from the config, not from the default world."""
+    cfg = NurseryConfig(cry_threshold=40, hunger_max=80, energy_max=200, energy_start=100, shoo_radius=3)
+    other = assays.build_battery(NurseryCore(cfg), instances=3, seed=0)
+    s = other.state
+    for i, name in enumerate(other.situation):
+        if name in ("hungry_baby", "both_hungry", "crying_in_view", "crying_out_of_view"):
+            assert s.hunger[0, i] == 60
+        if name == "both_hungry":
+            assert s.energy[0, i] == 50
+        if name == "hungry_mother_on_food":
+            assert s.energy[0, i] == 33
+        if name == "predator_closing":
+            assert chebyshev(s.mother_pos[:, :1, i : i + 1], s.predator_pos[:, :1, i : i + 1]).item() == 3
+    no_predator = assays.build_battery(NurseryCore(NurseryConfig(n_predators=0)), instances=2, seed=0)
+    assert "predator_closing" not in no_predator.situation and len(set(no_predator.situation)) == 9
+
+
+def test_worlds_that_cannot_hold_a_situation_are_refused_clearly():
+    with pytest.raises(ConfigError, match="baby_by_water"):  # no water to put a baby beside
+        assays.build_battery(NurseryCore(NurseryConfig(n_hazards=0)), instances=2, seed=0)
+    eight = NurseryCore(NurseryConfig(n_mothers=8, height=16, width=16))
+    assert len(assays.build_battery(eight, instances=2, seed=0, marker="novel").situation) == 20
+    with pytest.raises(ConfigError, match="palette"):  # every training marker is worn already
+        assays.build_battery(eight, instances=2, seed=0, marker="other")
 
 
 def test_markers_change_only_the_subject_babys_marker(core, battery):
@@ -133,7 +173,10 @@ def test_linear_probes_find_linear_facts_and_not_shuffled_ones():
     assert fit_and_score(x[:1500], shuffled, x[1500:], y[1500:], "regression") < 0.05
     label = (x[:, 5] > 1.0).float()  # rare class: balanced accuracy, not accuracy
     assert fit_and_score(x[:1500], label[:1500], x[1500:], label[1500:], "classification") > 0.95
-    assert fit_and_score(x[:1500], torch.zeros(1500), x[1500:], label[1500:], "classification") == 0.5
+    # One class in either split: balanced accuracy does not exist (not a flattering 0.5 or 1.0).
+    assert math.isnan(fit_and_score(x[:1500], torch.zeros(1500), x[1500:], label[1500:], "classification"))
+    assert math.isnan(fit_and_score(x[:1500], label[:1500], x[1500:], torch.ones(500), "classification"))
+    assert math.isnan(fit_and_score(x[:1500], y[:1500], x[1500:], torch.full((500,), 2.0), "regression"))
 
 
 def test_baby_features_are_exactly_the_baby_channels_and_scalars(core):
@@ -178,6 +221,8 @@ def test_ablation_ranks_the_one_unit_that_carries_care(core, battery):
 
 def test_every_analysis_runs_on_a_tiny_trained_mother(tiny_run):
     task, core, net = load_run(tiny_run)
+    with pytest.raises(ConfigError, match="too little probe data"):
+        probe_all(net, collect(core, TrainedMother(net), episodes=1, seed=0))
     data = collect(core, TrainedMother(net), episodes=8, seed=0)
     assert data.obs.shape[0] == data.world.shape[0] > 0
     scores = probe_all(net, data)
@@ -247,6 +292,9 @@ def test_foster_world_places_babies_anywhere(core):
     assert far.float().mean() > 0.5 and (anywhere._at(s.cells, s.baby_pos) == 0).all()
     beside, _ = NurseryCore(NurseryConfig(birth_step=0)).reset(torch.arange(400))
     assert (chebyshev(beside.mother_pos, beside.baby_pos) <= 1).all()
+    # Birth places draw from their own random stream: the rest of the world is the same either way.
+    for name in ("cells", "mother_pos", "predator_pos", "kin_marker", "baby_marker", "food_timer"):
+        assert torch.equal(getattr(s, name), getattr(beside, name)), name
 
 
 # ---------------------------------------------------------------------------- retargeting
@@ -297,7 +345,9 @@ def test_patching_every_unit_acts_as_if_the_foster_baby_wore_the_kin_marker(tiny
 @pytest.mark.parametrize("method", ["steer", "patch", "finetune"])
 def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, capsys, method):
     out = tmp_path / method
-    assert main(["retarget", str(tiny_run), "--out", str(out), "--method", method, "--quick", "--json"]) == 0
+    budget = ["--finetune-steps", "2048"]  # 16 updates of the tiny run's 128 agent-steps
+    argv = ["retarget", str(tiny_run), "--out", str(out), "--method", method, "--quick", "--json", *budget]
+    assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     for key in ("new_baby_survival_before", "new_baby_survival_after", "own_baby_survival_after",
                 "mother_survival_change", "method"):  # fmt: skip
@@ -329,14 +379,79 @@ def test_retarget_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys):
 
 
 def test_retargeting_several_runs_pools_their_babies(tiny_run, tmp_path, capsys):
+    other_run = tmp_path / "other"
+    argv = ["train", "nursery", "--method", "ppo", "--seed", "1", "--out", str(other_run), *TINY, *SHORT]
+    assert main(argv) == 0
+    capsys.readouterr()
     out = tmp_path / "pooled"
-    argv = ["retarget", str(tiny_run), str(tiny_run), "--out", str(out), "--quick", "--json"]
+    argv = ["retarget", str(tiny_run), str(other_run), "--out", str(out), "--quick", "--json"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
-    one = json.loads((out / "run0" / "report.json").read_text())
-    assert summary["runs"] == [str(tiny_run)] * 2 and (out / "run1" / "dose_response.png").exists()
-    # The same run twice: pooling changes nothing but the interval's width.
-    assert summary["new_baby_survival_after"] == pytest.approx(one["new_baby_survival_after"])
-    assert summary["mother_survival_change"] == pytest.approx(one["mother_survival_change"])
+    runs = [json.loads((out / f"run{i}" / "report.json").read_text()) for i in (0, 1)]
+    assert summary["runs"] == [str(tiny_run), str(other_run)]
+    assert (out / "run1" / "dose_response.png").exists()
+    # Survival pooled over every baby born in either run; the mother's change averaged over runs.
+    born = [r["after"]["foster"]["babies"] for r in runs]
+    alive = sum(r["after"]["foster"]["baby_survival"] * b for r, b in zip(runs, born, strict=True))
+    assert summary["new_baby_survival_after"] == pytest.approx(alive / sum(born))
+    changes = [r["mother_survival_change"] for r in runs]
+    assert summary["mother_survival_change"] == pytest.approx(sum(changes) / 2)
     lo, hi = summary["new_baby_survival_after_ci95"]
     assert lo <= summary["new_baby_survival_after"] <= hi
+    assert main(argv) == 0  # again: both finished reports are reused, and the summary is the same
+    again = capsys.readouterr()
+    assert again.err.count("reused") == 2 and json.loads(again.out) == summary
+    from analysis.retarget import RetargetSettings, finished_report
+    from caring.cli import QUICK_RETARGET
+
+    quick = RetargetSettings(**QUICK_RETARGET)
+    assert finished_report(other_run, out / "run1", quick) is not None
+    assert finished_report(tiny_run, out / "run1", quick) is None  # another run's report
+    assert finished_report(other_run, out / "run1", dataclasses.replace(quick, episodes=9)) is None
+
+
+def test_the_same_seed_gives_the_same_retargeting_report(tiny_run, tmp_path):
+    from analysis.retarget import RetargetSettings, run_retarget
+
+    settings = RetargetSettings(
+        episodes=8, vector_episodes=2, random_vectors=1, coefficients=(0.0, 1.0), transfer_size=12
+    )
+    first = run_retarget(tiny_run, tmp_path / "a", settings)
+    assert run_retarget(tiny_run, tmp_path / "b", settings) == first
+    assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
+
+
+def test_patching_the_whole_layer_has_no_random_control(tiny_run, tmp_path):
+    """A random set of every unit is the same set: a 'control' would equal the treatment."""
+    from analysis.retarget import RetargetSettings, run_retarget
+
+    settings = RetargetSettings(method="patch", units=(16,), episodes=8, vector_episodes=2, transfer_size=12)
+    report = run_retarget(tiny_run, tmp_path / "p", settings)
+    assert report["chosen_units"] == 16 and "controls" not in report
+    with pytest.raises(ConfigError, match="at most the layer's 16 units"):
+        run_retarget(tiny_run, tmp_path / "q", dataclasses.replace(settings, units=(4, 17)))
+    with pytest.raises(ConfigError, match="positive"):
+        run_retarget(tiny_run, tmp_path / "q", dataclasses.replace(settings, units=(0,)))
+
+
+def test_finetuning_starts_from_her_weights_and_reports_when_it_reached_the_goal(tiny_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from analysis.retarget import GOAL, RetargetSettings, run_retarget
+
+    saved = (tiny_run / "mother.safetensors").read_bytes()
+    settings = RetargetSettings(
+        method="finetune", episodes=8, finetune_steps=2048, finetune_checks=2, transfer_size=12
+    )
+    report = run_retarget(tiny_run, tmp_path / "ft", settings)
+    assert (tiny_run / "mother.safetensors").read_bytes() == saved  # her own run is left as it was
+    hers = load_file(str(tiny_run / "mother.safetensors"))
+    tuned = load_file(str(tmp_path / "ft" / "finetune" / "mother.safetensors"))
+    fresh = MotherNet(hers["trunk_1.weight"].shape[1], 9, 16).state_dict()
+    moved = sum(float((tuned[k] - hers[k]).norm()) for k in hers)
+    assert 0 < moved < 0.5 * sum(float((fresh[k] - hers[k]).norm()) for k in hers)  # tuned from hers
+    curve = report["finetune_curve"]
+    assert len(curve) == 2 and curve[0]["agent_steps"] < curve[1]["agent_steps"]
+    goal = GOAL * report["own_baby_survival_untreated_selection"]
+    reached = [p["agent_steps"] for p in curve if p["baby_survival"] >= goal]
+    assert report["steps_to_goal"] == (reached[0] if reached else None)

@@ -105,6 +105,7 @@ def test_adaptive_beta_never_climbs_above_its_start():
     "kwargs, message",
     [
         ({"kind": "sudden"}, "unknown beta schedule 'sudden'"),
+        ({"kind": "lagrangian", "cost_limit": 0.0}, "cost_limit"),
         ({"beta0": 1.5}, r"beta0=1.5 must be in \[0, 1\]"),
         ({"beta0": 0.1, "beta_min": 0.2}, "exceeds beta0"),
         ({"beta_min": -0.1}, "must be in"),

@@ -18,7 +18,7 @@ def train(out, method="ppo", updates=4, *extra):
     return main(args)
 
 
-@pytest.mark.parametrize("method", ["ppo", "rlmf"])
+@pytest.mark.parametrize("method", ["ppo", "rlmf", "ppo-lagrangian"])
 def test_same_seed_same_metrics(tmp_path, method, capsys):
     assert train(tmp_path / "a", method) == 0 and train(tmp_path / "b", method) == 0
     a, b = (tmp_path / "a" / "metrics.csv").read_text(), (tmp_path / "b" / "metrics.csv").read_text()
@@ -49,6 +49,18 @@ def test_an_interrupted_run_resumes_to_the_same_end(tmp_path, capsys):
     assert (tmp_path / "cut" / "mother.safetensors").read_bytes() == (
         tmp_path / "whole" / "mother.safetensors"
     ).read_bytes()
+
+
+def test_an_interrupted_lagrangian_run_resumes_with_its_multiplier(tmp_path, capsys):
+    limit = ["--train-set", "cost_limit=0.001", "--train-set", "lagrange_lr=1"]  # λ moves every update
+    assert train(tmp_path / "whole", "ppo-lagrangian", 4, *limit) == 0
+    assert train(tmp_path / "cut", "ppo-lagrangian", 2, *limit) == 0
+    resume = ["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)]
+    assert main(resume) == 0
+    whole = (tmp_path / "whole" / "metrics.csv").read_text()
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == whole
+    multipliers = [float(r["lagrange_multiplier"]) for r in csv.DictReader(whole.splitlines())]
+    assert multipliers[:2] == [0.0, 0.0] and 0 < multipliers[2] < multipliers[3]  # no babies, no cost yet
 
 
 def test_resume_after_rows_past_the_checkpoint_drops_them(tmp_path, capsys):

@@ -52,3 +52,19 @@ def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tenso
             break
         dist = new
     return dist
+
+
+def reachable_cells(passable: torch.Tensor, start: torch.Tensor, steps: int) -> torch.Tensor:
+    """How many cells each agent can reach in at most `steps` up/down/left/right moves through passable
+    cells (its own cell included; 0 if it stands on an impassable one): the "choice" of Franzmeyer et
+    al. (2022). passable (H, W, B) bool, start (2, E, B) int -> (E, B) int64."""
+    H, W, B = passable.shape
+    E = start.shape[1]
+    open_ = passable[:, :, None, :].expand(H, W, E, B)
+    reach = torch.zeros(H * W, E, B, dtype=torch.bool, device=passable.device)
+    reach.scatter_(0, (start[0] * W + start[1])[None], True)
+    reach = reach.view(H, W, E, B) & open_
+    for _ in range(steps):
+        p = F.pad(reach, (0, 0, 0, 0, 1, 1, 1, 1))
+        reach = (reach | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]) & open_
+    return reach.sum((0, 1))

@@ -10,8 +10,17 @@ import torch
 from caring.evaluate import evaluate
 from caring.maternal import PerturbedExpert
 from caring.tasks import Policy
+from worlds.grid import reachable_cells
 from worlds.nursery.config import NurseryConfig
-from worlds.nursery.core import ACTION_NAMES, HARM_CAUSES, N_ACTIONS, NurseryCore, NurseryState, StepOutput
+from worlds.nursery.core import (
+    ACTION_NAMES,
+    FLOOR,
+    HARM_CAUSES,
+    N_ACTIONS,
+    NurseryCore,
+    NurseryState,
+    StepOutput,
+)
 from worlds.nursery.scripted import SCRIPTED
 
 
@@ -76,6 +85,13 @@ class NurseryTask:
     def rules(self, core: NurseryCore, before: NurseryState, out: StepOutput, penalty: float) -> torch.Tensor:
         energy_ok = (before.energy >= core.config.feed_cost).T
         return rule_penalty(out.events, energy_ok, penalty)
+
+    def choice(self, core: NurseryCore, state: NurseryState, steps: int) -> torch.Tensor:
+        """(B, A) each mother's baby's "choice": the share of a `steps`-move diamond of cells it could
+        reach over dry floor (0 when it is dead or unborn). The choice-altruism reward."""
+        reach = reachable_cells(state.cells == FLOOR, state.baby_pos, steps)  # (A, B)
+        diamond = 2 * steps * steps + 2 * steps + 1
+        return (reach * state.baby_alive).T.float() / diamond
 
     def ended(self, after: NurseryState, out: StepOutput) -> torch.Tensor:
         # A world ends at max_cycles, or as soon as no mother is left (her babies count as lost: none
