@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train mothers with PPO (two critics), plain or with RLMF")
     world_args(p)
-    p.add_argument("--method", help="ppo, rlmf, ppo-lagrangian or choice (default rlmf)")
+    p.add_argument("--method", help="ppo, rlmf, ppo-lagrangian, choice or tom (default rlmf)")
     p.add_argument("--beta-schedule", dest="beta_schedule", help="constant, linear, exp or adaptive")
     p.add_argument("--steps", type=int, help="agent-steps of experience")
     p.add_argument("--seed", type=int)

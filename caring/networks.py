@@ -23,12 +23,20 @@ def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
     return layer
 
 
-class MotherNet(nn.Module):
-    """obs (N, obs_dim) uint8 -> (policy logits (N, n_actions), V_task (N,), V_mat (N,))."""
+BABY_MOVES = 5  # stay, up, right, down, left: what a theory-of-mind head predicts the baby does next
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256):
+
+class MotherNet(nn.Module):
+    """obs (N, obs_dim) uint8 -> (policy logits (N, n_actions), V_task (N,), V_mat (N,)).
+
+    With `predicts_baby` (theory of mind, seed 003) a prediction head on the same trunk gives logits of
+    the baby's next move; the policy and value losses never reach it, and its loss reaches only it and
+    the trunk."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256, predicts_baby: bool = False):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
+        self.predicts_baby = predicts_baby
         self.hook_obs = HookPoint()
         self.trunk_1 = _layer(obs_dim, hidden, 2**0.5)
         self.relu_1 = nn.ReLU()
@@ -42,6 +50,9 @@ class MotherNet(nn.Module):
         self.hook_value_task = HookPoint()
         self.value_mat = _layer(hidden, 1, 1.0)
         self.hook_value_mat = HookPoint()
+        if predicts_baby:  # created last, so the other layers start as in a network without it
+            self.baby_move = _layer(hidden, BABY_MOVES, 0.01)
+            self.hook_baby_move = HookPoint()
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         x = self.hook_obs(obs.float() * (1.0 / 255.0))
@@ -54,6 +65,10 @@ class MotherNet(nn.Module):
         v_task = self.hook_value_task(self.value_task(features)).squeeze(-1)
         v_mat = self.hook_value_mat(self.value_mat(features)).squeeze(-1)
         return logits, v_task, v_mat
+
+    def predict_baby_move(self, obs: torch.Tensor) -> torch.Tensor:
+        """(N, BABY_MOVES) logits of the baby's next move (theory-of-mind networks only)."""
+        return self.hook_baby_move(self.baby_move(self.trunk(obs)))
 
     def hook_points(self) -> dict[str, HookPoint]:
         return {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}

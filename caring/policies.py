@@ -43,7 +43,7 @@ def load_mother(run: Path, core: Any, task: Task) -> MotherNet:
             f"{run} was trained on observations of size {obs_dim}, this world gives {core.obs_dim}; "
             "use the run's own world settings"
         )
-    net = MotherNet(core.obs_dim, task.n_actions, hidden)
+    net = MotherNet(core.obs_dim, task.n_actions, hidden, predicts_baby="baby_move.weight" in weights)
     try:
         net.load_state_dict(weights)
     except RuntimeError as err:

@@ -7,7 +7,9 @@ Methods: `ppo` (β₁ = 0, the plain-RL baseline: the maternal critic is still t
 standard safe-RL comparison: the second stream is minus the harm cost, β₁ = λ/(1+λ) with λ from dual
 ascent on the harm rate against `cost_limit`) and `choice` (Franzmeyer et al. 2022: the second stream
 is her baby's choice, the cells it could reach in `choice_steps` moves, weighed by a constant
-β₁ = `beta0`). All mothers share one network.
+β₁ = `beta0`) and `tom` (theory of mind, seed 003: PPO plus a head on the shared trunk that predicts
+the baby's next move, trained only by its cross-entropy, weighted `tom_coef`; its accuracy is logged).
+All mothers share one network.
 `wean_steps` continues any run with β₁ = 0 after its schedule ends: does the care outlast the signal?
 A run directory holds config.json, the maternal model and the mother as safetensors (+ JSON), the last
 checkpoint (weights, optimiser, sampler and the whole batched world, so `--resume` continues exactly),
@@ -45,12 +47,13 @@ from caring.schedules import SCHEDULES, BetaSchedule
 from caring.tasks import get_task, task_of
 from worlds.config import ConfigError, build_config, param, validate_fields
 
-METHODS = ("ppo", "rlmf", "ppo-lagrangian", "choice")
+METHODS = ("ppo", "rlmf", "ppo-lagrangian", "choice", "tom")
+BABY_METHODS = {"choice": "choice", "tom": "baby_moves"}  # method -> what the task must offer
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = param("rlmf", "ppo (beta1 = 0), rlmf, ppo-lagrangian or choice", choices=METHODS)
+    method: str = param("rlmf", "ppo (beta1 = 0), rlmf, ppo-lagrangian, choice or tom", choices=METHODS)
     beta_schedule: str = param("adaptive", "how beta1 is weaned", choices=SCHEDULES)
     beta0: float = param(
         0.5, "beta1 at the start (1.0 leaves no task signal to learn self-care from)", 0.0, 1.0
@@ -69,6 +72,7 @@ class TrainConfig:
         0.05, "ppo-lagrangian: multiplier step per update per unit of relative cost violation", 0.0, 100.0
     )
     choice_steps: int = param(4, "choice: moves within which the baby's reachable cells count", 1, 64)
+    tom_coef: float = param(1.0, "tom: weight of the baby-move prediction loss", 0.0, 100.0)
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
     steps: int = param(2_000_000, "agent-steps of experience to train on", 1, 10**11)
@@ -109,10 +113,9 @@ class TrainConfig:
             raise ConfigError(f"worlds*rollout={self.worlds * self.rollout} is not divisible by minibatches")
 
     def schedule(self) -> BetaSchedule:
-        kind = {"ppo": "constant", "ppo-lagrangian": "lagrangian", "choice": "constant"}.get(
-            self.method, self.beta_schedule
-        )
-        beta0 = 0.0 if self.method == "ppo" else self.beta0
+        kind = {"ppo": "constant", "tom": "constant", "ppo-lagrangian": "lagrangian", "choice": "constant"}
+        kind = kind.get(self.method, self.beta_schedule)
+        beta0 = 0.0 if self.method in ("ppo", "tom") else self.beta0
         return BetaSchedule(
             kind=kind,
             beta0=beta0,
@@ -147,13 +150,13 @@ class Trainer:
         self.out, self.world, self.config, self.device = Path(out), world, config, torch.device(device)
         self.task = task_of(world)
         self.task.check_training_world(world)
-        if config.method == "choice" and not hasattr(self.task, "choice"):
-            raise ConfigError(
-                f"method choice needs a world with a baby to give choice to, not {self.task.name}"
-            )
+        needs = BABY_METHODS.get(config.method)
+        if needs and not hasattr(self.task, needs):
+            raise ConfigError(f"method {config.method} needs a baby; the {self.task.name} world has none")
         self.core = self.task.make_core(world, device)
         torch.manual_seed(config.seed)
-        self.net = MotherNet(self.core.obs_dim, self.task.n_actions, config.hidden).to(self.device)
+        tom = config.method == "tom"
+        self.net = MotherNet(self.core.obs_dim, self.task.n_actions, config.hidden, tom).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.schedule = config.schedule()
@@ -162,7 +165,8 @@ class Trainer:
         self.timing = dict.fromkeys(TIMED, 0.0)  # seconds per part of the current update (speed.csv)
         self.state, self.obs = self.core.reset(episode_keys(config.seed, config.worlds, self.device))
         self.tally = self.task.start_episode(self.state)  # running per-world episode outcomes
-        extra = ("lagrange_multiplier",) if config.method == "ppo-lagrangian" else ()
+        extra = {"ppo-lagrangian": ("lagrange_multiplier",), "tom": ("tom_loss", "tom_accuracy")}
+        extra = extra.get(config.method, ())
         self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *extra, *LOSS_COLUMNS)
 
     # ------------------------------------------------------------------ maternal model
@@ -198,6 +202,8 @@ class Trainer:
             "done": torch.empty(T, N, device=self.device),
             "live": torch.empty(T, N, device=self.device),
         }
+        if c.method == "tom":  # the baby's move in each step (-1: none to predict)
+            buf["baby_move"] = torch.full((T, N), -1, dtype=torch.int64, device=self.device)
         stats = {"harm": 0.0, "exposed": 0.0, "episodes": 0.0}
         outcomes: dict[str, float] = {}
         clock = time.perf_counter
@@ -238,6 +244,8 @@ class Trainer:
                 buf["r_mat"][t] = -(harmed & exposed).reshape(N).float()
             elif c.method == "choice":
                 buf["r_mat"][t] = task.choice(core, state, c.choice_steps).reshape(N)
+            elif c.method == "tom":
+                buf["baby_move"][t] = task.baby_moves(before, state).reshape(N)
             ended = task.ended(state, out)  # (B,)
             done = out.terminated | ended[:, None]
             buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
@@ -280,6 +288,7 @@ class Trainer:
             "clip_frac": 0.0,
         }
         count = 0
+        tom_tally = [0, 0]  # correct predictions, predictions judged
         for _ in range(c.epochs):
             order = torch.randperm(size, generator=self.gen, device=self.device)
             for start in range(0, size - mb + 1, mb):
@@ -294,6 +303,12 @@ class Trainer:
                 v_mat_loss = 0.5 * (v_mat - flat["ret_mat"][idx]).pow(2).mean()
                 entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
                 loss = policy_loss + c.vf_coef * (v_task_loss + v_mat_loss) - c.ent_coef * entropy
+                if c.method == "tom":  # the prediction head learns only from its own error
+                    tom_loss, correct, judged = self._baby_move_loss(flat["obs"][idx], flat["baby_move"][idx])
+                    loss = loss + c.tom_coef * tom_loss
+                    logs["tom_loss"] = logs.get("tom_loss", 0.0) + tom_loss.item()
+                    tom_tally[0] += correct
+                    tom_tally[1] += judged
                 self.opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
@@ -307,7 +322,20 @@ class Trainer:
                 logs["value_mat_loss"] += v_mat_loss.item()
                 logs["entropy"] += entropy.item()
                 count += 1
-        return {k: v / max(1, count) for k, v in logs.items()}
+        out = {k: v / max(1, count) for k, v in logs.items()}
+        if c.method == "tom":
+            out["tom_accuracy"] = tom_tally[0] / tom_tally[1] if tom_tally[1] else float("nan")
+        return out
+
+    def _baby_move_loss(self, obs: torch.Tensor, moves: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """Cross-entropy of the baby-move head where the baby made a move of its own (0 elsewhere), with
+        its correct and judged counts. obs (M, obs_dim), moves (M,) in -1..4."""
+        judged = moves >= 0
+        if not judged.any():
+            return torch.zeros((), device=self.device), 0, 0
+        logits = self.net.predict_baby_move(obs[judged])
+        loss = F.cross_entropy(logits, moves[judged])
+        return loss, int((logits.argmax(-1) == moves[judged]).sum()), int(judged.sum())
 
     # ------------------------------------------------------------------ the loop
     @property

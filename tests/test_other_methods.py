@@ -1,9 +1,13 @@
 """The defining mechanics of the other roads to care (issue 6), each on a case small enough to check by
-hand: PPO-Lagrangian's multiplier and cost stream, choice altruism's reachable cells."""
+hand: PPO-Lagrangian's multiplier and cost stream, choice altruism's reachable cells, the theory-of-mind
+head's targets and gradient routing."""
+
+import dataclasses
 
 import pytest
 import torch
 
+from caring.networks import MotherNet
 from caring.schedules import BetaSchedule
 from caring.tasks.nursery import NurseryTask
 from caring.train import TrainConfig, Trainer
@@ -11,7 +15,7 @@ from worlds.config import ConfigError
 from worlds.grid import reachable_cells
 from worlds.lava.config import LavaConfig
 from worlds.nursery.config import NurseryConfig
-from worlds.nursery.core import NurseryCore
+from worlds.nursery.core import DOWN, LEFT, RIGHT, STAY, UP, NurseryCore
 from worlds.nursery.scenario import scenario
 
 
@@ -89,5 +93,66 @@ def test_choice_training_pays_the_after_step_choice_and_refuses_a_world_without_
     kept = buf["done"][-1] == 0  # worlds that ended on the last step were reset since
     assert kept.any() and torch.equal(buf["r_mat"][-1][kept], expected[kept])
     assert 0 < float(buf["r_mat"][-1].max()) <= 1
-    with pytest.raises(ConfigError, match="baby to give choice to"):
+    with pytest.raises(ConfigError, match="choice needs a baby"):
         Trainer(tmp_path / "lava", LavaConfig(), config)
+
+
+def test_baby_moves_are_the_babys_own_steps():
+    core = NurseryCore(NurseryConfig(n_hazards=2, n_predators=0))
+    before = scenario(core, mothers=[(5, 5), (8, 8)], babies=[(5, 6), (2, 2)], hazards=[(1, 1), (1, 2)])
+    after = dataclasses.replace(before, baby_pos=before.baby_pos.clone())
+    task = NurseryTask()
+    assert task.baby_moves(before, after).tolist() == [[STAY, STAY]]
+    for (dy, dx), move in (((-1, 0), UP), ((0, 1), RIGHT), ((1, 0), DOWN), ((0, -1), LEFT)):
+        after.baby_pos[:, 0, 0] = before.baby_pos[:, 0, 0] + torch.tensor([dy, dx])
+        assert task.baby_moves(before, after)[0, 0] == move
+    carried = dataclasses.replace(after, carried_by=torch.tensor([[0], [-1]]))
+    assert task.baby_moves(before, carried).tolist() == [[-1, STAY]]  # moved by its mother, not itself
+    dead = dataclasses.replace(after, baby_alive=torch.tensor([[True], [False]]))
+    assert task.baby_moves(before, dead)[0, 1] == -1
+
+
+def test_theory_of_mind_heads_learn_only_from_their_own_loss():
+    torch.manual_seed(0)
+    net = MotherNet(40, 9, 16, predicts_baby=True)
+    obs = torch.randint(0, 256, (32, 40), dtype=torch.uint8)
+    heads = {"policy": net.policy, "value_task": net.value_task, "value_mat": net.value_mat}
+
+    def grads(loss: torch.Tensor) -> dict[str, float]:
+        net.zero_grad()
+        loss.backward()
+        layers = {**heads, "baby_move": net.baby_move, "trunk_1": net.trunk_1}
+        return {
+            k: float(m.weight.grad.abs().sum()) if m.weight.grad is not None else 0.0
+            for k, m in layers.items()
+        }
+
+    predicted = grads(torch.nn.functional.cross_entropy(net.predict_baby_move(obs), torch.zeros(32).long()))
+    assert predicted["baby_move"] > 0 and predicted["trunk_1"] > 0
+    assert all(predicted[k] == 0 for k in heads)  # the prediction error reaches no behaviour head
+    logits, v_task, v_mat = net(obs)
+    behaved = grads(logits.logsumexp(-1).sum() + v_task.sum() + v_mat.sum())
+    assert behaved["baby_move"] == 0 and behaved["trunk_1"] > 0 and all(behaved[k] > 0 for k in heads)
+
+
+def test_tom_without_its_loss_trains_exactly_as_ppo(tmp_path):
+    """The prediction head is created last and reached by nothing else: with tom_coef = 0 the mother is
+    PPO's, bit for bit, and the head never moves; with its loss it learns."""
+    base = {"worlds": 4, "rollout": 32, "hidden": 16, "steps": 3 * 4 * 2 * 32}
+    runs = {}
+    for name, method, coef in (("ppo", "ppo", 1.0), ("silent", "tom", 0.0), ("tom", "tom", 1.0)):
+        trainer = Trainer(tmp_path / name, NurseryConfig(), TrainConfig(method=method, tom_coef=coef, **base))
+        start = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+        (tmp_path / name).mkdir()
+        trainer.run()
+        runs[name] = (start, trainer.net.state_dict())
+    ppo, silent, tom = runs["ppo"][1], runs["silent"][1], runs["tom"][1]
+    assert all(torch.equal(ppo[k], silent[k]) for k in ppo)
+    assert torch.equal(runs["silent"][0]["baby_move.weight"], silent["baby_move.weight"])
+    assert not torch.equal(runs["tom"][0]["baby_move.weight"], tom["baby_move.weight"])
+    assert not torch.equal(ppo["trunk_1.weight"], tom["trunk_1.weight"])  # the trunk hears both losses
+    rows = (tmp_path / "tom" / "metrics.csv").read_text().splitlines()
+    accuracy = [float(r.split(",")[rows[0].split(",").index("tom_accuracy")]) for r in rows[1:]]
+    assert all(0 <= a <= 1 for a in accuracy[1:])  # updates after the births judge some moves
+    with pytest.raises(ConfigError, match="tom needs a baby"):
+        Trainer(tmp_path / "lava", LavaConfig(), TrainConfig(method="tom", **base))

@@ -14,9 +14,14 @@ from worlds.grid import reachable_cells
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import (
     ACTION_NAMES,
+    DOWN,
     FLOOR,
     HARM_CAUSES,
+    LEFT,
     N_ACTIONS,
+    RIGHT,
+    STAY,
+    UP,
     NurseryCore,
     NurseryState,
     StepOutput,
@@ -92,6 +97,16 @@ class NurseryTask:
         reach = reachable_cells(state.cells == FLOOR, state.baby_pos, steps)  # (A, B)
         diamond = 2 * steps * steps + 2 * steps + 1
         return (reach * state.baby_alive).T.float() / diamond
+
+    def baby_moves(self, before: NurseryState, after: NurseryState) -> torch.Tensor:
+        """(B, A) the move each mother's baby made in this step, as STAY/UP/RIGHT/DOWN/LEFT (0-4), or -1
+        where it was not a move of its own: unborn, dead, or carried before or after. What a
+        theory-of-mind head learns to predict."""
+        dy, dx = after.baby_pos - before.baby_pos  # (A, B) each
+        own = before.baby_alive & after.baby_alive & (before.carried_by < 0) & (after.carried_by < 0)
+        move = torch.where(dy < 0, UP, torch.where(dx > 0, RIGHT, torch.where(dy > 0, DOWN, LEFT)))
+        move = torch.where((dy == 0) & (dx == 0), STAY, move)
+        return torch.where(own & (dy.abs() + dx.abs() <= 1), move, -1).T
 
     def ended(self, after: NurseryState, out: StepOutput) -> torch.Tensor:
         # A world ends at max_cycles, or as soon as no mother is left (her babies count as lost: none
