@@ -60,15 +60,22 @@ class MotherNet(nn.Module):
         return self.hook_trunk_2(self.relu_2(self.trunk_2(x)))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.trunk(obs)
+        return self.heads(self.trunk(obs))
+
+    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Trunk features (N, hidden) -> (policy logits, V_task, V_mat)."""
         logits = self.hook_logits(self.policy(features))
         v_task = self.hook_value_task(self.value_task(features)).squeeze(-1)
         v_mat = self.hook_value_mat(self.value_mat(features)).squeeze(-1)
         return logits, v_task, v_mat
 
+    def baby_move_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features (N, hidden) -> (N, BABY_MOVES) logits of the baby's next move (theory-of-mind
+        networks only)."""
+        return self.hook_baby_move(self.baby_move(features))
+
     def predict_baby_move(self, obs: torch.Tensor) -> torch.Tensor:
-        """(N, BABY_MOVES) logits of the baby's next move (theory-of-mind networks only)."""
-        return self.hook_baby_move(self.baby_move(self.trunk(obs)))
+        return self.baby_move_logits(self.trunk(obs))
 
     def hook_points(self) -> dict[str, HookPoint]:
         return {name: m for name, m in self.named_modules() if isinstance(m, HookPoint)}

@@ -288,12 +288,13 @@ class Trainer:
             "clip_frac": 0.0,
         }
         count = 0
-        tom_tally = [0, 0]  # correct predictions, predictions judged
+        tom_tally = (0, 0)  # correct predictions, predictions judged (tensors once counted: no sync)
         for _ in range(c.epochs):
             order = torch.randperm(size, generator=self.gen, device=self.device)
             for start in range(0, size - mb + 1, mb):
                 idx = order[start : start + mb]
-                logits, v_task, v_mat = self.net(flat["obs"][idx])
+                features = self.net.trunk(flat["obs"][idx])  # shared by every head's loss
+                logits, v_task, v_mat = self.net.heads(features)
                 logp_all = F.log_softmax(logits, -1)
                 logp = logp_all.gather(1, flat["action"][idx][:, None])[:, 0]
                 ratio = torch.exp(logp - flat["logp"][idx])
@@ -304,11 +305,10 @@ class Trainer:
                 entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
                 loss = policy_loss + c.vf_coef * (v_task_loss + v_mat_loss) - c.ent_coef * entropy
                 if c.method == "tom":  # the prediction head learns only from its own error
-                    tom_loss, correct, judged = self._baby_move_loss(flat["obs"][idx], flat["baby_move"][idx])
+                    tom_loss, correct, judged = self._baby_move_loss(features, flat["baby_move"][idx])
                     loss = loss + c.tom_coef * tom_loss
                     logs["tom_loss"] = logs.get("tom_loss", 0.0) + tom_loss.item()
-                    tom_tally[0] += correct
-                    tom_tally[1] += judged
+                    tom_tally = (tom_tally[0] + correct, tom_tally[1] + judged)
                 self.opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
@@ -324,18 +324,22 @@ class Trainer:
                 count += 1
         out = {k: v / max(1, count) for k, v in logs.items()}
         if c.method == "tom":
-            out["tom_accuracy"] = tom_tally[0] / tom_tally[1] if tom_tally[1] else float("nan")
+            correct, judged = int(tom_tally[0]), int(tom_tally[1])
+            out["tom_accuracy"] = correct / judged if judged else float("nan")
         return out
 
-    def _baby_move_loss(self, obs: torch.Tensor, moves: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        """Cross-entropy of the baby-move head where the baby made a move of its own (0 elsewhere), with
-        its correct and judged counts. obs (M, obs_dim), moves (M,) in -1..4."""
+    def _baby_move_loss(
+        self, features: torch.Tensor, moves: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of the baby-move head over the rows where the baby made a move of its own
+        (0 if none), with the correct and judged counts. features (M, hidden), moves (M,) in -1..4."""
         judged = moves >= 0
-        if not judged.any():
-            return torch.zeros((), device=self.device), 0, 0
-        logits = self.net.predict_baby_move(obs[judged])
-        loss = F.cross_entropy(logits, moves[judged])
-        return loss, int((logits.argmax(-1) == moves[judged]).sum()), int(judged.sum())
+        target = moves.clamp(min=0)
+        logits = self.net.baby_move_logits(features)
+        nll = F.cross_entropy(logits, target, reduction="none")
+        loss = (nll * judged).sum() / judged.sum().clamp(min=1)
+        correct = ((logits.argmax(-1) == target) & judged).sum()
+        return loss, correct, judged.sum()
 
     # ------------------------------------------------------------------ the loop
     @property
