@@ -31,7 +31,6 @@ from worlds.nursery.core import (
     EAT,
     FEED,
     FLOOR,
-    HAZARD,
     LEFT,
     N_ACTIONS,
     RIGHT,
@@ -39,6 +38,7 @@ from worlds.nursery.core import (
     UP,
     NurseryCore,
     NurseryState,
+    is_hazard,
 )
 
 Cell = tuple[int, int]
@@ -75,7 +75,8 @@ class Layout:
         self.config = config
         H, W = cells.shape
         self.floor = [(y, x) for y in range(H) for x in range(W) if cells[y, x] == FLOOR]
-        self.hazards = [(y, x) for y in range(H) for x in range(W) if cells[y, x] == HAZARD]
+        hazard = is_hazard(cells)  # water and pits
+        self.hazards = [(y, x) for y in range(H) for x in range(W) if hazard[y, x]]
 
     @staticmethod
     def dist(a: Cell, b: Cell) -> int:
@@ -380,7 +381,7 @@ def _protective(core: NurseryCore, s: NurseryState, setup: Setup) -> torch.Tenso
             mask[:] = True
             mask[CARRY] = not setup.carrying
             for move, (ty, tx) in steps.items():
-                if int(s.cells[ty, tx, 0]) == HAZARD:
+                if is_hazard(s.cells[ty, tx, 0]):
                     mask[move] = False
         else:
             mask[action] = True

@@ -20,7 +20,7 @@ from caring.evaluate import episode_keys
 from caring.networks import MotherNet
 from caring.tasks import Policy
 from worlds.config import ConfigError
-from worlds.nursery.core import HAZARD, NurseryCore, NurseryState, chebyshev
+from worlds.nursery.core import NurseryCore, NurseryState, chebyshev, is_hazard
 
 FACTS = {  # name: (kind, description)
     "baby_distance": ("regression", "Chebyshev distance from the mother to her baby"),
@@ -46,7 +46,7 @@ def baby_facts(core: NurseryCore, s: NurseryState) -> dict[str, torch.Tensor]:
     beside_water = torch.zeros_like(s.baby_alive)
     for offset in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         step = torch.tensor(offset, device=s.baby_pos.device).view(2, 1, 1)
-        beside_water = beside_water | (core._at(s.cells, s.baby_pos + step) == HAZARD)
+        beside_water = beside_water | is_hazard(core._at(s.cells, s.baby_pos + step))
     loose = s.carried_by < 0
     return {
         "baby_distance": chebyshev(s.mother_pos, s.baby_pos).float(),

@@ -6,10 +6,17 @@ alongside as reference points, and optionally the worlds every policy is evaluat
 training world itself, on held-out episode keys). Everything in it is validated before anything runs.
 Each cell (method, seed) trains into `OUT/runs/METHOD/seedS` (resuming an interrupted run from its
 checkpoint), is evaluated, and leaves `OUT/cells/METHOD__seedS.json`; a cell whose JSON exists is
-skipped, so re-running the same command resumes the sweep. At the end `results.csv` (one row per cell),
-`summary.json` and `summary.md` (mean and interquartile mean over seeds, each with a 95% bootstrap CI),
-`speed.json` (training speed: wall-clock, so kept apart from the deterministic results) and plots are
-written.
+skipped, so re-running the same command resumes the sweep; one whose JSON lacks a result the file now
+asks for (a new evaluation, say) is re-evaluated, its trained mother loaded from the run, not retrained.
+At the end `results.csv` (one row per cell), `summary.json` and `summary.md` (mean and interquartile mean
+over seeds, each with a 95% bootstrap CI), `speed.json` (training speed: wall-clock, so kept apart from
+the deterministic results) and plots are written.
+
+Besides each evaluation's metrics a row holds the caring assays' scores in the training world (nursery:
+`assay_care`, `assay_self`), the feedback a trained method used (`demo_episodes`, `preference_labels`),
+each later evaluation's headline drop from the first (`E.drop_METRIC`, per seed, so paired) and, when the
+expert is among the scripted policies, the agent-steps training took to reach 80% of its headline
+(`steps_to_80pct_expert`).
 
 Example file::
 
@@ -62,6 +69,13 @@ FILE_KEYS = (
     "evaluations",
 )
 TRAIN_KEYS = ("final_beta1", "agent_steps", "train_seconds")
+BUDGET_KEYS = ("demo_episodes", "preference_labels")  # feedback a trained method used (see feedback_budget)
+ASSAY_KEYS = {"nursery": ("assay_care", "assay_self")}  # the caring assays are nursery situations
+ASSAY_LABELS = {"assay_care": "care assays", "assay_self": "self-care assays"}
+ASSAY_INSTANCES = 32  # instances per assay situation: about a second per cell on one thread
+EXPERT, REACH = "expert", 0.8  # steps to reach REACH × the scripted EXPERT's headline
+REACH_KEY = "steps_to_80pct_expert"
+REACH_WINDOW = 5  # updates in the trailing mean of the training curve that must reach it
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,35 @@ class Experiment:
         task = self.task
         per_column = (f"train_{c}" for c in task.train_columns)
         last = (f"train_{c}_last10" for c in task.train_columns)
-        return ("train_harm_rate", *per_column, *last, *TRAIN_KEYS)
+        return ("train_harm_rate", *per_column, *last, *TRAIN_KEYS, *BUDGET_KEYS)
+
+    def assay_keys(self) -> tuple[str, ...]:
+        return ASSAY_KEYS.get(self.world_name, ())
+
+    @property
+    def headline(self) -> str:
+        """The eval metric matching the task's training headline (its summary_columns' first)."""
+        return self.task.summary_columns[0]
+
+    def drop_keys(self) -> tuple[str, ...]:
+        return tuple(e.key(f"drop_{self.headline}") for e in self.evaluations[1:])
+
+    def reach_keys(self) -> tuple[str, ...]:
+        return (REACH_KEY,) if any(c.scripted == EXPERT for c in self.cells) else ()
+
+    def cell_keys(self, cell: Cell) -> tuple[str, ...]:
+        """What run_cell writes into a cell's row (the derived keys come later, from all cells)."""
+        trained = self.train_keys() if cell.train is not None else ()
+        return (*self.eval_keys(), *self.assay_keys(), *trained)
+
+    def result_keys(self) -> tuple[str, ...]:
+        return (
+            *self.eval_keys(),
+            *self.assay_keys(),
+            *self.drop_keys(),
+            *self.reach_keys(),
+            *self.train_keys(),
+        )
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -223,40 +265,85 @@ def _table(data: dict, key: str, where: str) -> dict:
 
 # ---------------------------------------------------------------------------- one cell
 def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu") -> dict[str, Any]:
-    """Train (or resume) and evaluate one cell; writes its JSON and returns its results row."""
+    """Train (or resume) and evaluate one cell; writes its JSON and returns its results row. A trained
+    cell whose JSON exists is only re-evaluated, with the mother its run saved: resuming a finished run
+    would still rewrite its metrics.csv, speed.csv and plots."""
     from caring.plots import plot_run
-    from caring.policies import TrainedMother
+    from caring.policies import TrainedMother, load_mother
     from caring.train import TrainConfig, start_run
 
     task = experiment.task
     world = build_config(task.config_class, experiment.world)
+    training_core = task.make_core(world, device)
     row: dict[str, Any] = {"method": cell.method, "seed": cell.seed, "eval_seed": EVAL_SEED_BASE + cell.seed}
+    mother = None
     if cell.scripted is not None:
         row["kind"] = "scripted"
     else:
-        config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
         run = run_dir(cell, out)
-        resume = (run / "config.json").exists()
-        trainer = start_run(run, world, config, device, resume)
         start = time.perf_counter()
-        trainer.run()
-        plot_run(run)
+        if cell_path(cell, out).exists():
+            mother = TrainedMother(load_mother(run, training_core, task))
+        else:
+            config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
+            trainer = start_run(run, world, config, device, (run / "config.json").exists())
+            trainer.run()
+            plot_run(run)
+            mother = TrainedMother(trainer.net)
         row |= {"kind": "trained", **training_summary(run / "metrics.csv", task.train_columns)}
+        row |= feedback_budget(run)
         row["train_seconds"] = _seconds(run / "speed.csv", time.perf_counter() - start)
+
+    def policy(core: Any) -> Any:
+        return mother if cell.scripted is None else task.scripted[cell.scripted](core)
+
+    row |= assay_scores(experiment, training_core, policy(training_core), EVAL_SEED_BASE + cell.seed)
     evaluations = {}
     for evaluation in experiment.evaluations:
         core = task.make_core(
             build_config(task.config_class, {**experiment.world, **evaluation.world}), device
         )
-        if cell.scripted is not None:
-            policy = task.scripted[cell.scripted](core)
-        else:
-            policy = TrainedMother(trainer.net)
-        result = task.evaluate(core, policy, experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
+        result = task.evaluate(core, policy(core), experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
         row |= {evaluation.key(k): result[k] for k in task.eval_metrics}
         evaluations[evaluation.name] = result
-    write_json(out / "cells" / f"{cell.key}.json", {"row": row, "evaluations": evaluations})
+    write_json(cell_path(cell, out), {"row": row, "evaluations": evaluations})
     return row
+
+
+def assay_scores(experiment: Experiment, core: Any, policy: Any, seed: int) -> dict[str, float]:
+    """The caring assays' summary (care and self-care scores) of a policy in the training world, on
+    layouts of held-out keys; nothing for a world without assays, NaN for a nursery with no room for
+    them (say, one mother: no stranger's baby)."""
+    keys = experiment.assay_keys()
+    if not keys:
+        return {}
+    from analysis.assays import build_battery, score, summary
+
+    try:
+        battery = build_battery(core, ASSAY_INSTANCES, seed)
+    except ConfigError:
+        return dict.fromkeys(keys, math.nan)
+    found = summary(score(policy, battery))
+    return {key: found[key.removeprefix("assay_")] for key in keys}
+
+
+def feedback_budget(run: Path) -> dict[str, int]:
+    """The feedback a trained run cost: RLMF's demonstration episodes (its TrainConfig's) and the
+    preference labels of methods that query them (the last value of metrics.csv's `labels`)."""
+    from caring.train import read_json
+
+    train = read_json(run / "config.json")["train"]
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    labels = rows[-1].get("labels") if rows else None
+    return {
+        "demo_episodes": train["demo_episodes"] if train["method"] == "rlmf" else 0,
+        "preference_labels": int(float(labels)) if labels else 0,
+    }
+
+
+def cell_path(cell: Cell, out: Path) -> Path:
+    return out / "cells" / f"{cell.key}.json"
 
 
 def run_dir(cell: Cell, out: Path) -> Path:
@@ -323,9 +410,14 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
     out = Path(out)
     check_existing_runs(experiment, out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in experiment.cells if not (out / "cells" / f"{c.key}.json").exists()]
+    lacking = {c.key: missing_keys(c, experiment, out) for c in experiment.cells}
+    todo = [c for c in experiment.cells if lacking[c.key] != set()]
+    stale = {c.key for c in todo if lacking[c.key]}
     done = len(experiment.cells) - len(todo)
-    log(f"sweep {experiment.name}: {len(experiment.cells)} cells, {done} already finished, {workers} workers")
+    log(
+        f"sweep {experiment.name}: {len(experiment.cells)} cells, {done} already finished, "
+        f"{len(stale)} to re-evaluate, {workers} workers"
+    )
     failures = 0
     first = experiment.evaluations[0]
     headline_keys = [first.key(c) for c in first.columns[:2]]
@@ -340,7 +432,9 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
     try:
         for cell, row, error in results:
             done += 1
-            where = f"[{done}/{len(experiment.cells)}] {cell.key}"
+            where = f"[{done}/{len(experiment.cells)}] {cell.key}" + (
+                " re-evaluated" if cell.key in stale else ""
+            )
             if error is not None:
                 failures += 1
                 log(f"{where}: FAILED: {error}")
@@ -354,17 +448,25 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
     return failures
 
 
+def missing_keys(cell: Cell, experiment: Experiment, out: Path) -> set[str] | None:
+    """Results the experiment now asks of a finished cell that its JSON lacks (None: not finished)."""
+    path = cell_path(cell, out)
+    if not path.exists():
+        return None
+    return set(experiment.cell_keys(cell)) - set(json.loads(path.read_text())["row"])
+
+
 def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     """results.csv, summary.json, summary.md and plots from whatever cells have finished."""
-    rows = []
     by_method = sorted(experiment.cells, key=lambda c: experiment.methods.index(c.method))  # stable: seeds
-    for cell in by_method:
-        path = out / "cells" / f"{cell.key}.json"
-        if path.exists():
-            rows.append(json.loads(path.read_text())["row"])
+    cells = [
+        (c, json.loads(cell_path(c, out).read_text())["row"]) for c in by_method if cell_path(c, out).exists()
+    ]
+    add_derived(experiment, out, cells)
+    rows = [row for _, row in cells]
     buffer = io.StringIO()
-    columns = ("method", "seed", "kind", "eval_seed", *experiment.eval_keys(), *experiment.train_keys())
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    columns = ("method", "seed", "kind", "eval_seed", *experiment.result_keys())
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     _write_text(out / "results.csv", buffer.getvalue())
@@ -373,9 +475,9 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
         mine = [r for r in rows if r["method"] == method]
         if mine:
             summary[method] = {
-                k: summarize([math.nan if r[k] is None else float(r[k]) for r in mine])
-                for k in (*experiment.eval_keys(), *experiment.train_keys())
-                if k in mine[0]
+                k: summarize([_number(r.get(k)) for r in mine])
+                for k in experiment.result_keys()
+                if any(k in r for r in mine)
             }
     speeds = training_speeds(experiment, out)
     write_json(out / "summary.json", summary)
@@ -387,6 +489,43 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     return summary
 
 
+def add_derived(experiment: Experiment, out: Path, cells: list[tuple[Cell, dict[str, Any]]]) -> None:
+    """The columns that need more than one evaluation or cell: each later evaluation's headline drop
+    from the first (per seed, so its CI is over paired differences) and, when the expert's cells are
+    in, the agent-steps each trained cell took to reach REACH × the expert's mean first headline."""
+    first, later = experiment.evaluations[0], experiment.evaluations[1:]
+    for _, row in cells:
+        for evaluation, key in zip(later, experiment.drop_keys(), strict=True):
+            reference = _number(row.get(first.key(experiment.headline)))
+            row[key] = reference - _number(row.get(evaluation.key(experiment.headline)))
+    expert = [_number(r.get(first.key(experiment.headline))) for c, r in cells if c.scripted == EXPERT]
+    expert = [v for v in expert if not math.isnan(v)]
+    if not expert:  # no expert in the experiment, or none of its cells finished yet
+        return
+    target = REACH * sum(expert) / len(expert)
+    for cell, row in cells:
+        if cell.train is not None:
+            row[REACH_KEY] = steps_to_reach(
+                run_dir(cell, out) / "metrics.csv", experiment.task.headline, target
+            )
+
+
+def steps_to_reach(metrics: Path, column: str, target: float, window: int = REACH_WINDOW) -> float:
+    """The first agent_steps at which the trailing mean of `column` over `window` updates (NaN updates,
+    in which no episode ended, skipped) reaches `target`; NaN if it never does."""
+    from caring.plots import smooth
+
+    with metrics.open() as f:
+        rows = list(csv.DictReader(f))
+    curve = smooth([float(r[column]) for r in rows], window)
+    return next((float(r["agent_steps"]) for r, v in zip(rows, curve, strict=True) if v >= target), math.nan)
+
+
+def _number(value: Any) -> float:
+    """A row's value as a float: JSON's null (a NaN written out) and missing values are NaN."""
+    return math.nan if value is None else float(value)
+
+
 def training_speeds(experiment: Experiment, out: Path) -> dict[str, float]:
     """Median agent-steps/s over every update of every finished seed, per trained method (wall-clock:
     depends on the machine and on how many workers shared it, so kept out of the deterministic rows)."""
@@ -395,9 +534,7 @@ def training_speeds(experiment: Experiment, out: Path) -> dict[str, float]:
         values = [
             float(row["agent_steps_per_s"])
             for cell in experiment.cells
-            if cell.method == method
-            and cell.train is not None
-            and (out / "cells" / f"{cell.key}.json").exists()
+            if cell.method == method and cell.train is not None and cell_path(cell, out).exists()
             for row in csv.DictReader((run_dir(cell, out) / "speed.csv").open())
         ]
         if values:
@@ -413,8 +550,9 @@ def speed_line(speeds: dict[str, float]) -> str:
 
 
 def summary_table(summary: dict, experiment: Experiment) -> str:
-    """Markdown: per method, every evaluation's columns (the very first also as an IQM), then what the
-    training did (the task's harm summaries), all as mean [95% bootstrap CI] over seeds."""
+    """Markdown: per method, every evaluation's columns (the very first also as an IQM; later ones with
+    their headline drop), the assays, the steps to near the expert, then what the training did (the
+    task's harm summaries) and the feedback it cost, all as mean [95% bootstrap CI] over seeds."""
     task = experiment.task
 
     def fmt(stats: dict | None, key: str = "mean", digits: int = 3) -> str:
@@ -431,21 +569,54 @@ def summary_table(summary: dict, experiment: Experiment) -> str:
             columns.append((f"{label}{where}", evaluation.key(metric), digits, "mean"))
             if len(columns) == 1:  # the headline also as an interquartile mean
                 columns.append(("IQM", evaluation.key(metric), digits, "iqm"))
+        if evaluation != experiment.evaluations[0]:
+            label, digits = task.eval_metrics[experiment.headline]
+            columns.append(
+                (f"{label} drop{where}", evaluation.key(f"drop_{experiment.headline}"), digits, "mean")
+            )
+    columns += [(ASSAY_LABELS[key], key, 3, "mean") for key in experiment.assay_keys()]
+    columns += [(f"steps to {REACH:.0%} of {EXPERT}", key, 0, "reach") for key in experiment.reach_keys()]
     for key in task.train_summary:
         columns.append((key.removeprefix("train_").replace("_", " ") + " while training", key, 4, "mean"))
+    columns += [(key.replace("_", " "), key, 0, "mean") for key in BUDGET_KEYS]
     head = "| method | seeds | " + " | ".join(c[0] for c in columns) + " |"
     lines = [head, "|---|---|" + "---|" * len(columns)]
     first = columns[0][1]
     for method, stats in summary.items():
         cells = [method, str(stats[first]["n"])]
-        cells += [fmt(stats.get(key), statistic, digits) for _, key, digits, statistic in columns]
+        cells += [
+            _reach(stats) if statistic == "reach" else fmt(stats.get(key), statistic, digits)
+            for _, key, digits, statistic in columns
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         f"\n{experiment.eval_episodes} evaluation episodes per cell and evaluation world, on episode keys "
         f"never trained on (seed {EVAL_SEED_BASE} + s); mean [95% CI] over seeds (NaN seeds left out), "
-        "CIs are percentile bootstraps (10,000 resamples).\n"
+        "CIs are percentile bootstraps (10,000 resamples). A drop is the first evaluation's headline "
+        f"minus that evaluation's, per seed. Steps to {REACH:.0%} of {EXPERT}: the first agent-steps at "
+        f"which the training headline's {REACH_WINDOW}-update trailing mean reaches {REACH} × the "
+        f"{EXPERT}'s mean first-evaluation headline, mean over the seeds that reached it.\n"
     )
     return "\n".join(lines) + "\n" + note
+
+
+def _reach(stats: dict) -> str:
+    """Steps to near the expert: mean [CI] over the seeds that got there, and how many of them did."""
+    if REACH_KEY not in stats:
+        return "–"
+    reached, seeds = stats[REACH_KEY]["n"], stats["agent_steps"]["n"]
+    if not reached:
+        return f"never (0/{seeds})"
+    mean, (lo, hi) = stats[REACH_KEY]["mean"], stats[REACH_KEY]["mean_ci95"]
+    return f"{_steps(mean)} [{_steps(lo)}, {_steps(hi)}] ({reached}/{seeds} seeds)"
+
+
+def _steps(n: float) -> str:
+    """Agent-steps in short: 3.1M, 12k, 256."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return f"{n:.0f}"
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,5 +1,6 @@
-"""Plots of a finished (or partly finished) sweep: bars with CIs per method, and learning curves with
-bootstrap bands over seeds for the trained methods."""
+"""Plots of a finished (or partly finished) sweep: bars with CIs per method, the headline in every
+evaluation world side by side, and learning curves with bootstrap bands over seeds for the trained
+methods."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from caring.plots import save_figure, smooth
 
 
 def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
-    """summary_bars.png: every column of the summary table but the training ones; learning_curves.png:
-    the task's training curves and β₁."""
+    """summary_bars.png: every column of the summary table but the training ones; headline_by_world.png:
+    the headline of each method in each evaluation world; learning_curves.png: the task's training
+    curves and β₁."""
     import matplotlib.pyplot as plt
 
     task = experiment.task
@@ -28,14 +30,13 @@ def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
     methods = [m for m in experiment.methods if m in summary]
     fig, axes = plt.subplots(1, len(bars), figsize=(4.2 * len(bars), 3.8), squeeze=False)
     for ax, (key, label) in zip(axes[0], bars, strict=True):
-        means = [summary[m][key]["mean"] for m in methods]
-        cis = np.array([summary[m][key]["mean_ci95"] for m in methods]).reshape(-1, 2)
-        err = np.abs(cis.T - np.array(means)[None])
+        means, err = _means(summary, methods, key)
         ax.bar(range(len(methods)), means, yerr=err, capsize=3, color="tab:blue", alpha=0.8)
         ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
         ax.set_title(label)
     fig.suptitle(f"{experiment.name}: mean over seeds, 95% bootstrap CI")
     written.append(save_figure(fig, out / "summary_bars.png"))
+    written.append(_headline_by_world(experiment, out, summary, methods))
 
     curves = {m: _curves(out / "runs" / m, curves_shown) for m in methods}
     curves = {m: c for m, c in curves.items() if c is not None}
@@ -53,6 +54,37 @@ def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
         written.append(save_figure(fig, out / "learning_curves.png"))
     plt.close("all")
     return written
+
+
+def _headline_by_world(experiment, out: Path, summary: dict, methods: list[str]) -> Path:
+    """Grouped bars: per method, its headline in each evaluation world side by side (how much of it
+    carries over to the held-out worlds), with the 95% bootstrap CI of the mean over seeds."""
+    import matplotlib.pyplot as plt
+
+    evaluations = experiment.evaluations
+    width = 0.8 / len(evaluations)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(methods) * len(evaluations) ** 0.5), 3.8))
+    for i, evaluation in enumerate(evaluations):
+        means, err = _means(summary, methods, evaluation.key(experiment.headline))
+        x = np.arange(len(methods)) + (i - (len(evaluations) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=err, capsize=2, label=evaluation.name or "training world", alpha=0.85)
+    ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+    label = experiment.task.eval_metrics[experiment.headline][0]
+    ax.set_ylabel(label)
+    ax.legend(fontsize=8, title="evaluation", title_fontsize=8)
+    ax.set_title(
+        f"{experiment.name}: {label} per evaluation world (mean over seeds, 95% bootstrap CI)", fontsize=9
+    )
+    return save_figure(fig, out / "headline_by_world.png")
+
+
+def _means(summary: dict, methods: list[str], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(means (M,), error-bar lengths (2, M)) of a summary key per method; NaN where a method lacks it."""
+    nan = {"mean": np.nan, "mean_ci95": [np.nan, np.nan]}
+    stats = [summary[m].get(key, nan) for m in methods]
+    means = np.array([s["mean"] for s in stats], dtype=float)
+    cis = np.array([s["mean_ci95"] for s in stats], dtype=float).reshape(-1, 2)
+    return means, np.abs(cis.T - means[None])
 
 
 def _curves(method_dir: Path, shown: tuple) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:

@@ -270,7 +270,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     failures = run_sweep(
         experiment, out, args.workers, _device(args.device), log=lambda m: print(m, flush=True)
     )
-    print(f"wrote {out}/: results.csv, summary.md/.json, speed.json, summary_bars.png, learning_curves.png")
+    plots = "summary_bars.png, headline_by_world.png, learning_curves.png"
+    print(f"wrote {out}/: results.csv, summary.md/.json, speed.json, {plots}")
     print((out / "summary.md").read_text())
     if failures:
         raise ConfigError(f"{failures} cell(s) failed; fix the cause and re-run the same command to resume")
@@ -427,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train mothers with PPO (two critics), plain or with RLMF")
     world_args(p)
-    p.add_argument("--method", help="ppo, rlmf, ppo-lagrangian, choice or tom (default rlmf)")
+    p.add_argument(
+        "--method", help="ppo, rlmf, rlhf, rlaif, ppo-lagrangian, choice, kindness or tom (default rlmf)"
+    )
     p.add_argument("--beta-schedule", dest="beta_schedule", help="constant, linear, exp or adaptive")
     p.add_argument("--steps", type=int, help="agent-steps of experience")
     p.add_argument("--seed", type=int)

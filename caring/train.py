@@ -2,13 +2,20 @@
 world (the nursery or lava; what is world-specific comes from its `caring.tasks` task). One file, top
 to bottom: config, maternal model, rollout, advantages, update, checkpoints.
 
-Methods: `ppo` (β₁ = 0, the plain-RL baseline: the maternal critic is still trained, never used),
-`rlmf` (A_total = (1 − β₁)·A_task + β₁·A_mat with β₁ from a schedule) and `ppo-lagrangian` (the
-standard safe-RL comparison: the second stream is minus the harm cost, β₁ = λ/(1+λ) with λ from dual
-ascent on the harm rate against `cost_limit`) and `choice` (Franzmeyer et al. 2022: the second stream
-is her baby's choice, the cells it could reach in `choice_steps` moves, weighed by a constant
-β₁ = `beta0`) and `tom` (theory of mind, seed 003: PPO plus a head on the shared trunk that predicts
-the baby's next move, trained only by its cross-entropy, weighted `tom_coef`; its accuracy is logged).
+Methods differ only in the second reward stream (its own critic and GAE; the policy sees
+A_total = (1 − β₁)·A_task + β₁·A_second) or in an extra loss:
+- `ppo`: β₁ = 0, the plain-RL baseline (the second critic is still trained, never used);
+- `rlmf`: the maternal model M's reward, β₁ from a weaning schedule (seed 000);
+- `rlhf` / `rlaif` (seed 004): a Bradley-Terry reward ensemble fitted to labels bought from a noisy
+  synthetic annotator or a written constitution (`caring.preferences`), β₁ from the same schedules;
+- `ppo-lagrangian`: minus the harm cost, β₁ = λ/(1+λ) with λ from dual ascent on the harm rate against
+  `cost_limit` (standard safe RL);
+- `choice` (Franzmeyer et al. 2022): her baby's choice, the cells it could reach in `choice_steps`
+  moves, constant β₁ = `beta0`;
+- `kindness` (seed 002): her own value head evaluated on her baby's situation with the names switched
+  (the task's `perspective`), constant β₁ = `beta0`;
+- `tom` (seed 003): PPO plus a head on the shared trunk that predicts the baby's next move, trained
+  only by its cross-entropy, weighted `tom_coef`; its accuracy is logged.
 All mothers share one network.
 `wean_steps` continues any run with β₁ = 0 after its schedule ends: does the care outlast the signal?
 A run directory holds config.json, the maternal model and the mother as safetensors (+ JSON), the last
@@ -43,17 +50,27 @@ from caring.maternal import (
     train_maternal,
 )
 from caring.networks import MotherNet
+from caring.preferences import FACTS, PreferenceLearner, load_optimizer, optimizer_tensors
 from caring.schedules import SCHEDULES, BetaSchedule
 from caring.tasks import get_task, task_of
 from worlds.config import ConfigError, build_config, param, validate_fields
 
-METHODS = ("ppo", "rlmf", "ppo-lagrangian", "choice", "tom")
-BABY_METHODS = {"choice": "choice", "tom": "baby_moves"}  # method -> what the task must offer
+METHODS = ("ppo", "rlmf", "ppo-lagrangian", "choice", "tom", "rlhf", "rlaif", "kindness")
+PREFERENCE_METHODS = ("rlhf", "rlaif")
+BABY_METHODS = {  # method -> what the task must offer
+    "choice": "choice",
+    "tom": "baby_moves",
+    "rlhf": "care_facts",
+    "rlaif": "care_facts",
+    "kindness": "perspective",
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str = param("rlmf", "ppo (beta1 = 0), rlmf, ppo-lagrangian, choice or tom", choices=METHODS)
+    method: str = param(
+        "rlmf", "ppo (beta1 = 0), rlmf, ppo-lagrangian, choice, tom, rlhf, rlaif or kindness", choices=METHODS
+    )
     beta_schedule: str = param("adaptive", "how beta1 is weaned", choices=SCHEDULES)
     beta0: float = param(
         0.5, "beta1 at the start (1.0 leaves no task signal to learn self-care from)", 0.0, 1.0
@@ -73,6 +90,19 @@ class TrainConfig:
     )
     choice_steps: int = param(4, "choice: moves within which the baby's reachable cells count", 1, 64)
     tom_coef: float = param(1.0, "tom: weight of the baby-move prediction loss", 0.0, 100.0)
+    labels: int = param(2000, "rlhf/rlaif: preference labels bought over the run (the budget)", 1, 10**6)
+    segment_length: int = param(16, "rlhf/rlaif: steps per compared segment", 1, 1000)
+    reward_models: int = param(3, "rlhf/rlaif: members of the reward-model ensemble", 1, 64)
+    query: str = param(
+        "disagreement",
+        "rlhf/rlaif: which pairs are labelled: the ensemble's most disputed of 4x as many, or random",
+        choices=("disagreement", "random"),
+    )
+    reward_model_steps: int = param(16, "rlhf/rlaif: reward-model Adam steps per update", 0, 10000)
+    annotator_temperature: float = param(
+        1.0, "rlhf: Boltzmann temperature of the annotator over care-score gaps (0: rational)", 0.0, 1000.0
+    )
+    annotator_error: float = param(0.1, "rlhf: chance the annotator's label is flipped", 0.0, 0.5)
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
     steps: int = param(2_000_000, "agent-steps of experience to train on", 1, 10**11)
@@ -111,9 +141,17 @@ class TrainConfig:
             raise ConfigError(f"beta_min={self.beta_min} exceeds beta0={self.beta0}")
         if (self.worlds * self.rollout) % self.minibatches:
             raise ConfigError(f"worlds*rollout={self.worlds * self.rollout} is not divisible by minibatches")
+        if self.method in PREFERENCE_METHODS and self.segment_length > self.rollout:
+            raise ConfigError(f"segment_length={self.segment_length} exceeds rollout={self.rollout}")
 
     def schedule(self) -> BetaSchedule:
-        kind = {"ppo": "constant", "tom": "constant", "ppo-lagrangian": "lagrangian", "choice": "constant"}
+        kind = {
+            "ppo": "constant",
+            "tom": "constant",
+            "ppo-lagrangian": "lagrangian",
+            "choice": "constant",
+            "kindness": "constant",
+        }
         kind = kind.get(self.method, self.beta_schedule)
         beta0 = 0.0 if self.method in ("ppo", "tom") else self.beta0
         return BetaSchedule(
@@ -139,6 +177,7 @@ METRIC_COLUMNS = (  # metrics.csv: these, then the task's train_columns, then LO
     "mat_reward",
     "episodes_done",
 )
+PREFERENCE_COLUMNS = ("labels", "reward_model_loss", "reward_model_accuracy", "label_truth")
 LOSS_COLUMNS = ("policy_loss", "value_task_loss", "value_mat_loss", "entropy", "approx_kl", "clip_frac")
 
 
@@ -165,7 +204,26 @@ class Trainer:
         self.timing = dict.fromkeys(TIMED, 0.0)  # seconds per part of the current update (speed.csv)
         self.state, self.obs = self.core.reset(episode_keys(config.seed, config.worlds, self.device))
         self.tally = self.task.start_episode(self.state)  # running per-world episode outcomes
-        extra = {"ppo-lagrangian": ("lagrange_multiplier",), "tom": ("tom_loss", "tom_accuracy")}
+        self.preferences: PreferenceLearner | None = None
+        if config.method in PREFERENCE_METHODS:
+            self.preferences = PreferenceLearner(
+                config.method,
+                self.core.obs_dim,
+                self.task.n_actions,
+                config.labels,
+                config.segment_length,
+                config.reward_models,
+                config.query,
+                config.annotator_temperature,
+                config.annotator_error,
+                config.seed + 2000,
+                self.device,
+            )
+        extra = {
+            "ppo-lagrangian": ("lagrange_multiplier",),
+            "tom": ("tom_loss", "tom_accuracy"),
+            **dict.fromkeys(PREFERENCE_METHODS, PREFERENCE_COLUMNS),
+        }
         extra = extra.get(config.method, ())
         self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *extra, *LOSS_COLUMNS)
 
@@ -204,6 +262,9 @@ class Trainer:
         }
         if c.method == "tom":  # the baby's move in each step (-1: none to predict)
             buf["baby_move"] = torch.full((T, N), -1, dtype=torch.int64, device=self.device)
+        if self.preferences is not None:  # what annotators read, and the steps that count
+            buf["facts"] = torch.empty(T, N, len(FACTS), device=self.device)
+            buf["judged"] = torch.empty(T, N, device=self.device)
         stats = {"harm": 0.0, "exposed": 0.0, "episodes": 0.0}
         outcomes: dict[str, float] = {}
         clock = time.perf_counter
@@ -246,6 +307,13 @@ class Trainer:
                 buf["r_mat"][t] = task.choice(core, state, c.choice_steps).reshape(N)
             elif c.method == "tom":
                 buf["baby_move"][t] = task.baby_moves(before, state).reshape(N)
+            elif c.method == "kindness":  # her own judgement of her baby's situation, names switched
+                with torch.no_grad():
+                    _, v_baby, _ = self.net(task.perspective(core, state).reshape(N, -1))
+                buf["r_mat"][t] = v_baby * task.judged(state).reshape(N)
+            elif self.preferences is not None:
+                buf["facts"][t] = task.care_facts(core, before, out).reshape(N, -1)
+                buf["judged"][t] = task.judged(before).reshape(N).float()
             ended = task.ended(state, out)  # (B,)
             done = out.terminated | ended[:, None]
             buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
@@ -341,6 +409,18 @@ class Trainer:
         correct = ((logits.argmax(-1) == target) & judged).sum()
         return loss, correct, judged.sum()
 
+    def learn_preferences(self, buf: dict) -> dict[str, float]:
+        """RLHF/RLAIF between rollout and update: buy this update's labels from the rollout's segments,
+        fit the reward ensemble on every label so far, and pay its reward on the steps a baby lives."""
+        c, prefs = self.config, self.preferences
+        due = prefs.due(self.update, self.updates_weaning_starts)
+        logs = dict.fromkeys(PREFERENCE_COLUMNS, float("nan"))
+        logs |= prefs.buy(buf, due, pool=4)
+        logs["reward_model_loss"] = prefs.fit(c.reward_model_steps)
+        logs["labels"] = prefs.count
+        buf["r_mat"] = prefs.reward(buf["obs"], buf["action"]) * buf["judged"]
+        return logs
+
     # ------------------------------------------------------------------ the loop
     @property
     def per_update(self) -> int:
@@ -367,7 +447,8 @@ class Trainer:
                 beta = self.schedule.step(self.update, harm_rate)
             else:
                 beta = 0.0  # weaned: the maternal signal is gone
-            logs = self.train_step(buf, beta)
+            logs = self.learn_preferences(buf) if self.preferences is not None else {}
+            logs |= self.train_step(buf, beta)
             self.timing["update_s"] = time.perf_counter() - start - rollout_s
             self.update += 1
             row = {
@@ -410,10 +491,9 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Everything needed to continue exactly: weights, optimiser, sampler, world, bookkeeping."""
         tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
-        opt_state = self.opt.state_dict()
-        for pid, st in opt_state["state"].items():
-            for k, v in st.items():
-                tensors[f"opt.{pid}.{k}"] = v.reshape(1) if v.dim() == 0 else v.contiguous()
+        tensors |= optimizer_tensors(self.opt, "opt")
+        if self.preferences is not None:
+            tensors |= {f"pref.{k}": v.contiguous() for k, v in self.preferences.state().items()}
         tensors["sampler"] = self.gen.get_state()
         for f in dataclasses.fields(self.task.state_class):
             tensors[f"world.{f.name}"] = getattr(self.state, f.name).clone()  # some fields alias others
@@ -424,8 +504,10 @@ class Trainer:
         meta = {
             "update": self.update,
             "schedule": self.schedule.to_json(),
-            "opt_param_groups": opt_state["param_groups"],
+            "opt_param_groups": self.opt.state_dict()["param_groups"],
         }
+        if self.preferences is not None:
+            meta["pref_opt_param_groups"] = self.preferences.opt.state_dict()["param_groups"]
         (self.out / "checkpoint.json.tmp").write_text(json.dumps(meta))
         tmp.replace(self.out / "checkpoint.safetensors")
         (self.out / "checkpoint.json.tmp").replace(self.out / "checkpoint.json")
@@ -457,14 +539,10 @@ class Trainer:
             raise ConfigError(
                 f"checkpoint in {self.out} does not fit the network: {str(err).splitlines()[0]}"
             ) from None
-        opt_state = {"state": {}, "param_groups": meta["opt_param_groups"]}
-        for key, v in tensors.items():
-            if key.startswith("opt."):
-                _, pid, name = key.split(".", 2)
-                opt_state["state"].setdefault(int(pid), {})[name] = (
-                    v.to(dev) if name != "step" else v.reshape(())
-                )
-        self.opt.load_state_dict(opt_state)
+        load_optimizer(self.opt, tensors, "opt", meta["opt_param_groups"], dev)
+        if self.preferences is not None:
+            mine = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("pref.")}
+            self.preferences.load(mine, meta["pref_opt_param_groups"])
         self.gen.set_state(tensors["sampler"])
         self.state = self.task.state_class(**{f.name: tensors[f"world.{f.name}"].to(dev) for f in fields})
         self.obs = tensors["obs"].to(dev)
@@ -474,8 +552,10 @@ class Trainer:
         for name in ("metrics.csv", "speed.csv"):  # drop rows written after this checkpoint
             path = self.out / name
             if path.exists():
-                lines = path.read_text().splitlines(keepends=True)
-                path.write_text("".join(lines[: 1 + self.update]))
+                with path.open(newline="") as f:  # keep the csv module's line endings as written
+                    lines = f.read().splitlines(keepends=True)
+                with path.open("w", newline="") as f:
+                    f.write("".join(lines[: 1 + self.update]))
 
 
 def load_checked(path: Path) -> dict[str, torch.Tensor]:

@@ -1,14 +1,18 @@
-"""`caring sweep`: a tiny grid runs, resumes without redoing finished cells, and bad files are rejected
-before anything runs. Also the statistics it reports."""
+"""`caring sweep`: a tiny grid runs, resumes without redoing finished cells, re-evaluates finished cells
+without retraining, and bad files are rejected before anything runs. Also the statistics it reports:
+assays, feedback budget, steps to near the expert, held-out drops."""
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
 
+from analysis import sweep
 from analysis.stats import bootstrap_ci, iqm, summarize
 from caring.cli import main
+from caring.files import write_json
 
 TINY = """
 world = "nursery"
@@ -31,7 +35,8 @@ beta_schedule = "exp"
 """
 
 
-def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
+def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "ASSAY_INSTANCES", 4)  # a busy 2-core machine: keep the assays tiny
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY)
     out = tmp_path / "out"
@@ -52,6 +57,11 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
     assert set(speeds) == {"ppo", "rlmf-exp"} and all(v > 0 for v in speeds.values())  # trained only
     assert (out / "summary_bars.png").stat().st_size > 0 and (out / "learning_curves.png").exists()
     assert (out / "runs" / "rlmf-exp" / "seed1" / "maternal.safetensors").exists()
+    assert float(by["expert", "0"]["assay_care"]) > float(by["negligent", "0"]["assay_care"])
+    assert 0 <= float(by["ppo", "0"]["assay_self"]) <= 1
+    budget = {m: (by[m, "0"]["demo_episodes"], by[m, "0"]["preference_labels"]) for m in ("ppo", "rlmf-exp")}
+    assert budget == {"ppo": ("0", "0"), "rlmf-exp": ("3", "0")} and by["expert", "0"]["demo_episodes"] == ""
+    assert "steps_to_80pct_expert" in rows[0] and (out / "headline_by_world.png").stat().st_size > 0
 
     # resume: finished cells are not redone; a lost cell is redone from its run directory
     stamp = (out / "cells" / "ppo__seed0.json").stat().st_mtime_ns
@@ -62,6 +72,27 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys):
     assert "8 cells, 7 already finished" in log and "ppo__seed1" in log and "ppo__seed0" not in log
     assert (out / "cells" / "ppo__seed0.json").stat().st_mtime_ns == stamp
     assert list(csv.DictReader((out / "results.csv").open())) == rows  # same results as before
+
+    # new evaluations: finished cells are re-evaluated, trained mothers loaded from runs left untouched
+    def files() -> dict:
+        return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "runs").rglob("*") if p.is_file()}
+
+    before = files()
+    spec.write_text(
+        TINY + "[evaluations.home]\nworld = {}\n[evaluations.fast]\nworld = {predator_speed = 1.0}\n"
+    )
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "8 cells, 0 already finished, 8 to re-evaluate" in log and log.count(" re-evaluated:") == 8
+    assert files() == before
+    again = {(r["method"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
+    for key, row in by.items():  # the same mothers on the same episodes
+        assert again[key]["home.baby_survival_rate"] == row["baby_survival_rate"]
+        assert again[key]["assay_care"] == row["assay_care"]
+        fast, home = (float(again[key][f"{e}.baby_survival_rate"]) for e in ("fast", "home"))
+        assert float(again[key]["fast.drop_baby_survival_rate"]) == pytest.approx(home - fast)
+    assert again["ppo", "1"]["train_baby_survival"] == by["ppo", "1"]["train_baby_survival"]
+    assert "baby survival drop (fast)" in (out / "summary.md").read_text()
 
     # a changed experiment file does not silently reuse runs made with other settings
     (out / "cells" / "ppo__seed1.json").unlink()
@@ -184,6 +215,10 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
         json.loads((out / name).read_text(), parse_constant=lambda c, name=name: pytest.fail(f"{name}: {c}"))
     table = (out / "summary.md").read_text()
     assert "episodes touching lava (heldout)" in table and "episodes touching quicksand (quicksand)" in table
+    row = rows["rlmf-linear-weaned", "0"]  # no assays in lava; its headline is success
+    assert "assay_care" not in row and "steps_to_80pct_expert" in row and row["demo_episodes"] == "4"
+    drop = float(row["heldout.success_rate"]) - float(row["quicksand.success_rate"])
+    assert float(row["quicksand.drop_success_rate"]) == pytest.approx(drop)
 
 
 def test_results_json_writes_nan_as_null(tmp_path):
@@ -191,3 +226,84 @@ def test_results_json_writes_nan_as_null(tmp_path):
 
     write_json(tmp_path / "x.json", {"steps_to_goal": float("nan"), "cis": (1.0, float("inf"))})
     assert json.loads((tmp_path / "x.json").read_text()) == {"steps_to_goal": None, "cis": [1.0, None]}
+
+
+DERIVED = """
+seeds = [0, 1, 2]
+eval_episodes = 8
+scripted = ["expert"]
+[methods.ppo]
+method = "ppo"
+[methods.slow]
+method = "ppo"
+[evaluations.home]
+world = {}
+[evaluations.fast]
+world = { predator_speed = 1.0 }
+"""
+
+
+def _fake_run(run, survival: list[float]) -> None:
+    """A finished run's metrics.csv (one update per 100 agent-steps) and speed.csv."""
+    run.mkdir(parents=True)
+    with (run / "metrics.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["update", "agent_steps", "beta1", "harm_rate", "baby_survival"])
+        writer.writerows([i + 1, 100 * (i + 1), 0.0, 0.0, v] for i, v in enumerate(survival))
+    (run / "speed.csv").write_text("update,agent_steps_per_s\n1,1000\n")
+
+
+def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
+    spec, out = tmp_path / "derived.toml", tmp_path / "out"
+    spec.write_text(DERIVED)
+    experiment = sweep.load_experiment(spec)
+    home = {"expert": [1.0, 1.0, 1.0], "ppo": [0.7, 0.6, 0.5], "slow": [0.5, 0.5, 0.5]}
+    fast = {"expert": [1.0, 0.9, 1.0], "ppo": [0.4, 0.6, 0.1], "slow": [0.5, 0.5, 0.5]}
+    # the expert's mean is 1.0: 80% of it is 0.8, to be reached by 5-update trailing means (NaN skipped)
+    curves = {
+        ("ppo", 0): [math.nan, 0.5, 1.0, 1.0, 1.0, 1.0],  # means .5, .75, .83: at 400 (raw: 300)
+        ("ppo", 1): [0.5] * 6,  # never
+        ("ppo", 2): [0.1, 1.0, 1.0, 1.0, 1.0, 1.0],  # means .1, .55, .7, .775, .82: at 500 (raw: 200)
+    }
+    for cell in experiment.cells:
+        row = {"method": cell.method, "seed": cell.seed, "kind": "scripted" if cell.scripted else "trained"}
+        row |= {"home.baby_survival_rate": home[cell.method][cell.seed]}
+        row |= {"fast.baby_survival_rate": fast[cell.method][cell.seed]}
+        if cell.train is not None:
+            row["agent_steps"] = 600
+            _fake_run(sweep.run_dir(cell, out), curves.get((cell.method, cell.seed), [0.5] * 6))
+        write_json(out / "cells" / f"{cell.key}.json", {"row": row})
+
+    summary = sweep.write_results(experiment, out)
+    rows = {(r["method"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
+    reached = [float(rows["ppo", s]["steps_to_80pct_expert"]) for s in "012"]
+    assert reached[0] == 400 and math.isnan(reached[1]) and reached[2] == 500
+    assert rows["expert", "0"]["steps_to_80pct_expert"] == ""  # only trained cells train
+    drops = [home["ppo"][s] - fast["ppo"][s] for s in range(3)]  # per seed: 0.3, 0.0, 0.4
+    assert [float(rows["ppo", s]["fast.drop_baby_survival_rate"]) for s in "012"] == pytest.approx(drops)
+    paired = summary["ppo"]["fast.drop_baby_survival_rate"]
+    assert paired["mean"] == pytest.approx(0.7 / 3) and paired["mean_ci95"] == pytest.approx(
+        summarize(drops)["mean_ci95"]
+    )
+    assert "home.drop_baby_survival_rate" not in rows["ppo", "0"]  # the first evaluation is the reference
+    table = (out / "summary.md").read_text()
+    assert "| ppo | 3 |" in table and "450 [400, 500] (2/3 seeds)" in table and "never (0/3)" in table
+    assert (out / "headline_by_world.png").stat().st_size > 0
+
+    spec.write_text(DERIVED.replace('scripted = ["expert"]', 'scripted = ["negligent"]'))
+    assert "steps_to_80pct_expert" not in sweep.load_experiment(spec).result_keys()  # no expert: no column
+
+
+def test_feedback_budget_is_read_from_the_run(tmp_path):
+    for method, labels, expected in (
+        ("rlmf", None, (60, 0)),
+        ("ppo", None, (0, 0)),
+        ("rlhf", 1200, (0, 1200)),
+    ):
+        run = tmp_path / method
+        run.mkdir()
+        write_json(run / "config.json", {"train": {"method": method, "demo_episodes": 60}})
+        extra = (",labels", f",{labels // 2}", f",{labels}") if labels else ("", "", "")
+        (run / "metrics.csv").write_text(f"update{extra[0]}\n1{extra[1]}\n2{extra[2]}\n")
+        budget = sweep.feedback_budget(run)
+        assert (budget["demo_episodes"], budget["preference_labels"]) == expected, method

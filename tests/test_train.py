@@ -45,10 +45,8 @@ def test_an_interrupted_run_resumes_to_the_same_end(tmp_path, capsys):
         main(["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)])
         == 0
     )
-    assert (tmp_path / "cut" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
-    assert (tmp_path / "cut" / "mother.safetensors").read_bytes() == (
-        tmp_path / "whole" / "mother.safetensors"
-    ).read_bytes()
+    for name in ("metrics.csv", "mother.safetensors"):  # byte for byte, line endings included
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
 def test_an_interrupted_lagrangian_run_resumes_with_its_multiplier(tmp_path, capsys):
@@ -61,6 +59,18 @@ def test_an_interrupted_lagrangian_run_resumes_with_its_multiplier(tmp_path, cap
     assert (tmp_path / "cut" / "metrics.csv").read_text() == whole
     multipliers = [float(r["lagrange_multiplier"]) for r in csv.DictReader(whole.splitlines())]
     assert multipliers[:2] == [0.0, 0.0] and 0 < multipliers[2] < multipliers[3]  # no babies, no cost yet
+
+
+def test_an_interrupted_rlhf_run_resumes_with_its_labels_and_reward_models(tmp_path, capsys):
+    prefs = ["--train-set", "segment_length=4", "--train-set", "labels=30"]
+    assert train(tmp_path / "whole", "rlhf", 4, *prefs) == 0
+    assert train(tmp_path / "cut", "rlhf", 2, *prefs) == 0
+    resume = ["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)]
+    assert main(resume) == 0
+    whole = (tmp_path / "whole" / "metrics.csv").read_text()
+    assert (tmp_path / "cut" / "metrics.csv").read_text() == whole
+    labels = [int(r["labels"]) for r in csv.DictReader(whole.splitlines())]
+    assert labels[-1] == 30 and labels[1] < labels[2] < labels[3]
 
 
 def test_resume_after_rows_past_the_checkpoint_drops_them(tmp_path, capsys):

@@ -10,6 +10,7 @@ import torch
 from caring.evaluate import evaluate
 from caring.maternal import PerturbedExpert
 from caring.tasks import Policy
+from worlds.config import ConfigError
 from worlds.grid import reachable_cells
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import (
@@ -75,7 +76,13 @@ class NurseryTask:
         return NurseryCore(config, device)
 
     def check_training_world(self, config: NurseryConfig) -> None:
-        """Any nursery may be trained on (foster babies included: fine-tuning is a retargeting baseline)."""
+        """Any nursery without pits may be trained on (foster babies included: fine-tuning is a
+        retargeting baseline); pits stay unseen so that held-out tests can show them."""
+        if config.pit_share > 0:
+            raise ConfigError(
+                f"nursery training worlds must have pit_share=0 (got {config.pit_share}): pits are a "
+                "held-out hazard, for evaluation only"
+            )
 
     def acting(self, state: NurseryState) -> torch.Tensor:
         return state.mother_alive.T
@@ -107,6 +114,22 @@ class NurseryTask:
         move = torch.where(dy < 0, UP, torch.where(dx > 0, RIGHT, torch.where(dy > 0, DOWN, LEFT)))
         move = torch.where((dy == 0) & (dx == 0), STAY, move)
         return torch.where(own & (dy.abs() + dx.abs() <= 1), move, -1).T
+
+    def care_facts(self, core: NurseryCore, before: NurseryState, out: StepOutput) -> torch.Tensor:
+        """(B, A, len(FACTS)) what a preference annotator reads of each mother's step (caring.preferences
+        FACTS): her baby alive after it, harmed in it, its hunger (share of the starving level) and
+        distance from her (Chebyshev, in view radii), and whether she fed it or drove a predator off."""
+        harmed, exposed = self.harm(before, out)
+        ev, cfg = out.events, core.config
+        return torch.stack([
+            ev["baby_alive"].float(), (harmed & exposed).float(), ev["baby_hunger"] / cfg.hunger_max,
+            ev["baby_distance"].clamp(min=0) / cfg.view_radius, ev["fed_own"].float(), ev["guarded"].float(),
+        ], -1)  # fmt: skip
+
+    def perspective(self, core: NurseryCore, state: NurseryState) -> torch.Tensor:
+        """(B, A, obs_dim) each mother's observation with her and her baby's names switched: what
+        kindness evaluates her own value on."""
+        return core.observe_switched(state)
 
     def ended(self, after: NurseryState, out: StepOutput) -> torch.Tensor:
         # A world ends at max_cycles, or as soon as no mother is left (her babies count as lost: none

@@ -14,6 +14,13 @@ class NurseryConfig:
     width: int = param(12, "grid columns, border walls included", 7, 32)
     n_walls: int = param(6, "interior wall tiles", 0, 200)
     n_hazards: int = param(8, "deadly hazard (water) tiles", 0, 200)
+    pit_share: float = param(
+        0.0,
+        "chance each hazard tile is a pit instead of water: just as deadly, but a hazard no training "
+        "world contains (for held-out tests; the trainer refuses it)",
+        0.0,
+        1.0,
+    )
     n_food: int = param(8, "food patches", 1, 200)
     food_regrow: int = param(25, "steps for an eaten food patch to regrow", 1, 1000)
     view_radius: int = param(3, "egocentric view radius (view is 2r+1 square)", 1, 8)

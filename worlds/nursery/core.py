@@ -15,6 +15,13 @@ Threats to a baby and the care that answers each:
   hunger    -> FEED (the baby cannot feed itself until it grows)
   predators -> SHOO (sends predators within `shoo_radius` back to their den)
   hazards   -> CARRY (a carried baby cannot crawl into water; young babies are drawn to it)
+
+Pits: a hazard type no training world contains (`pit_share` > 0 turns that share of the hazard tiles
+into pits; the trainer refuses such worlds), for testing trained mothers in a changed world. A pit is
+water in every rule: it kills the mothers and babies that step in (counted as hazard harm and hazard
+contacts), young babies are drawn to it, grown babies, predators and the scripted mothers keep out of
+it, and it blocks the layout's connectivity. It looks different: it shares the "hazard" view channel
+with water, but at `PIT_SHADE` (128) where water is ON (255), a value no trained network has seen.
 """
 
 from __future__ import annotations
@@ -35,8 +42,16 @@ ACTION_NAMES = ("stay", "up", "right", "down", "left", "eat", "carry", "feed", "
 N_ACTIONS = len(ACTION_NAMES)
 N_MOVES = 5  # STAY..LEFT: also the action set of baby brains
 
-# Terrain codes.
-FLOOR, WALL, HAZARD = 0, 1, 2
+# Terrain codes. PIT is 6, not 3: the view reads each cell as code = terrain + 3 * food_ready (see
+# `render_obs`), so terrain 3..5 would alias the food-bearing cells' codes; 6 and 9 are free.
+FLOOR, WALL, HAZARD, PIT = 0, 1, 2, 6
+PIT_SHADE = 128  # a pit's value in the "hazard" view channel (water is ON)
+
+
+def is_hazard(terrain: torch.Tensor) -> torch.Tensor:
+    """Deadly terrain (water or pit), elementwise: every rule that treats water treats pits alike."""
+    return (terrain == HAZARD) | (terrain == PIT)
+
 
 # Harm causes (also the suffixes of the per-cause harm events).
 HARM_CAUSES = ("predator", "hazard", "hunger")
@@ -60,7 +75,7 @@ NOVEL_MARKERS = ((250, 120, 200), (140, 210, 60), (90, 60, 140), (20, 130, 80),
                  (200, 160, 140), (120, 120, 20), (0, 170, 240), (170, 20, 90))  # fmt: skip
 
 # Random streams (any distinct ints).
-_S_LAYOUT, _S_MARKER, _S_STEP, _S_BIRTH_PLACE = range(1, 5)
+_S_LAYOUT, _S_MARKER, _S_STEP, _S_BIRTH_PLACE, _S_PIT = range(1, 6)
 
 # Per-mother events reported every step; infos and metrics derive from these.
 EVENTS = (
@@ -76,9 +91,9 @@ class NurseryState(BatchLastState):
 
     key: torch.Tensor  # (B,) int64: this episode's random key
     t: torch.Tensor  # (B,) int64: steps taken this episode
-    cells: torch.Tensor  # (H, W, B) uint8: FLOOR / WALL / HAZARD
+    cells: torch.Tensor  # (H, W, B) uint8: FLOOR / WALL / HAZARD / PIT
     food_timer: torch.Tensor  # (H, W, B) int16: 0 ready, >0 regrowing, -1 no patch
-    hazard_pos: torch.Tensor  # (2, K, B) int64
+    hazard_pos: torch.Tensor  # (2, K, B) int64: water and pits alike
     mother_pos: torch.Tensor  # (2, A, B) int64
     energy: torch.Tensor  # (A, B) int64
     mother_alive: torch.Tensor  # (A, B) bool
@@ -167,10 +182,13 @@ class NurseryCore:
         ).T.contiguous()  # (3, 8)
         self.novel_markers = torch.tensor(NOVEL_MARKERS, dtype=torch.uint8, device=dev).T.contiguous()
         self.slots = torch.arange(self.A, device=dev)
-        # Cell code = terrain + 3 * food_ready  ->  (wall, hazard, food) view channels.
-        table = torch.zeros(6, C, dtype=torch.uint8, device=dev)
-        table[WALL, 0] = table[WALL + 3, 0] = ON
-        table[HAZARD, 1] = table[HAZARD + 3, 1] = ON
+        # Cell code = terrain + 3 * food_ready  ->  (wall, hazard, food) view channels. Food shows
+        # only on floor; a wall or hazard with a food timer (never in a reset world) hides it.
+        table = torch.zeros(PIT + 3 + 1, C, dtype=torch.uint8, device=dev)
+        for food in (0, 3):
+            table[WALL + food, 0] = ON
+            table[HAZARD + food, 1] = ON
+            table[PIT + food, 1] = PIT_SHADE
         table[FLOOR + 3, 2] = ON
         self.code_table = table
         ys, xs = torch.meshgrid(
@@ -205,6 +223,11 @@ class NurseryCore:
         hazards, food = picks[:, ends[0] : ends[1]], picks[:, ends[1] : ends[2]]
         mothers, predators = picks[:, ends[2] : ends[3]], picks[:, ends[3] : ends[4]]
         food_timer = self._paint(torch.full((self.H, self.W, B), -1, dtype=torch.int16, device=dev), food, 0)
+        if cfg.pit_share > 0:  # own stream: worlds without pits draw exactly what they always drew
+            pit = rng.uniform(keys, torch.zeros_like(keys), _S_PIT, K) < cfg.pit_share  # (K, B)
+            flat = cells.reshape(self.H * self.W, B)
+            terrain = torch.where(pit, PIT, HAZARD).to(cells.dtype)
+            cells = flat.scatter(0, hazards[0] * self.W + hazards[1], terrain).view_as(cells)
 
         zeros_t = torch.zeros(B, dtype=torch.int64, device=dev)
         marker_draw = rng.uniform(keys, zeros_t, _S_MARKER, self.train_markers.shape[1])
@@ -277,7 +300,7 @@ class NurseryCore:
         target = move(s.mother_pos, act)  # non-move actions stay put
         terrain = self._at(s.cells, target)
         s.mother_pos = torch.where(terrain == WALL, s.mother_pos, target)
-        mother_hazard = alive0 & (terrain == HAZARD)
+        mother_hazard = alive0 & is_hazard(terrain)
         ev["mother_hazard"] = mother_hazard
 
         # Eat, carry/put down, feed: contested resources go to the lower slot first.
@@ -451,7 +474,7 @@ class NurseryCore:
         goal = torch.gather(s.hazard_pos, 1, nearest[None].expand(2, -1, -1))
         curious = (draws["curious"] < cfg.curiosity) & (dist <= cfg.baby_sight)
         young_dir = torch.where(curious, self._toward(s.baby_pos, goal), rand_dir)
-        grown_dir = torch.where(self._at(s.cells, move(s.baby_pos, rand_dir)) == HAZARD, STAY, rand_dir)
+        grown_dir = torch.where(is_hazard(self._at(s.cells, move(s.baby_pos, rand_dir))), STAY, rand_dir)
         return torch.where(s.age < cfg.grow_age, young_dir, grown_dir)
 
     def _move_babies(
@@ -468,7 +491,7 @@ class NurseryCore:
         target = move(s.baby_pos, torch.where(may_move, moves, STAY))
         terrain = self._at(s.cells, target)
         s.baby_pos = torch.where(terrain == WALL, s.baby_pos, target)
-        return s, s.baby_alive & (terrain == HAZARD)
+        return s, s.baby_alive & is_hazard(terrain)
 
     def _grown_babies_eat(self, s: NurseryState) -> NurseryState:
         """Grown, hungry babies eat the food they stand on (after the mothers: they have priority)."""
@@ -596,6 +619,33 @@ class NurseryCore:
             (s.t * ON // cfg.max_cycles).clamp(max=ON).expand(self.A, -1),
         ])  # fmt: skip
         return self.render_obs(s, s.baby_pos, s.baby_alive, scalars, exclude_self_mother=False)
+
+    def observe_switched(self, s: NurseryState) -> torch.Tensor:
+        """(B, A, obs_dim) uint8: mother i's own observation of the world in which she and her baby i
+        trade names (seed 002's perspective taking). Everything about the pair is exchanged: places,
+        who is alive, and her energy with its hunger (in each other's units), so the view is re-centred
+        on the baby, she shows where her baby would (baby channel, their kin marker, crying when her
+        energy is low) and the baby is the unseen self at the centre. Other entities stay as they are."""
+        cfg = self.config
+        views = []
+        for i in range(self.A):
+            pair = dataclasses.replace(
+                s,
+                mother_pos=s.mother_pos.clone(),
+                baby_pos=s.baby_pos.clone(),
+                mother_alive=s.mother_alive.clone(),
+                baby_alive=s.baby_alive.clone(),
+                energy=s.energy.clone(),
+                hunger=s.hunger.clone(),
+                has_given_birth=s.has_given_birth.clone(),
+            )
+            pair.mother_pos[:, i], pair.baby_pos[:, i] = s.baby_pos[:, i], s.mother_pos[:, i]
+            pair.mother_alive[i], pair.baby_alive[i] = s.baby_alive[i], s.mother_alive[i]
+            pair.energy[i] = (cfg.hunger_max - s.hunger[i]) * cfg.energy_max // cfg.hunger_max
+            pair.hunger[i] = (cfg.energy_max - s.energy[i]) * cfg.hunger_max // cfg.energy_max
+            pair.has_given_birth[i] = True
+            views.append(self.observe(pair)[:, i])
+        return torch.stack(views, 1)
 
     def render_obs(
         self,

@@ -1,17 +1,17 @@
-"""Pygame frames of one nursery world: terrain, food, predators, mothers and babies (in their marker
-colours), plus a status strip with each mother's energy and her baby's hunger cue. pygame is imported
-only when a renderer is made (`worlds.render`)."""
+"""Pygame frames of one nursery world: terrain (water blue, held-out pits dark brown), food, predators,
+mothers and babies (in their marker colours), plus a status strip with each mother's energy and her
+baby's hunger cue. pygame is imported only when a renderer is made (`worlds.render`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from worlds.nursery.core import FLOOR, HAZARD, WALL, NurseryCore, NurseryState
+from worlds.nursery.core import FLOOR, HAZARD, PIT, WALL, NurseryCore, NurseryState
 from worlds.render import PygameRenderer
 
 CELL = 36
 STRIP = 26  # status strip height per mother
-COLOURS = {FLOOR: (222, 214, 190), WALL: (70, 70, 78), HAZARD: (55, 120, 200)}
+COLOURS = {FLOOR: (222, 214, 190), WALL: (70, 70, 78), HAZARD: (55, 120, 200), PIT: (95, 55, 20)}
 FOOD, PREDATOR, RESTING = (70, 160, 60), (200, 30, 30), (140, 90, 90)
 
 

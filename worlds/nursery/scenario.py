@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from worlds import rng
-from worlds.nursery.core import FLOOR, HAZARD, WALL, NurseryCore, NurseryState
+from worlds.nursery.core import FLOOR, HAZARD, PIT, WALL, NurseryCore, NurseryState
 
 Cell = tuple[int, int]
 
@@ -24,20 +24,24 @@ def scenario(
     food: Sequence[Cell] = (),
     predators: Sequence[Cell] = (),
     walls: Sequence[Cell] = (),
+    pits: Sequence[Cell] = (),
     t: int | None = None,
     seed: int = 0,
     **fields: Sequence | torch.Tensor,
 ) -> NurseryState:
     """A B=1 state. `babies[i]` is mother i's baby (None or missing = not born yet); by default babies
-    are newborn, fed and healthy, and a mother has given birth iff her baby exists. Hazards must number
-    exactly config.n_hazards (their positions drive the babies' curiosity) and predators n_predators.
+    are newborn, fed and healthy, and a mother has given birth iff her baby exists. Hazards (water) and
+    pits together must number exactly config.n_hazards (their positions drive the babies' curiosity)
+    and predators n_predators.
     Any other NurseryState field can be given per slot, e.g. hunger=[12, 0], energy=[30, 60],
     baby_marker=[(250, 120, 200), (60, 110, 235)]. The state is batch-last like every NurseryState."""
     cfg, dev, A = core.config, core.device, core.A
     if len(mothers) != A:
         raise ValueError(f"need {A} mother positions, got {len(mothers)}")
-    if len(hazards) != core.K:
-        raise ValueError(f"need exactly n_hazards={core.K} hazard cells, got {len(hazards)}")
+    if len(hazards) + len(pits) != core.K:
+        raise ValueError(
+            f"need exactly n_hazards={core.K} hazard cells (water and pits), got {len(hazards) + len(pits)}"
+        )
     if len(predators) != core.P:
         raise ValueError(f"need exactly n_predators={core.P} predator cells, got {len(predators)}")
     babies = list(babies) + [None] * (A - len(babies))
@@ -51,6 +55,8 @@ def scenario(
         grid[y, x] = WALL
     for y, x in hazards:
         grid[y, x] = HAZARD
+    for y, x in pits:
+        grid[y, x] = PIT
     food_timer = torch.full((cfg.height, cfg.width, 1), -1, dtype=torch.int16, device=dev)
     for y, x in food:
         food_timer[y, x] = 0
@@ -64,7 +70,7 @@ def scenario(
         t=torch.tensor([step], device=dev),
         cells=grid,
         food_timer=food_timer,
-        hazard_pos=positions(hazards, core.K),
+        hazard_pos=positions([*hazards, *pits], core.K),
         mother_pos=positions(mothers, A),
         energy=zeros + cfg.energy_start,
         mother_alive=torch.ones(A, 1, dtype=torch.bool, device=dev),
