@@ -511,14 +511,19 @@ def add_derived(experiment: Experiment, out: Path, cells: list[tuple[Cell, dict[
 
 
 def steps_to_reach(metrics: Path, column: str, target: float, window: int = REACH_WINDOW) -> float:
-    """The first agent_steps at which the trailing mean of `column` over `window` updates (NaN updates,
-    in which no episode ended, skipped) reaches `target`; NaN if it never does."""
+    """The first agent_steps at which the trailing mean of `column` over a full `window` of updates
+    (NaN updates, in which no episode ended, skipped) reaches `target`; NaN if it never does."""
     from caring.plots import smooth
 
     with metrics.open() as f:
         rows = list(csv.DictReader(f))
     curve = smooth([float(r[column]) for r in rows], window)
-    return next((float(r["agent_steps"]) for r, v in zip(rows, curve, strict=True) if v >= target), math.nan)
+    reached = (
+        float(r["agent_steps"])
+        for i, (r, v) in enumerate(zip(rows, curve, strict=True))
+        if i >= window - 1 and v >= target
+    )
+    return next(reached, math.nan)
 
 
 def _number(value: Any) -> float:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 FACTS = ("alive", "harmed", "hunger", "distance", "fed", "guarded")  # per step, per mother: see the task
+STORED = ("obs", "action", "mask", "paid", "facts")  # a Segments' fields, in order
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,11 @@ def weight_vector(principle: Principle, device: torch.device | str = "cpu") -> t
 
 
 def segment_scores(facts: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """facts (..., L, F), mask (..., L), weights (F,) or (..., F) -> (...,) summed score of each segment."""
+    """facts (..., L, F), mask (..., L), weights (F,) or (..., F) -> (...,) each segment's score: the mean
+    over its counted steps times L, so a segment an episode's end cut short is scored as if whole (a
+    plain sum would favour it under principles that only subtract)."""
     per_step = (facts * weights.unsqueeze(-2)).sum(-1)
-    return (per_step * mask).sum(-1)
+    return (per_step * mask).sum(-1) / mask.sum(-1).clamp(min=1) * mask.shape[-1]
 
 
 def boltzmann_labels(
@@ -119,40 +122,47 @@ class RewardEnsemble(nn.Module):
             h1 = (x[0] @ self.w_obs).view(-1, K, h).transpose(0, 1)  # (K, M, h)
         else:
             h1 = torch.bmm(x, self.w_obs.view(-1, K, h).transpose(0, 1))
-        members = torch.arange(K, device=obs.device)[:, None]
-        h1 = torch.relu(h1 + self.w_action[members, action.expand(K, -1)] + self.biases[0])
+        chosen = F.one_hot(action, self.w_action.shape[1]).float().expand(K, -1, -1)  # (K, M, n_actions)
+        h1 = torch.relu(h1 + torch.bmm(chosen, self.w_action) + self.biases[0])  # a product, not a gather:
+        # a gather's backward scatter-adds, which is not bit-reproducible across threads on the CPU
         h2 = torch.relu(torch.baddbmm(self.biases[1], h1, self.w_hidden))
         return torch.baddbmm(self.biases[2], h2, self.w_out).squeeze(-1)
 
-    def segment_returns(self, obs: torch.Tensor, action: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """obs (S, L, D), action (S, L), mask (S, L) -> (K, S): each member's summed reward per segment."""
+    def segment_returns(self, obs: torch.Tensor, action: torch.Tensor, paid: torch.Tensor) -> torch.Tensor:
+        """obs (S, L, D), action (S, L), paid (S, L) -> (K, S): each member's reward summed over the
+        steps the policy would be paid it."""
         S, L = action.shape
         r = self(obs.reshape(1, S * L, -1), action.reshape(1, S * L)).view(-1, S, L)
-        return (r * mask).sum(-1)
+        return (r * paid).sum(-1)
 
 
 @dataclass
 class Segments:
-    """Labelled or candidate segment pairs: obs (K, 2, L, D) uint8, action (K, 2, L), mask (K, 2, L)
-    (the steps that count: her baby alive, she acting, the episode not yet over), facts (K, 2, L, F)."""
+    """Labelled or candidate segment pairs: obs (K, 2, L, D) uint8, action (K, 2, L), facts (K, 2, L, F),
+    mask (K, 2, L): the steps an annotator reads (until her episode ends: her baby's death and what
+    follows count), paid (K, 2, L): the steps the policy is paid the learned reward on (her baby alive)."""
 
     obs: torch.Tensor
     action: torch.Tensor
     mask: torch.Tensor
+    paid: torch.Tensor
     facts: torch.Tensor
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return (self.obs, self.action, self.mask, self.paid, self.facts)
 
     def __len__(self) -> int:
         return self.action.shape[0]
 
     def take(self, index: torch.Tensor) -> Segments:
-        return Segments(self.obs[index], self.action[index], self.mask[index], self.facts[index])
+        return Segments(*(x[index] for x in self.fields()))
 
 
 def candidate_segments(buf: dict[str, torch.Tensor], length: int) -> Segments:
     """Every non-overlapping window of `length` steps of one mother in the rollout that starts while her
-    baby lives and she acts; steps after an episode ends inside the window are masked out.
-    buf: obs (T, N, D), action, judged, live, done (T, N), facts (T, N, F) -> single segments in the
-    fields' pair axis of size 1 (K, 1, L, ...)."""
+    baby lives and she acts; steps after her episode ends inside the window (her death included) are
+    masked out. buf: obs (T, N, D), action, judged, live, done (T, N), facts (T, N, F) -> single
+    segments, pair axis of size 1 (K, 1, L, ...)."""
     T = buf["action"].shape[0]
     starts = torch.arange(0, T - length + 1, length, device=buf["action"].device)
     window = starts[:, None] + torch.arange(length, device=starts.device)  # (W, L)
@@ -163,12 +173,14 @@ def candidate_segments(buf: dict[str, torch.Tensor], length: int) -> Segments:
 
     done = cut(buf["done"])
     over = torch.cumsum(done, 1) - done > 0  # an earlier step of the window ended the episode
-    mask = (cut(buf["judged"]) > 0) & (cut(buf["live"]) > 0) & ~over
-    keep = mask[:, 0]
+    acting = cut(buf["live"]) > 0
+    paid = (cut(buf["judged"]) > 0) & acting & ~over
+    keep = paid[:, 0]
     return Segments(
         cut(buf["obs"])[keep][:, None],
         cut(buf["action"])[keep][:, None],
-        mask[keep].float()[:, None],
+        (acting & ~over)[keep].float()[:, None],
+        paid[keep].float()[:, None],
         cut(buf["facts"])[keep][:, None],
     )
 
@@ -181,8 +193,7 @@ def pair_up(single: Segments, n_pairs: int, gen: torch.Generator) -> Segments:
     else:
         a = torch.randint(S, (n_pairs,), generator=gen, device=device)
         b = (a + torch.randint(1, S, (n_pairs,), generator=gen, device=device)) % S
-    fields = (single.obs, single.action, single.mask, single.facts)
-    return Segments(*(torch.cat([x[a], x[b]], 1) for x in fields))
+    return Segments(*(torch.cat([x[a], x[b]], 1) for x in single.fields()))
 
 
 class PreferenceLearner:
@@ -219,6 +230,7 @@ class PreferenceLearner:
             torch.zeros(*shape, obs_dim, dtype=torch.uint8, device=device),
             torch.zeros(*shape, dtype=torch.int64, device=device),
             torch.zeros(*shape, device=device),
+            torch.zeros(*shape, device=device),
             torch.zeros(*shape, len(FACTS), device=device),
         )
         self.labels = torch.zeros(budget, device=device)
@@ -243,7 +255,7 @@ class PreferenceLearner:
             return {}
         with torch.no_grad():
             returns = self.model.segment_returns(
-                pairs.obs.flatten(0, 1), pairs.action.flatten(0, 1), pairs.mask.flatten(0, 1)
+                pairs.obs.flatten(0, 1), pairs.action.flatten(0, 1), pairs.paid.flatten(0, 1)
             ).view(-1, len(pairs), 2)  # (K, P, 2)
             p_a = torch.sigmoid(returns[..., 0] - returns[..., 1])  # (K, P)
         if self.query == "disagreement":
@@ -255,7 +267,7 @@ class PreferenceLearner:
         truth = segment_scores(pairs.facts, pairs.mask, weight_vector(CARE_SCORE, self.device))
         decided = truth[:, 0] != truth[:, 1]
         k = len(pairs)
-        for mine, new in zip(self._fields(), (pairs.obs, pairs.action, pairs.mask, pairs.facts), strict=True):
+        for mine, new in zip(self.store.fields(), pairs.fields(), strict=True):
             mine[self.count : self.count + k] = new
         self.labels[self.count : self.count + k] = labels
         self.count += k
@@ -275,22 +287,22 @@ class PreferenceLearner:
     def fit(self, steps: int, batch: int = 32) -> float:
         """`steps` Adam steps on the Bradley-Terry loss, each member on its own random minibatch of the
         stored labels; returns the mean loss."""
-        if self.count == 0:
+        if self.count == 0 or steps == 0:
             return float("nan")
         members = self.model.members
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         for _ in range(steps):
             idx = torch.randint(self.count, (members, batch), generator=self.gen, device=self.device)
             L = self.length
             obs = self.store.obs[idx].view(members, -1, self.store.obs.shape[-1])  # (K, batch*2*L, D)
             r = self.model(obs, self.store.action[idx].view(members, -1)).view(members, batch, 2, L)
-            returns = (r * self.store.mask[idx]).sum(-1)  # (K, batch, 2)
+            returns = (r * self.store.paid[idx]).sum(-1)  # (K, batch, 2)
             loss = preference_loss(returns[..., 0], returns[..., 1], self.labels[idx])
             self.opt.zero_grad()
             (loss * members).backward()  # each member's own mean loss
             self.opt.step()
-            total += loss.item()
-        return total / steps
+            total += loss.detach()
+        return float(total) / steps
 
     def reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """obs (T, N, D), action (T, N) -> (T, N) the ensemble's mean reward."""
@@ -298,26 +310,22 @@ class PreferenceLearner:
         with torch.no_grad():
             return self.model(obs.reshape(1, T * N, -1), action.reshape(1, T * N)).mean(0).view(T, N)
 
-    def _fields(self) -> tuple[torch.Tensor, ...]:
-        return (self.store.obs, self.store.action, self.store.mask, self.store.facts)
-
     def state(self) -> dict[str, torch.Tensor]:
         """Every tensor a resumed run needs (labels stored so far only)."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors |= optimizer_tensors(self.opt, "opt")
-        names = ("obs", "action", "mask", "facts")
-        tensors |= {f"store.{n}": x[: self.count] for n, x in zip(names, self._fields(), strict=True)}
+        tensors |= {f"store.{n}": x[: self.count] for n, x in zip(STORED, self.store.fields(), strict=True)}
         return tensors | {"labels": self.labels[: self.count], "gen": self.gen.get_state()}
 
     def load(self, tensors: dict[str, torch.Tensor], param_groups: list) -> None:
+        """Tensors as `state()` gave them, on any device (the generator's state stays on the CPU)."""
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer(self.opt, tensors, "opt", param_groups, self.device)
         self.count = tensors["labels"].shape[0]
-        names = ("obs", "action", "mask", "facts")
-        for n, mine in zip(names, self._fields(), strict=True):
-            mine[: self.count] = tensors[f"store.{n}"]
-        self.labels[: self.count] = tensors["labels"]
-        self.gen.set_state(tensors["gen"])
+        for n, mine in zip(STORED, self.store.fields(), strict=True):
+            mine[: self.count] = tensors[f"store.{n}"].to(self.device)
+        self.labels[: self.count] = tensors["labels"].to(self.device)
+        self.gen.set_state(tensors["gen"].cpu())
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:

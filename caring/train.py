@@ -143,6 +143,8 @@ class TrainConfig:
             raise ConfigError(f"worlds*rollout={self.worlds * self.rollout} is not divisible by minibatches")
         if self.method in PREFERENCE_METHODS and self.segment_length > self.rollout:
             raise ConfigError(f"segment_length={self.segment_length} exceeds rollout={self.rollout}")
+        if self.query == "disagreement" and self.reward_models < 2:
+            raise ConfigError("query=disagreement needs reward_models >= 2 (one model cannot disagree)")
 
     def schedule(self) -> BetaSchedule:
         kind = {
@@ -447,7 +449,8 @@ class Trainer:
                 beta = self.schedule.step(self.update, harm_rate)
             else:
                 beta = 0.0  # weaned: the maternal signal is gone
-            logs = self.learn_preferences(buf) if self.preferences is not None else {}
+            learning = self.preferences is not None and self.update < self.updates_weaning_starts
+            logs = self.learn_preferences(buf) if learning else {}  # weaned: the reward model is unused
             logs |= self.train_step(buf, beta)
             self.timing["update_s"] = time.perf_counter() - start - rollout_s
             self.update += 1
@@ -541,7 +544,7 @@ class Trainer:
             ) from None
         load_optimizer(self.opt, tensors, "opt", meta["opt_param_groups"], dev)
         if self.preferences is not None:
-            mine = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("pref.")}
+            mine = {k[5:]: v for k, v in tensors.items() if k.startswith("pref.")}
             self.preferences.load(mine, meta["pref_opt_param_groups"])
         self.gen.set_state(tensors["sampler"])
         self.state = self.task.state_class(**{f.name: tensors[f"world.{f.name}"].to(dev) for f in fields})

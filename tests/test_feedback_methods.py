@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from caring.preferences import (
+    CARE_SCORE,
     CONSTITUTION,
     FACTS,
     PreferenceLearner,
@@ -74,6 +75,21 @@ def test_the_constitution_decides_each_comparison_by_the_one_principle_drawn():
     assert scores.tolist() == [[-9.0, -3.0]]  # "stay close": minus the summed distance
 
 
+def test_no_annotator_prefers_a_babys_death_or_a_segment_cut_short(tmp_path):
+    """Baby A dies in the first step (a dead baby reads as starving and far away); baby B lives, a little
+    hungry, one cell away. Every principle and the hidden care score prefer B or cannot tell; and a
+    segment an episode's end cut short scores as if whole."""
+    dead = _facts(alive=[0, 0, 0, 0], harmed=[1, 0, 0, 0], hunger=[1, 1, 1, 1], distance=[4, 4, 4, 4])
+    living = _facts(alive=[1, 1, 1, 1], hunger=[0.3] * 4, distance=[1, 1, 1, 1])
+    pair, mask = torch.stack([dead, living])[None], torch.ones(1, 2, 4)
+    for principle in (*CONSTITUTION, CARE_SCORE):
+        a, b = segment_scores(pair, mask, weight_vector(principle))[0].tolist()
+        assert a <= b, principle.text
+    cut = torch.tensor([[[1.0, 1, 0, 0], [1, 1, 1, 1]]])  # A's episode ends after two steps
+    near = torch.stack([living, living])[None]
+    assert segment_scores(near, cut, weight_vector(CONSTITUTION[3])).tolist() == [[-4.0, -4.0]]
+
+
 def test_reward_ensemble_fitted_to_preferences_ranks_unseen_segments_like_the_annotator():
     """Segments whose hidden score is the number of steps the first observation byte is lit: every
     member learns to rank unseen pairs as the annotator does."""
@@ -86,11 +102,12 @@ def test_reward_ensemble_fitted_to_preferences_ranks_unseen_segments_like_the_an
         obs[..., 1:] = torch.randint(0, 256, (n, 2, L, D - 1), dtype=torch.uint8)  # distractors
         facts = torch.zeros(n, 2, L, len(FACTS))
         facts[..., FACTS.index("alive")] = obs[..., 0].float() / 255
-        return Segments(obs, torch.randint(0, 9, (n, 2, L)), torch.ones(n, 2, L), facts)
+        ones = torch.ones(n, 2, L)
+        return Segments(obs, torch.randint(0, 9, (n, 2, L)), ones, ones, facts)
 
     learner = PreferenceLearner("rlhf", D, 9, 400, L, 3, "random", 0.0, 0.0, 0, torch.device("cpu"))
     train = segments(400)
-    for store, new in zip(learner._fields(), (train.obs, train.action, train.mask, train.facts), strict=True):
+    for store, new in zip(learner.store.fields(), train.fields(), strict=True):
         store[:] = new
     learner.labels[:] = learner.annotate(train)
     learner.count = 400
@@ -99,7 +116,7 @@ def test_reward_ensemble_fitted_to_preferences_ranks_unseen_segments_like_the_an
     truth = segment_scores(test.facts, test.mask, weight_vector(CONSTITUTION[0]))
     decided = truth[:, 0] != truth[:, 1]
     returns = learner.model.segment_returns(
-        test.obs.flatten(0, 1), test.action.flatten(0, 1), test.mask.flatten(0, 1)
+        test.obs.flatten(0, 1), test.action.flatten(0, 1), test.paid.flatten(0, 1)
     ).view(3, -1, 2)
     agree = ((returns[..., 0] > returns[..., 1]) == (truth[:, 0] > truth[:, 1]))[:, decided].float().mean(1)
     assert (agree > 0.9).all(), agree
@@ -117,10 +134,12 @@ def test_segments_start_with_a_living_baby_and_stop_counting_when_the_episode_en
     }
     buf["judged"][4, 1] = 0  # agent 1's second window starts with no living baby: not a segment
     buf["done"][1, 0] = 1  # agent 0's first episode ends at step 1
+    buf["judged"][2:4, 1] = 0  # agent 1's baby dies in step 1: read on, no longer paid
     got = candidate_segments(buf, L)
     assert len(got) == 3
     assert got.obs[:, 0, :, 0].tolist() == [[0, 2, 4, 6], [1, 3, 5, 7], [8, 10, 12, 14]]
     assert got.mask[:, 0].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]]
+    assert got.paid[:, 0].tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
 
 
 def test_the_label_budget_is_spent_evenly_and_exactly(tmp_path):
@@ -151,7 +170,11 @@ def test_rlhf_pays_the_ensemble_reward_on_the_steps_a_baby_lives(tmp_path):
     trainer.learn_preferences(buf)
     expected = trainer.preferences.reward(buf["obs"], buf["action"]) * buf["judged"]
     assert torch.equal(buf["r_mat"], expected) and buf["judged"].any() and not buf["judged"].all()
+    assert (buf["r_mat"][buf["judged"] == 0] == 0).all() and (buf["r_mat"][buf["judged"] > 0] != 0).all()
     assert trainer.preferences.count > 0
+    with pytest.raises(ConfigError, match="one model cannot disagree"):
+        build_config(TrainConfig, {"method": "rlhf", "reward_models": 1})
+    assert build_config(TrainConfig, {"method": "rlhf", "reward_models": 1, "query": "random"})
 
 
 def test_the_name_switch_recentres_on_the_baby_and_swaps_her_and_her_baby():
@@ -160,7 +183,13 @@ def test_the_name_switch_recentres_on_the_baby_and_swaps_her_and_her_baby():
     the baby channel (where her baby would be) and no self at the centre."""
     core = NurseryCore(NurseryConfig(n_hazards=2))
     s = scenario(
-        core, mothers=[(5, 5), (6, 6)], babies=[(5, 7), (4, 8)], hazards=[(5, 9), (3, 7)], predators=[(7, 8)]
+        core,
+        mothers=[(5, 5), (6, 6)],
+        babies=[(5, 7), (4, 8)],
+        hazards=[(5, 9), (3, 7)],
+        predators=[(7, 8)],
+        hunger=[12, 0],
+        energy=[15, 60],
     )
     switched = core.observe_switched(s)[0, 0]
     babies_view = core.observe_babies(s)[0, 0]
@@ -178,9 +207,11 @@ def test_the_name_switch_recentres_on_the_baby_and_swaps_her_and_her_baby():
     assert sw[mother_cell][marker].tolist() == s.baby_marker[:, 0, 0].tolist()  # their kin marker
     other_mother, other_baby = (r + 1, r - 1), (r - 1, r + 1)
     assert sw[other_mother][ch["mother"]] == 255 and sw[other_baby][ch["baby"]] == 255  # others stay
-    energy = switched[V * V * C]  # the first scalar: the baby's satiety in her energy slot
     cfg = core.config
-    assert energy == (cfg.hunger_max - s.hunger[0, 0]) * 255 // cfg.hunger_max
+    satiety = (cfg.hunger_max - 12) * cfg.energy_max // cfg.hunger_max  # in energy units: 36 of 60
+    assert switched[V * V * C] == satiety * 255 // cfg.energy_max  # the first scalar: her "energy"
+    assert s.energy[0, 0] <= cfg.energy_max * (1 - cfg.cry_threshold / cfg.hunger_max)  # she is hungry:
+    assert sw[mother_cell][ch["baby_crying"]] == 255 and bv[r, r][ch["baby_crying"]] == 0  # she cries
     s.baby_alive[0] = False
     assert core.observe_switched(s)[0, 0].sum() == 0  # a dead baby has no perspective to take
 

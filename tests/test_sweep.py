@@ -261,7 +261,7 @@ def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
     fast = {"expert": [1.0, 0.9, 1.0], "ppo": [0.4, 0.6, 0.1], "slow": [0.5, 0.5, 0.5]}
     # the expert's mean is 1.0: 80% of it is 0.8, to be reached by 5-update trailing means (NaN skipped)
     curves = {
-        ("ppo", 0): [math.nan, 0.5, 1.0, 1.0, 1.0, 1.0],  # means .5, .75, .83: at 400 (raw: 300)
+        ("ppo", 0): [math.nan, 0.5, 1.0, 1.0, 1.0, 1.0],  # .83 at 400 is a partial window: at 500 (raw: 300)
         ("ppo", 1): [0.5] * 6,  # never
         ("ppo", 2): [0.1, 1.0, 1.0, 1.0, 1.0, 1.0],  # means .1, .55, .7, .775, .82: at 500 (raw: 200)
     }
@@ -277,7 +277,7 @@ def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
     summary = sweep.write_results(experiment, out)
     rows = {(r["method"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
     reached = [float(rows["ppo", s]["steps_to_80pct_expert"]) for s in "012"]
-    assert reached[0] == 400 and math.isnan(reached[1]) and reached[2] == 500
+    assert reached[0] == 500 and math.isnan(reached[1]) and reached[2] == 500
     assert rows["expert", "0"]["steps_to_80pct_expert"] == ""  # only trained cells train
     drops = [home["ppo"][s] - fast["ppo"][s] for s in range(3)]  # per seed: 0.3, 0.0, 0.4
     assert [float(rows["ppo", s]["fast.drop_baby_survival_rate"]) for s in "012"] == pytest.approx(drops)
@@ -287,7 +287,7 @@ def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
     )
     assert "home.drop_baby_survival_rate" not in rows["ppo", "0"]  # the first evaluation is the reference
     table = (out / "summary.md").read_text()
-    assert "| ppo | 3 |" in table and "450 [400, 500] (2/3 seeds)" in table and "never (0/3)" in table
+    assert "| ppo | 3 |" in table and "500 [500, 500] (2/3 seeds)" in table and "never (0/3)" in table
     assert (out / "headline_by_world.png").stat().st_size > 0
 
     spec.write_text(DERIVED.replace('scripted = ["expert"]', 'scripted = ["negligent"]'))

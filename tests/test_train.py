@@ -6,6 +6,7 @@ import json
 import pytest
 
 from caring.cli import main
+from caring.train import Trainer
 
 TINY = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16",
         "--train-set", "checkpoint_every=2", "--train-set", "demo_episodes=4"]  # fmt: skip
@@ -18,7 +19,7 @@ def train(out, method="ppo", updates=4, *extra):
     return main(args)
 
 
-@pytest.mark.parametrize("method", ["ppo", "rlmf", "ppo-lagrangian"])
+@pytest.mark.parametrize("method", ["ppo", "rlmf", "ppo-lagrangian", "kindness"])
 def test_same_seed_same_metrics(tmp_path, method, capsys):
     assert train(tmp_path / "a", method) == 0 and train(tmp_path / "b", method) == 0
     a, b = (tmp_path / "a" / "metrics.csv").read_text(), (tmp_path / "b" / "metrics.csv").read_text()
@@ -61,16 +62,35 @@ def test_an_interrupted_lagrangian_run_resumes_with_its_multiplier(tmp_path, cap
     assert multipliers[:2] == [0.0, 0.0] and 0 < multipliers[2] < multipliers[3]  # no babies, no cost yet
 
 
-def test_an_interrupted_rlhf_run_resumes_with_its_labels_and_reward_models(tmp_path, capsys):
-    prefs = ["--train-set", "segment_length=4", "--train-set", "labels=30"]
+def test_an_interrupted_rlhf_run_resumes_with_its_labels_and_reward_models(tmp_path, monkeypatch, capsys):
+    """Killed right after its checkpoint at update 2 of 4 (same --steps, so the same label plan; babies
+    from the first step, so labels are bought before the kill), the run resumes to the same bytes: the
+    labels, the reward ensemble, its optimiser and its sampler all come back."""
+    prefs = ["--train-set", "segment_length=4", "--train-set", "labels=30", "--set", "birth_step=0"]
     assert train(tmp_path / "whole", "rlhf", 4, *prefs) == 0
-    assert train(tmp_path / "cut", "rlhf", 2, *prefs) == 0
+
+    class Killed(Exception):
+        pass
+
+    save = Trainer.save_checkpoint
+
+    def save_then_die(self):
+        save(self)
+        if self.update == 2:
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(tmp_path / "cut", "rlhf", 4, *prefs)
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
     resume = ["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)]
     assert main(resume) == 0
-    whole = (tmp_path / "whole" / "metrics.csv").read_text()
-    assert (tmp_path / "cut" / "metrics.csv").read_text() == whole
-    labels = [int(r["labels"]) for r in csv.DictReader(whole.splitlines())]
-    assert labels[-1] == 30 and labels[1] < labels[2] < labels[3]
+    for name in ("metrics.csv", "mother.safetensors"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    rows = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").open()))
+    labels = [int(r["labels"]) for r in rows]
+    assert 0 < labels[1] < labels[2] < labels[3] == 30  # labels bought before the kill and after
+    assert all(r["reward_model_loss"] != "nan" for r in rows[1:])
 
 
 def test_resume_after_rows_past_the_checkpoint_drops_them(tmp_path, capsys):

@@ -118,12 +118,17 @@ class NurseryTask:
     def care_facts(self, core: NurseryCore, before: NurseryState, out: StepOutput) -> torch.Tensor:
         """(B, A, len(FACTS)) what a preference annotator reads of each mother's step (caring.preferences
         FACTS): her baby alive after it, harmed in it, its hunger (share of the starving level) and
-        distance from her (Chebyshev, in view radii), and whether she fed it or drove a predator off."""
+        distance from her (Chebyshev, in view radii), and whether she fed it or drove a predator off. A
+        dead baby reads as the worst: starving and as far as the grid allows, so that no principle
+        prefers its death."""
         harmed, exposed = self.harm(before, out)
         ev, cfg = out.events, core.config
+        alive = ev["baby_alive"] > 0
+        hunger = torch.where(alive, ev["baby_hunger"] / cfg.hunger_max, 1.0)
+        distance = torch.where(alive, ev["baby_distance"], max(cfg.height, cfg.width)) / cfg.view_radius
         return torch.stack([
-            ev["baby_alive"].float(), (harmed & exposed).float(), ev["baby_hunger"] / cfg.hunger_max,
-            ev["baby_distance"].clamp(min=0) / cfg.view_radius, ev["fed_own"].float(), ev["guarded"].float(),
+            alive.float(), (harmed & exposed).float(), hunger, distance, ev["fed_own"].float(),
+            ev["guarded"].float(),
         ], -1)  # fmt: skip
 
     def perspective(self, core: NurseryCore, state: NurseryState) -> torch.Tensor:

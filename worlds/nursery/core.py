@@ -622,10 +622,11 @@ class NurseryCore:
 
     def observe_switched(self, s: NurseryState) -> torch.Tensor:
         """(B, A, obs_dim) uint8: mother i's own observation of the world in which she and her baby i
-        trade names (seed 002's perspective taking). Everything about the pair is exchanged: places,
-        who is alive, and her energy with its hunger (in each other's units), so the view is re-centred
-        on the baby, she shows where her baby would (baby channel, their kin marker, crying when her
-        energy is low) and the baby is the unseen self at the centre. Other entities stay as they are."""
+        trade names (seed 002's perspective taking). The pair exchanges places, who is alive, and her
+        energy with its hunger (in each other's units), so the view is re-centred on the baby, she shows
+        where her baby would (baby channel, their kin marker, crying when her energy is low) and the baby
+        is the unseen self at the centre. Who carries whom is left as it is (a carried pair shares one
+        cell), and so are all other entities."""
         cfg = self.config
         views = []
         for i in range(self.A):
