@@ -1,5 +1,6 @@
-"""Writing results safely: atomic writes (an interrupted command never leaves half a file) and JSON
-without bare NaN (a metric that does not exist, e.g. steps to a goal never reached, is null)."""
+"""Writing results safely: atomic writes (an interrupted command never leaves half a file), JSON
+without bare NaN (a metric that does not exist, e.g. steps to a goal never reached, is null), and an
+optimiser's state as named tensors for safetensors checkpoints (never pickle)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -34,3 +37,28 @@ def finite(data: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(finite(data), indent=1))
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state as named tensors (its param_groups go to JSON)."""
+    tensors = {}
+    for pid, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"{prefix}.{pid}.{k}"] = v.reshape(1) if v.dim() == 0 else v.contiguous()
+    return tensors
+
+
+def load_optimizer(
+    opt: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    prefix: str,
+    param_groups: list,
+    device: torch.device | str,
+) -> None:
+    """Restore what `optimizer_tensors` saved (Adam's step counts stay on the CPU, as torch keeps them)."""
+    state: dict = {"state": {}, "param_groups": param_groups}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, pid, name = key.split(".", 2)
+            state["state"].setdefault(int(pid), {})[name] = v.to(device) if name != "step" else v.reshape(())
+    opt.load_state_dict(state)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from caring.files import load_optimizer, optimizer_tensors
+
 FACTS = ("alive", "harmed", "hunger", "distance", "fed", "guarded")  # per step, per mother: see the task
 STORED = ("obs", "action", "mask", "paid", "facts")  # a Segments' fields, in order
 
@@ -326,23 +328,3 @@ class PreferenceLearner:
             mine[: self.count] = tensors[f"store.{n}"].to(self.device)
         self.labels[: self.count] = tensors["labels"].to(self.device)
         self.gen.set_state(tensors["gen"].cpu())
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
-    """An optimiser's per-parameter state as named tensors (its param_groups go to JSON)."""
-    tensors = {}
-    for pid, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            tensors[f"{prefix}.{pid}.{k}"] = v.reshape(1) if v.dim() == 0 else v.contiguous()
-    return tensors
-
-
-def load_optimizer(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str, param_groups: list, device
-) -> None:
-    state: dict = {"state": {}, "param_groups": param_groups}
-    for key, v in tensors.items():
-        if key.startswith(prefix + "."):
-            _, pid, name = key.split(".", 2)
-            state["state"].setdefault(int(pid), {})[name] = v.to(device) if name != "step" else v.reshape(())
-    opt.load_state_dict(state)

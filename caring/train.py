@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from caring.advantages import combined_advantage, gae
 from caring.evaluate import episode_keys
+from caring.files import load_optimizer, optimizer_tensors
 from caring.maternal import (
     MaternalModel,
     Transitions,
@@ -50,7 +51,7 @@ from caring.maternal import (
     train_maternal,
 )
 from caring.networks import MotherNet
-from caring.preferences import FACTS, PreferenceLearner, load_optimizer, optimizer_tensors
+from caring.preferences import FACTS, PreferenceLearner
 from caring.schedules import SCHEDULES, BetaSchedule
 from caring.tasks import get_task, task_of
 from worlds.config import ConfigError, build_config, param, validate_fields
