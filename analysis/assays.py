@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from caring.evaluate import episode_keys
-from caring.tasks import Policy
+from caring.episodes import episode_keys
+from caring.protocols import Policy
 from worlds.config import ConfigError
 from worlds.grid import UNREACHABLE, distance_field
 from worlds.nursery.config import NurseryConfig

@@ -21,7 +21,9 @@ from analysis.localize import ablation_curve, rank_units
 from analysis.probes import FACTS, activations, collect, probe_all
 from caring.files import write_atomic, write_json
 from caring.networks import MotherNet
-from caring.policies import TrainedMother, load_mother, load_policy
+from caring.policies import TrainedMother, load_policy
+from caring.runs import load_mother, run_config, run_world
+from caring.tasks import get_task
 from worlds.config import ConfigError, build_config, param, validate_fields
 
 REFERENCE_POLICIES = ("expert", "negligent", "random")
@@ -45,15 +47,11 @@ class ProbeSettings:
 def load_run(run: str | Path, device: str = "cpu", world: dict | None = None) -> tuple[Any, Any, MotherNet]:
     """(task, core, net) of a nursery run directory (its own world, with `world` settings over it),
     or one clear error."""
-    from caring.tasks import get_task
-    from caring.train import run_world
-
     path = Path(run)
-    if not (path / "config.json").exists():
-        raise ConfigError(f"{run} is not a run directory (no config.json)")
+    saved = run_config(path)
     if not (path / "mother.safetensors").exists():
         raise ConfigError(f"{run} has no trained mother (no mother.safetensors): train it or resume it first")
-    name, config = run_world(path)
+    name, config = run_world(path, saved)
     if name != "nursery":
         raise ConfigError(f"{run} was trained on the {name} world; the caring analyses need a nursery run")
     task = get_task(name)

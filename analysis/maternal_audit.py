@@ -12,26 +12,30 @@ action instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from caring.evaluate import episode_keys
-from caring.maternal import MaternalModel
-from caring.tasks import Policy, Task
+from caring.episodes import episode_keys, play
+from caring.protocols import Policy, Task
+from caring.runs import run_training
+from caring.streams import STREAMS, get_stream
+from worlds.config import ConfigError
+
+Judge = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(obs (N, obs_dim), action (N,), next_obs (N, obs_dim)) -> (N,) a reward model's judgement."""
 
 
 @torch.inference_mode()
-def action_preferences(
-    task: Task, core: Any, model: MaternalModel, policy: Policy, episodes: int, seed: int
-) -> dict:
-    """M's judgement sigmoid(M(s, a, s'_a)) (its reward, up to the task's `learned_offset`) for every
-    action a, in the states `policy` visits that M judges. Returns counts per taken action, the (taken x
-    counterfactual) mean table, the mean judgement of each action over all those states, how often M's
-    favourite action is the one taken, and M's mean judgement of the real transitions grouped by their
-    outcome (the task's `outcome_groups`: in lava, whether the step ended on lava, in quicksand, at the
-    goal or elsewhere)."""
+def action_preferences(task: Task, core: Any, judge: Judge, policy: Policy, episodes: int, seed: int) -> dict:
+    """A judgement of transitions (RLMF: M's sigmoid(M(s, a, s'_a)), its reward up to the task's
+    `learned_offset`) for every action a, in the states `policy` visits that M judges. Returns counts
+    per taken action, the (taken x counterfactual) mean table, the mean judgement of each action over
+    all those states, how often M's favourite action is the one taken, and M's mean judgement of the
+    real transitions grouped by their outcome (the task's `outcome_groups`: in lava, whether the step
+    ended on lava, in quicksand, at the goal or elsewhere)."""
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     B, A = obs.shape[:2]
     n = task.n_actions
@@ -39,32 +43,28 @@ def action_preferences(
     count = torch.zeros(n, device=core.device)
     agree = torch.zeros((), device=core.device)
     by_outcome: dict[str, list[float]] = {}  # name -> [reward sum, count]
-    for _ in range(core.config.max_cycles):
-        taken = policy(state, obs)  # (B, A)
-        keep = task.judged(state) & task.acting(state)  # (B, A)
-        if keep.any():
-            rewards = torch.empty(B, A, n, device=core.device)
-            for mother in range(A):  # she alone deviates; the other mothers act as they really did
-                for a in range(n):
-                    forced = taken.clone()
-                    forced[:, mother] = a
-                    _, out = core.step(state, forced)
-                    logit = model(obs[:, mother], forced[:, mother], out.obs[:, mother])  # (B,)
-                    rewards[:, mother, a] = torch.sigmoid(logit)
-            kept = rewards[keep]  # (states, n)
-            took = taken[keep]  # (states,)
-            table.index_add_(0, took, kept)
-            count += torch.bincount(took, minlength=n)
-            agree += (kept.argmax(-1) == took).sum()
-            real = rewards.gather(2, taken[..., None])[..., 0]  # (B, A): M on what she really did
-        before = state
-        state, out = core.step(state, taken)
-        obs = out.obs
-        if keep.any():
-            for group, mask in task.outcome_groups(before, out).items():
-                sums = by_outcome.setdefault(group, [0.0, 0.0])
-                sums[0] += float(real[keep & mask].sum())
-                sums[1] += float((keep & mask).sum())
+    for step in play(core, policy, state, obs):
+        before, taken = step.before, step.action  # (B, A)
+        keep = task.judged(before) & task.acting(before)  # (B, A)
+        if not keep.any():
+            continue
+        rewards = torch.empty(B, A, n, device=core.device)
+        for mother in range(A):  # she alone deviates; the other mothers act as they really did
+            for a in range(n):
+                forced = taken.clone()
+                forced[:, mother] = a
+                _, out = core.step(before, forced)
+                rewards[:, mother, a] = judge(step.obs[:, mother], forced[:, mother], out.obs[:, mother])
+        kept = rewards[keep]  # (states, n)
+        took = taken[keep]  # (states,)
+        table.index_add_(0, took, kept)
+        count += torch.bincount(took, minlength=n)
+        agree += (kept.argmax(-1) == took).sum()
+        real = rewards.gather(2, taken[..., None])[..., 0]  # (B, A): M on what she really did
+        for group, mask in task.outcome_groups(before, step.out).items():
+            sums = by_outcome.setdefault(group, [0.0, 0.0])
+            sums[0] += float(real[keep & mask].sum())
+            sums[1] += float((keep & mask).sum())
     total = count.sum()
     if total == 0:
         raise ValueError("the policy never reached a state M judges in these episodes; nothing to audit")
@@ -106,12 +106,14 @@ def format_audit(name: str, audit: dict) -> str:
     return "\n".join(lines)
 
 
-def load_run_maternal(run: Path, core: Any, task: Task) -> MaternalModel:
-    """The maternal model a run trained with, or one clear error."""
-    from caring.train import load_maternal, read_json
-    from worlds.config import ConfigError
-
-    method = read_json(run / "config.json")["train"]["method"]
-    if method != "rlmf":
-        raise ConfigError(f"{run} was trained with --method {method}: it has no maternal model")
-    return load_maternal(run, core.obs_dim, task.n_actions, str(core.device))
+def load_judge(run: Path, core: Any, task: Task) -> Judge:
+    """The judgement a run trained with (its stream's reward model of transitions), or one clear error."""
+    method = run_training(run).method
+    stream = get_stream(method)
+    if not stream.judges:
+        auditable = ", ".join(name for name, s in STREAMS.items() if s.judges)
+        raise ConfigError(
+            f"{run} was trained with --method {method}: it has no maternal model to audit "
+            f"(auditable methods: {auditable})"
+        )
+    return stream.judge(run, core, task)

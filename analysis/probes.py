@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from analysis.hooks import cache
-from caring.evaluate import episode_keys
+from caring.episodes import episode_keys, play
 from caring.networks import MotherNet
-from caring.tasks import Policy
+from caring.protocols import Policy
 from worlds.config import ConfigError
 from worlds.nursery.core import NurseryCore, NurseryState, chebyshev, is_hazard
 
@@ -65,15 +65,13 @@ def collect(core: NurseryCore, policy: Policy, episodes: int, seed: int, every: 
     world = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)  # (B, A)
     rows_obs, rows_world = [], []
     rows_facts: dict[str, list[torch.Tensor]] = {name: [] for name in FACTS}
-    for t in range(core.config.max_cycles):
+    for t, step in enumerate(play(core, policy, state, obs)):
         if t % every == 0:
-            keep = (state.baby_alive & state.mother_alive).T  # (B, A)
-            rows_obs.append(obs[keep])
+            keep = (step.before.baby_alive & step.before.mother_alive).T  # (B, A)
+            rows_obs.append(step.obs[keep])
             rows_world.append(world[keep])
-            for name, value in baby_facts(core, state).items():
+            for name, value in baby_facts(core, step.before).items():
                 rows_facts[name].append(value.T[keep])
-        state, out = core.step(state, policy(state, obs))
-        obs = out.obs
     return ProbeData(
         torch.cat(rows_obs), {k: torch.cat(v) for k, v in rows_facts.items()}, torch.cat(rows_world)
     )

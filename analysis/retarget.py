@@ -33,10 +33,13 @@ from analysis.circuits import check_hidden_site, load_run
 from analysis.hooks import cache, intervene, steer, units_mask
 from analysis.localize import rank_units
 from analysis.probes import activations
-from caring.evaluate import episode_keys, wilson_ci95
+from caring.config import TrainConfig
+from caring.episodes import episode_keys, play, wilson_ci95
 from caring.files import write_json
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
+from caring.runs import run_training
+from caring.train import start_run
 from worlds.config import ConfigError, build_config, param, validate_fields
 from worlds.nursery.core import NurseryCore, NurseryState
 
@@ -81,16 +84,13 @@ def paired_observations(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(foster obs, kin obs), each (N, obs_dim): the untreated mother's foster-world rollout states
     where her baby is alive, observed as they are and with the kin marker."""
-    mother = TrainedMother(net)
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     foster, kin = [], []
-    for t in range(core.config.max_cycles):
+    for t, step in enumerate(play(core, TrainedMother(net), state, obs)):
         if t % 4 == 0:
-            keep = (state.baby_alive & state.mother_alive).T
-            foster.append(obs[keep])
-            kin.append(core.observe(as_kin(state))[keep])
-        state, out = core.step(state, mother(state, obs))
-        obs = out.obs
+            keep = (step.before.baby_alive & step.before.mother_alive).T
+            foster.append(step.obs[keep])
+            kin.append(core.observe(as_kin(step.before))[keep])
     return torch.cat(foster), torch.cat(kin)
 
 
@@ -346,17 +346,17 @@ def _patch(study: Study) -> Chosen:
 
 def _finetune(study: Study) -> Chosen:
     """PPO on the foster world from the mother's weights, evaluated at `finetune_checks` points."""
-    from caring.train import TrainConfig, read_json, start_run
-
     settings, task, net, progress, out = study.settings, study.task, study.net, study.progress, study.out
     foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
-    saved = read_json(study.run / "config.json")["train"]
+    saved = dataclasses.asdict(run_training(study.run))
     config = build_config(
         TrainConfig,
         {**saved, "method": "ppo", "steps": settings.finetune_steps, "wean_steps": 0, "seed": settings.seed},
     )
     shutil.rmtree(out / "finetune", ignore_errors=True)  # the baseline always starts from her weights
-    trainer = start_run(out / "finetune", foster_core.config, config, str(foster_core.device), resume=False)
+    trainer = start_run(
+        out / "finetune", foster_core.config, config, str(foster_core.device), resume=False, log=progress
+    )
     trainer.net.load_state_dict(net.state_dict())
     total = trainer.updates_total
     checks = {

@@ -51,8 +51,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from analysis import assays
 from analysis.stats import summarize
+from analysis.sweep_plots import plot_sweep
+from caring.config import train_config
 from caring.files import write_json
+from caring.plots import plot_run, smooth
+from caring.policies import TrainedMother
+from caring.runs import load_mother, run_training, started_with
+from caring.streams import get_stream
+from caring.tasks import get_task
+from caring.train import start_run
 from worlds.config import ConfigError, build_config, load_config_file
 
 EVAL_SEED_BASE = (
@@ -69,7 +80,7 @@ FILE_KEYS = (
     "evaluations",
 )
 TRAIN_KEYS = ("final_beta1", "agent_steps", "train_seconds")
-BUDGET_KEYS = ("demo_episodes", "preference_labels")  # feedback a trained method used (see feedback_budget)
+BUDGET_KEYS = ("demo_episodes", "preference_labels")  # feedback a trained method used (its stream's count)
 ASSAY_KEYS = {"nursery": ("assay_care", "assay_self")}  # the caring assays are nursery situations
 ASSAY_LABELS = {"assay_care": "care assays", "assay_self": "self-care assays"}
 ASSAY_INSTANCES = 32  # instances per assay situation: about a second per cell on one thread
@@ -112,9 +123,7 @@ class Experiment:
     evaluations: tuple[Evaluation, ...]
 
     @property
-    def task(self):
-        from caring.tasks import get_task
-
+    def task(self) -> Any:
         return get_task(self.world_name)
 
     def eval_keys(self) -> tuple[str, ...]:
@@ -157,9 +166,6 @@ class Experiment:
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read and fully validate an experiment file; a bad one raises ConfigError before anything runs."""
-    from caring.tasks import get_task
-    from caring.train import TrainConfig
-
     path = Path(path)
     data = load_config_file(path)
     where = f"experiment {path.name}"
@@ -203,7 +209,7 @@ def load_experiment(path: str | Path) -> Experiment:
             raise ConfigError(f"{where}: seeds come from the seeds list, not from a seed setting")
         settings = {**shared, **overrides}
         try:
-            build_config(TrainConfig, settings)
+            train_config(task, settings)
         except ConfigError as err:
             raise ConfigError(f"{where}: methods.{name}: {err}") from None
         cells += [Cell(name, seed, settings) for seed in seeds]
@@ -268,10 +274,6 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
     """Train (or resume) and evaluate one cell; writes its JSON and returns its results row. A trained
     cell whose JSON exists is only re-evaluated, with the mother its run saved: resuming a finished run
     would still rewrite its metrics.csv, speed.csv and plots."""
-    from caring.plots import plot_run
-    from caring.policies import TrainedMother, load_mother
-    from caring.train import TrainConfig, start_run
-
     task = experiment.task
     world = build_config(task.config_class, experiment.world)
     training_core = task.make_core(world, device)
@@ -285,8 +287,9 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         if cell_path(cell, out).exists():
             mother = TrainedMother(load_mother(run, training_core, task))
         else:
-            config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
-            trainer = start_run(run, world, config, device, (run / "config.json").exists())
+            config = train_config(task, {**(cell.train or {}), "seed": cell.seed})
+            resume = (run / "config.json").exists()
+            trainer = start_run(run, world, config, device, resume, log=lambda message: None)
             trainer.run()
             plot_run(run)
             mother = TrainedMother(trainer.net)
@@ -317,29 +320,21 @@ def assay_scores(experiment: Experiment, core: Any, policy: Any, seed: int) -> d
     keys = experiment.assay_keys()
     if not keys:
         return {}
-    from analysis.assays import build_battery, score, summary
-
     try:
-        battery = build_battery(core, ASSAY_INSTANCES, seed)
+        battery = assays.build_battery(core, ASSAY_INSTANCES, seed)
     except ConfigError:
         return dict.fromkeys(keys, math.nan)
-    found = summary(score(policy, battery))
+    found = assays.summary(assays.score(policy, battery))
     return {key: found[key.removeprefix("assay_")] for key in keys}
 
 
 def feedback_budget(run: Path) -> dict[str, int]:
-    """The feedback a trained run cost: RLMF's demonstration episodes (its TrainConfig's) and the
-    preference labels of methods that query them (the last value of metrics.csv's `labels`)."""
-    from caring.train import read_json
-
-    train = read_json(run / "config.json")["train"]
+    """The feedback a trained run cost, as its stream counts it (RLMF: demonstration episodes; RLHF and
+    RLAIF: preference labels bought), from its config and its metrics.csv rows."""
+    config = run_training(run)
     with (run / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
-    labels = rows[-1].get("labels") if rows else None
-    return {
-        "demo_episodes": train["demo_episodes"] if train["method"] == "rlmf" else 0,
-        "preference_labels": int(float(labels)) if labels else 0,
-    }
+    return dict.fromkeys(BUDGET_KEYS, 0) | get_stream(config.method).feedback(config, rows)
 
 
 def cell_path(cell: Cell, out: Path) -> Path:
@@ -352,13 +347,11 @@ def run_dir(cell: Cell, out: Path) -> Path:
 
 def check_existing_runs(experiment: Experiment, out: Path) -> None:
     """Refuse to resume a run directory that was started with other settings than the file now gives."""
-    from caring.train import TrainConfig, started_with
-
     world = build_config(experiment.task.config_class, experiment.world)
     for cell in experiment.cells:
         run = run_dir(cell, out)
         if cell.scripted is None and (run / "config.json").exists():
-            config = build_config(TrainConfig, {**(cell.train or {}), "seed": cell.seed})
+            config = train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed})
             if not started_with(run, world, config):
                 raise ConfigError(
                     f"{run} was started with other settings than the experiment file now gives; "
@@ -391,8 +384,6 @@ def _seconds(speed_csv: Path, fallback: float) -> float:
 
 
 def _worker_init() -> None:
-    import torch
-
     torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
 
 
@@ -483,8 +474,6 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     write_json(out / "summary.json", summary)
     write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds})  # wall-clock, apart
     _write_text(out / "summary.md", summary_table(summary, experiment) + speed_line(speeds))
-    from analysis.sweep_plots import plot_sweep
-
     plot_sweep(experiment, out, summary)
     return summary
 
@@ -513,8 +502,6 @@ def add_derived(experiment: Experiment, out: Path, cells: list[tuple[Cell, dict[
 def steps_to_reach(metrics: Path, column: str, target: float, window: int = REACH_WINDOW) -> float:
     """The first agent_steps at which the trailing mean of `column` over a full `window` of updates
     (NaN updates, in which no episode ended, skipped) reaches `target`; NaN if it never does."""
-    from caring.plots import smooth
-
     with metrics.open() as f:
         rows = list(csv.DictReader(f))
     curve = smooth([float(r[column]) for r in rows], window)

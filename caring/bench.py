@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import worlds
-from caring.evaluate import episode_keys
+from caring.episodes import episode_keys
 from caring.tasks import task_of
 
 
@@ -126,24 +126,25 @@ def run_bench(config: Any, batches: list[int], repeats: int, devices: list[str])
 
 
 def bench_train(config: Any, methods: list[str], updates: int, device: str) -> list[dict]:
-    """Train each method for 1 + `updates` updates in a scratch directory (default hyperparameters; a small
-    maternal model fit) and report the medians of the timed updates, the warm-up excluded."""
+    """Train each method for 1 + `updates` updates in a scratch directory (the world's default training
+    settings; a small maternal model fit) and report the medians of the timed updates, the warm-up
+    excluded."""
     import csv
     import tempfile
     from pathlib import Path
 
-    from caring.train import TIMED, TrainConfig, start_run
-    from worlds.config import build_config
+    from caring.config import train_config
+    from caring.train import TIMED, start_run
 
+    task = task_of(config)
+    defaults = train_config(task)
+    per_update = defaults.worlds * task.make_core(config, "cpu").A * defaults.rollout
     rows = []
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
-            defaults = TrainConfig()
-            per_update = defaults.worlds * task_of(config).make_core(config, "cpu").A * defaults.rollout
-            train = build_config(
-                TrainConfig, {"method": method, "demo_episodes": 8, "steps": (1 + updates) * per_update}
-            )
-            start_run(Path(tmp), config, train, device, resume=False).run()
+            overrides = {"method": method, "demo_episodes": 8, "steps": (1 + updates) * per_update}
+            train = train_config(task, overrides)
+            start_run(Path(tmp), config, train, device, resume=False, log=lambda m: None).run()
             timed = list(csv.DictReader((Path(tmp) / "speed.csv").open()))[1:]
         row = {
             "mode": "train",

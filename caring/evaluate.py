@@ -1,30 +1,12 @@
-"""Batched evaluation of any mother policy on the nursery (episode metrics derived from step events),
-and the episode keys and Wilson intervals every world's evaluation uses."""
+"""Batched evaluation of any mother policy on the nursery: episode metrics derived from step events."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from caring.tasks import Policy
-from worlds import rng
+from caring.episodes import episode_keys, play, wilson_ci95
+from caring.protocols import Policy
 from worlds.nursery.core import HARM_CAUSES, NurseryCore
-
-
-def episode_keys(seed: int, episodes: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The world keys of evaluation episodes 0..episodes-1 for a seed (any batch split gives the same)."""
-    return rng.hash_parts(rng.seed_key(seed, device)[:, None], torch.arange(episodes, device=device)[None])[0]
-
-
-def wilson_ci95(successes: float, n: float) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 0.0)
-    z, p = 1.959964, successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @torch.inference_mode()
@@ -72,9 +54,8 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, flo
         )
     }
     acc["babies_born"] = state.baby_alive.long().T  # births at reset (birth_step = 0); state is batch-last
-    for _ in range(core.config.max_cycles):
-        state, out = core.step(state, policy(state, obs))
-        obs, ev = out.obs, out.events
+    for step in play(core, policy, state, obs):
+        state, ev = step.after, step.out.events
         harms = [ev[f"baby_harm_{c}"] for c in HARM_CAUSES]
         acc["harm_events"] += sum(harms)
         acc["feeds"] += ev["fed"]

@@ -1,6 +1,7 @@
-"""Writing results safely: atomic writes (an interrupted command never leaves half a file), JSON
-without bare NaN (a metric that does not exist, e.g. steps to a goal never reached, is null), and an
-optimiser's state as named tensors for safetensors checkpoints (never pickle)."""
+"""Files, safely: atomic writes (an interrupted command never leaves half a file), JSON without bare NaN
+(a metric that does not exist, e.g. steps to a goal never reached, is null), reads that turn a missing
+or corrupt file into one clear error, and an optimiser's state as named tensors for safetensors
+checkpoints (never pickle)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
+
+from worlds.config import ConfigError
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -37,6 +41,35 @@ def finite(data: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(finite(data), indent=1))
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or one clear error (missing, not JSON)."""
+    if not path.exists():
+        raise ConfigError(f"missing file {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"corrupt JSON {path}: {err}") from None
+
+
+def load_checked(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning a missing or corrupt file into one clear error."""
+    if not path.exists():
+        raise ConfigError(f"missing checkpoint file {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises several types for truncated/corrupt files
+        raise ConfigError(f"corrupt checkpoint {path}: {err}") from None
+
+
+def load_weights(module: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
+    """Load a module's weights from a safetensors file; a misfit is one line naming the file and `what`."""
+    try:
+        module.load_state_dict(load_checked(path))
+    except RuntimeError as err:
+        raise ConfigError(f"{path} does not fit {what}: {str(err).splitlines()[0]}") from None
+    return module
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caring.evaluate import episode_keys
-from caring.tasks import Policy, Task
+from caring.episodes import episode_keys, play
+from caring.protocols import Policy, Task
 from worlds import rng
 
 _S_PERTURB = 303  # random stream of the perturbed expert (distinct from the world's and policies')
@@ -86,18 +86,16 @@ def collect(
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     parts = []
     episode = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)
-    for _ in range(core.config.max_cycles):
-        actions = policy(state, obs)
-        keep = task.judged(state) & task.acting(state)  # (B, A), before the step
-        labels = (
-            label(state, obs, actions)
-            if callable(label)
-            else torch.full(actions.shape, label, device=core.device)
-        )
-        state, out = core.step(state, actions)
+    for step in play(core, policy, state, obs):
+        keep = task.judged(step.before) & task.acting(step.before)  # (B, A), before the step
         if keep.any():
-            parts.append(Transitions(obs[keep], actions[keep], out.obs[keep], labels[keep], episode[keep]))
-        obs = out.obs
+            labels = (
+                label(step.before, step.obs, step.action)
+                if callable(label)
+                else torch.full(step.action.shape, label, device=core.device)
+            )
+            obs, next_obs = step.obs[keep], step.out.obs[keep]
+            parts.append(Transitions(obs, step.action[keep], next_obs, labels[keep], episode[keep]))
     return Transitions.cat(parts)
 
 
@@ -175,6 +173,24 @@ def train_maternal(
         "train_transitions": len(train),
         "heldout_transitions": len(test),
     }
+    return model, report
+
+
+def fit_maternal(task: Task, core: Any, demo_episodes: int, seed: int) -> tuple[MaternalModel, dict]:
+    """Collect the task's demonstrations (`demo_episodes` of the expert, the others in the task's
+    multiples) and fit M on them, frozen; the report adds M's balanced accuracy on the held-out episodes
+    of the expert against the task's negative demonstration alone, and the episodes used."""
+    demos = task.demonstrations(core, demo_episodes)  # name: (policy, episodes, label)
+    parts = {
+        name: collect(task, core, policy, n, seed + 1000 + i, label)
+        for i, (name, (policy, n, label)) in enumerate(demos.items())
+    }
+    model, report = train_maternal(Transitions.cat(list(parts.values())), task.n_actions, seed=seed)
+    model.requires_grad_(False)
+    negative = task.negative_demonstration
+    pair = Transitions.cat([split_heldout(parts[name])[1] for name in ("expert", negative)])
+    report[f"heldout_expert_vs_{negative}_accuracy"] = balanced_accuracy(model, pair)
+    report["demonstrations"] = {name: n for name, (_, n, _) in demos.items()}
     return model, report
 
 

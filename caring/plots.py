@@ -6,6 +6,9 @@ import csv
 import math
 from pathlib import Path
 
+from caring.runs import run_world
+from caring.tasks import get_task
+
 
 def smooth(values: list[float], window: int = 10) -> list[float]:
     """Trailing mean over the last `window` updates, skipping NaN (updates in which no episode ended)."""
@@ -18,9 +21,6 @@ def smooth(values: list[float], window: int = 10) -> list[float]:
 
 def plot_run(run: Path) -> list[Path]:
     import matplotlib.pyplot as plt
-
-    from caring.tasks import get_task
-    from caring.train import run_world
 
     task = get_task(run_world(run)[0])
     rows = list(csv.DictReader((run / "metrics.csv").open()))

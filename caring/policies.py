@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from caring.networks import MotherNet
-from caring.tasks import Policy, Task
+from caring.protocols import Policy, Task
+from caring.runs import is_run, load_mother, run_world
 from worlds import rng
 from worlds.config import ConfigError
 
@@ -32,36 +33,13 @@ class TrainedMother:
         return (logits + gumbel).argmax(-1).view(B, A)
 
 
-def load_mother(run: Path, core: Any, task: Task) -> MotherNet:
-    from caring.train import load_checked, read_json
-
-    hidden = read_json(run / "config.json")["train"]["hidden"]
-    weights = load_checked(run / "mother.safetensors")
-    obs_dim = weights["trunk_1.weight"].shape[1] if "trunk_1.weight" in weights else -1
-    if obs_dim != core.obs_dim:
-        raise ConfigError(
-            f"{run} was trained on observations of size {obs_dim}, this world gives {core.obs_dim}; "
-            "use the run's own world settings"
-        )
-    net = MotherNet(core.obs_dim, task.n_actions, hidden, predicts_baby="baby_move.weight" in weights)
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"{run}/mother.safetensors does not fit the network: {str(err).splitlines()[0]}"
-        ) from None
-    return net.to(core.device)
-
-
 def load_policy(name: str, core: Any, task: Task) -> Policy:
     if name in task.scripted:
         return task.scripted[name](core)
     path = Path(name)
     if path.is_dir() or "/" in name:
-        if not (path / "config.json").exists():
+        if not is_run(path):
             raise ConfigError(f"{name} is not a run directory (no config.json)")
-        from caring.train import run_world
-
         trained_on, _ = run_world(path)
         if trained_on != task.name:
             raise ConfigError(f"{name} was trained on the {trained_on} world, not {task.name}")

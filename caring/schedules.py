@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 from worlds.config import ConfigError
 
-SCHEDULES = ("constant", "linear", "exp", "adaptive", "lagrangian")
+WEANING = ("constant", "linear", "exp", "adaptive")  # what `beta_schedule` may choose
+SCHEDULES = (*WEANING, "lagrangian")
 
 
 @dataclass

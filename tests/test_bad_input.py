@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import worlds
-from caring.cli import main
+from analysis.cli import main
 from worlds.config import ConfigError
 from worlds.nursery.nursery_v0 import NurseryEnv
 
@@ -113,7 +113,7 @@ def test_config_file_values_are_used(tmp_path, capsys):
 
 def test_console_script_never_prints_a_traceback():
     done = subprocess.run(
-        [sys.executable, "-m", "caring.cli", "eval", "nursery", "--policy", "nobody"],
+        [sys.executable, "-m", "analysis.cli", "eval", "nursery", "--policy", "nobody"],
         capture_output=True,
         text=True,
         timeout=120,

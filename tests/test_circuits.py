@@ -11,9 +11,9 @@ import torch
 from analysis import assays
 from analysis.attribution import BABY_CHANNELS, baby_features, integrated_gradients, protective_log_prob
 from analysis.circuits import load_run
+from analysis.cli import main
 from analysis.localize import ablation_curve, ablation_effects, rank_units
 from analysis.probes import baby_facts, collect, fit_and_score, probe_all
-from caring.cli import main
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
 from worlds.config import ConfigError
@@ -401,8 +401,8 @@ def test_retargeting_several_runs_pools_their_babies(tiny_run, tmp_path, capsys)
     assert main(argv) == 0  # again: both finished reports are reused, and the summary is the same
     again = capsys.readouterr()
     assert again.err.count("reused") == 2 and json.loads(again.out) == summary
+    from analysis.cli import QUICK_RETARGET
     from analysis.retarget import RetargetSettings, finished_report
-    from caring.cli import QUICK_RETARGET
 
     quick = RetargetSettings(**QUICK_RETARGET)
     assert finished_report(other_run, out / "run1", quick) is not None

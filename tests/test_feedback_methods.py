@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from caring.config import TrainConfig
 from caring.preferences import (
     CARE_SCORE,
     CONSTITUTION,
@@ -22,7 +23,7 @@ from caring.preferences import (
     weight_vector,
 )
 from caring.tasks.nursery import NurseryTask
-from caring.train import TrainConfig, Trainer
+from caring.train import Trainer
 from worlds.config import ConfigError, build_config
 from worlds.lava.config import LavaConfig
 from worlds.nursery.config import NurseryConfig
@@ -155,7 +156,7 @@ def test_the_label_budget_is_spent_evenly_and_exactly(tmp_path):
     trainer.run()
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(r["labels"]) for r in rows] == [0, 6, 9, 12]  # no baby (born at step 20) in update 1: carried
-    assert trainer.preferences.count == 12
+    assert trainer.stream.learner.count == 12
     with pytest.raises(ConfigError, match="segment_length=16 exceeds rollout=8"):
         build_config(TrainConfig, {"method": "rlaif", "rollout": 8})
     with pytest.raises(ConfigError, match="rlhf needs a baby"):
@@ -166,12 +167,12 @@ def test_rlhf_pays_the_ensemble_reward_on_the_steps_a_baby_lives(tmp_path):
     config = TrainConfig(method="rlhf", worlds=8, rollout=32, hidden=16, steps=2 * 8 * 2 * 32, labels=50)
     trainer = Trainer(tmp_path, NurseryConfig(), config)
     trainer.collect_rollout()  # births happen at step 20
-    buf = trainer.collect_rollout()
-    trainer.learn_preferences(buf)
-    expected = trainer.preferences.reward(buf["obs"], buf["action"]) * buf["judged"]
+    buf, _, _ = trainer.collect_rollout()
+    trainer.stream.after_rollout(buf, trainer.update, trainer.updates_weaning_starts)
+    expected = trainer.stream.learner.reward(buf["obs"], buf["action"]) * buf["judged"]
     assert torch.equal(buf["r_mat"], expected) and buf["judged"].any() and not buf["judged"].all()
     assert (buf["r_mat"][buf["judged"] == 0] == 0).all() and (buf["r_mat"][buf["judged"] > 0] != 0).all()
-    assert trainer.preferences.count > 0
+    assert trainer.stream.learner.count > 0
     with pytest.raises(ConfigError, match="one model cannot disagree"):
         build_config(TrainConfig, {"method": "rlhf", "reward_models": 1})
     assert build_config(TrainConfig, {"method": "rlhf", "reward_models": 1, "query": "random"})
@@ -219,7 +220,7 @@ def test_the_name_switch_recentres_on_the_baby_and_swaps_her_and_her_baby():
 def test_kindness_pays_her_value_of_her_babys_switched_situation(tmp_path):
     config = TrainConfig(method="kindness", worlds=4, rollout=32, hidden=16, steps=10**6, beta0=0.3)
     trainer = Trainer(tmp_path, NurseryConfig(), config)
-    buf = trainer.collect_rollout()
+    buf, _, _ = trainer.collect_rollout()
     state = trainer.state
     with torch.no_grad():
         _, value, _ = trainer.net(NurseryTask().perspective(trainer.core, state).reshape(8, -1))
@@ -227,4 +228,4 @@ def test_kindness_pays_her_value_of_her_babys_switched_situation(tmp_path):
     kept = buf["done"][-1] == 0  # worlds that ended on the last step were reset since
     assert kept.any() and torch.allclose(buf["r_mat"][-1][kept], expected[kept])
     assert buf["r_mat"][:19].abs().sum() == 0  # no baby before birth_step = 20
-    assert trainer.schedule.value(0) == 0.3  # a constant weight
+    assert trainer.stream.schedule.value(0) == 0.3  # a constant weight

@@ -5,8 +5,8 @@ import json
 
 import torch
 
+from analysis.cli import main
 from analysis.maternal_audit import action_preferences
-from caring.cli import main
 from caring.maternal import MaternalModel, collect
 from caring.tasks.nursery import NurseryTask
 from worlds.nursery.config import NurseryConfig
@@ -15,6 +15,10 @@ from worlds.nursery.scripted import SCRIPTED
 
 TINY = ["--steps", "128", "--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16",
         "--train-set", "demo_episodes=4"]  # fmt: skip
+
+
+def judgement(model: MaternalModel):
+    return lambda obs, action, next_obs: torch.sigmoid(model(obs, action, next_obs))
 
 
 def train(out, method: str) -> int:
@@ -29,7 +33,7 @@ def test_the_taken_action_column_is_m_on_the_real_transitions():
     model = MaternalModel(core.obs_dim, N_ACTIONS)
     expert = SCRIPTED["expert"](core)
     task = NurseryTask()
-    audit = action_preferences(task, core, model, expert, episodes=3, seed=5)
+    audit = action_preferences(task, core, judgement(model), expert, episodes=3, seed=5)
     real = collect(task, core, expert, 3, 5, 1.0)
     reward = torch.sigmoid(model(real.obs, real.action, real.next_obs))
     counts = torch.bincount(real.action, minlength=N_ACTIONS)
@@ -68,7 +72,8 @@ def test_lava_audit_groups_every_real_step_by_the_tile_it_entered():
     task, core = get_task("lava"), LavaCore(LavaConfig(split="test", quicksand=0.5))
     torch.manual_seed(0)
     model = MaternalModel(core.obs_dim, task.n_actions)
-    audit = action_preferences(task, core, model, task.scripted["shortcut"](core), episodes=40, seed=1)
+    shortcut = task.scripted["shortcut"](core)
+    audit = action_preferences(task, core, judgement(model), shortcut, episodes=40, seed=1)
     groups = audit["reward_by_outcome"]
     assert sum(g["count"] for g in groups.values()) == audit["states"]  # the groups partition the steps
     assert groups["onto the goal"]["count"] == 40  # the shortcut walker always arrives

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from caring.cli import main
+from analysis.cli import main
 from caring.tasks.nursery import NurseryTask
 from worlds import rng
 from worlds.config import ConfigError, build_config

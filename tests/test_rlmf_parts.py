@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from caring.advantages import combined_advantage, gae
 from caring.evaluate import episode_keys
 from caring.maternal import (
     MaternalModel,
@@ -18,6 +17,7 @@ from caring.maternal import (
     train_maternal,
 )
 from caring.networks import HookPoint, MotherNet
+from caring.ppo import combined_advantage, gae
 from caring.schedules import BetaSchedule
 from caring.tasks.nursery import NurseryTask, rule_penalty
 from worlds.config import ConfigError

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from analysis import sweep
+from analysis.cli import main
 from analysis.stats import bootstrap_ci, iqm, summarize
-from caring.cli import main
 from caring.files import write_json
 
 TINY = """

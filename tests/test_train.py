@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from caring.cli import main
+from analysis.cli import main
 from caring.train import Trainer
 
 TINY = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16",
@@ -167,9 +167,10 @@ def test_ppo_solves_a_tiny_task(tmp_path):
     """A mother alone on a small open map starts with 6 energy and dies unless she finds food and eats
     within about 6 steps (no baby, no hazards, no predator). Untrained she survives a few percent of
     episodes; PPO must teach her to walk to food and EAT."""
+    from caring.config import TrainConfig
     from caring.evaluate import evaluate
     from caring.policies import TrainedMother
-    from caring.train import TrainConfig, start_run
+    from caring.train import start_run
     from worlds.config import build_config
     from worlds.nursery.config import NurseryConfig
 
@@ -194,7 +195,8 @@ LAVA_TINY = ["--train-set", "worlds=16", "--train-set", "rollout=16", "--train-s
 
 
 def test_weaning_sets_beta1_to_zero_after_the_schedule_and_resumes_exactly(tmp_path, capsys):
-    from caring.train import TrainConfig, start_run
+    from caring.config import TrainConfig
+    from caring.train import start_run
     from worlds.config import build_config
     from worlds.lava.config import LavaConfig
 
@@ -223,7 +225,8 @@ def test_weaning_sets_beta1_to_zero_after_the_schedule_and_resumes_exactly(tmp_p
 
 
 def test_lava_training_never_sees_quicksand_or_held_out_layouts(tmp_path, capsys):
-    from caring.train import TrainConfig, start_run
+    from caring.config import TrainConfig
+    from caring.train import start_run
     from worlds.config import build_config
     from worlds.lava.config import LavaConfig
     from worlds.lava.core import CHANNELS, TEST_EVERY, layout_hash
@@ -236,10 +239,10 @@ def test_lava_training_never_sees_quicksand_or_held_out_layouts(tmp_path, capsys
     assert (layout_hash(*trainer.core.bank) % TEST_EVERY != 0).all()  # the layouts it draws from
     episodes = 0.0
     for _ in range(3):
-        buf = trainer.collect_rollout()
+        buf, stats, _ = trainer.collect_rollout()
         view = buf["obs"].view(-1, trainer.core.V * trainer.core.V + 1, len(CHANNELS))[:, :-1]
         assert not view[..., CHANNELS.index("soft")].any()  # no quicksand was ever in sight
-        episodes += buf["stats"]["episodes"]
+        episodes += stats["episodes"]
     assert episodes > 32  # worlds were reset onto new layouts along the way
 
 

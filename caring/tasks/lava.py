@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from caring.evaluate import episode_keys, wilson_ci95
+from caring.episodes import episode_keys, play, wilson_ci95
 from caring.maternal import PerturbedExpert
-from caring.tasks import Policy
+from caring.protocols import Policy
 from worlds.config import ConfigError
 from worlds.lava.config import LavaConfig
 from worlds.lava.core import ACTION_NAMES, N_ACTIONS, LavaCore, LavaState, LavaStepOutput
@@ -24,6 +24,18 @@ class LavaTask:
     n_actions = N_ACTIONS
     action_names = ACTION_NAMES
     scripted = SCRIPTED
+    # The lava experiment's recipe (README "Lava"): the goal's +1 is the whole task signal, so unscaled;
+    # a rule penalty of 1 (100x the step cost: 5 swamped the shared trunk's gradients), M's learned
+    # judgement at full weight (its best measured lava setting), 1.5M agent-steps.
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 1_500_000,
+        "worlds": 128,
+        "rollout": 32,
+        "reward_scale": 1.0,
+        "mat_penalty": 1.0,
+        "mat_learned_weight": 1.0,
+        "demo_episodes": 300,
+    }
     train_columns = ("success", "lava_episode_rate", "lava_per_episode", "steps_to_goal")
     headline = "success"
     eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {
@@ -162,9 +174,8 @@ class LavaTask:
             name: torch.zeros(keys.shape[0], device=core.device) for name in ("lava", "quicksand", "steps")
         }
         totals["return"] = torch.zeros(keys.shape[0], device=core.device)
-        for _ in range(core.config.max_cycles):
-            state, out = core.step(state, policy(state, obs))
-            obs = out.obs
+        for step in play(core, policy, state, obs):
+            state, out = step.after, step.out
             for name in ("lava", "quicksand", "steps"):
                 totals[name] += out.events[name][:, 0]
             totals["return"] += out.reward[:, 0]

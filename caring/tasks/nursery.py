@@ -9,7 +9,7 @@ import torch
 
 from caring.evaluate import evaluate
 from caring.maternal import PerturbedExpert
-from caring.tasks import Policy
+from caring.protocols import Policy
 from worlds.config import ConfigError
 from worlds.grid import reachable_cells
 from worlds.nursery.config import NurseryConfig
@@ -49,6 +49,7 @@ class NurseryTask:
     n_actions = N_ACTIONS
     action_names = ACTION_NAMES
     scripted = SCRIPTED
+    train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig's defaults are the nursery's recipe
     train_columns = ("baby_survival", "mother_survival")
     headline = "baby_survival"
     eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {

@@ -1,0 +1,220 @@
+"""The `caring` command, on the top floor: the training layer's commands (`caring.commands`) plus the
+analysis commands (sweep, audit, probe, retarget). This is the only module that imports both layers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from analysis.circuits import ProbeSettings, run_probe
+from analysis.maternal_audit import action_preferences, format_audit, load_judge
+from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
+from analysis.sweep import load_experiment, run_sweep
+from caring.commands import device, run
+from caring.files import write_json
+from caring.policies import load_policy
+from caring.runs import run_config, run_world
+from caring.tasks import get_task
+from worlds.config import ConfigError, build_config, parse_sets
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    experiment = load_experiment(args.experiment)  # rejects a bad file before anything runs
+    if args.workers < 1:
+        raise ConfigError(f"--workers={args.workers} must be at least 1")
+    out = Path(args.out or f"results/sweeps/{experiment.name}")
+    failures = run_sweep(
+        experiment, out, args.workers, device(args.device), log=lambda m: print(m, flush=True)
+    )
+    plots = "summary_bars.png, headline_by_world.png, learning_curves.png"
+    print(f"wrote {out}/: results.csv, summary.md/.json, speed.json, {plots}")
+    print((out / "summary.md").read_text())
+    if failures:
+        raise ConfigError(f"{failures} cell(s) failed; fix the cause and re-run the same command to resume")
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    """Which actions does a run's maternal model pay for, in the states a policy visits?"""
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    run = Path(args.run)
+    name, world = run_world(run, run_config(run))
+    task = get_task(name)
+    world = build_config(task.config_class, {**dataclasses.asdict(world), **parse_sets(args.set)})
+    core = task.make_core(world, device(args.device))
+    judge = load_judge(run, core, task)
+    policies = args.policy or ["expert", "random", args.run]
+    audits = {
+        policy: action_preferences(
+            task, core, judge, load_policy(policy, core, task), args.episodes, args.seed
+        )
+        for policy in policies
+    }
+    if args.json:
+        print(json.dumps({"run": args.run, "episodes": args.episodes, "seed": args.seed, "audits": audits}))
+        return
+    print("\n\n".join(format_audit(policy, audit) for policy, audit in audits.items()))
+
+
+QUICK_PROBE = {"episodes": 32, "instances": 8, "sizes": (0, 4, 8), "random_sets": 3}
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    """Assays, attribution, probes and the ablation curve of one nursery run, as figures and JSON."""
+    values = {
+        k: getattr(args, k)
+        for k in ("episodes", "instances", "site", "ranking", "mode", "random_sets", "seed")
+    }
+    values["sizes"] = tuple(args.sizes) if args.sizes else None
+    values = {k: v for k, v in values.items() if v is not None}
+    settings = ProbeSettings(**{**(QUICK_PROBE if args.quick else {}), **values})
+    out = Path(args.out)
+    run_probe(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
+    print((out / "report.md").read_text())
+    print(
+        f"wrote {out}/: report.json, report.md, assays.png, attribution.png, probes.png, ablation_curve.png"
+    )
+
+
+QUICK_RETARGET = {
+    "episodes": 32,
+    "vector_episodes": 8,
+    "random_vectors": 1,
+    "coefficients": (0.0, 2.0),
+    "units": (4, 8),
+    "finetune_steps": 16384,
+    "finetune_checks": 2,
+}
+RETARGET_KEYS = (
+    "method",
+    "new_baby_survival_before",
+    "new_baby_survival_after",
+    "own_baby_survival_before",
+    "own_baby_survival_after",
+    "mother_survival_change",
+    "goal_met_before",
+    "goal_met",
+)
+
+
+def cmd_retarget(args: argparse.Namespace) -> None:
+    """Make a nursery mother care for foster babies: steering, unit patching or fine-tuning."""
+    names = (
+        "method",
+        "site",
+        "episodes",
+        "vector_episodes",
+        "random_vectors",
+        "finetune_steps",
+        "finetune_checks",
+        "transfer_size",
+        "seed",
+    )
+    values: dict[str, Any] = {k: getattr(args, k) for k in names}
+    values["coefficients"] = tuple(args.coefficients) if args.coefficients else None
+    values["units"] = tuple(args.units) if args.units else None
+    values = {k: v for k, v in values.items() if v is not None}
+    settings = RetargetSettings(**{**(QUICK_RETARGET if args.quick else {}), **values})
+    out = Path(args.out)
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    if len(args.run) == 1:
+        summary = run_retarget(args.run[0], out, settings, device(args.device), log)
+        written = "report.json, dose_response.png"
+    else:  # several runs (training seeds): one directory each, then the pooled numbers
+        reports = []
+        for i, run in enumerate(args.run):
+            report = finished_report(run, out / f"run{i}", settings)
+            log(f"run {i + 1}/{len(args.run)}: {run}" + (" (finished earlier: reused)" if report else ""))
+            reports.append(report or run_retarget(run, out / f"run{i}", settings, device(args.device), log))
+        summary = pooled(reports)
+        write_json(out / "summary.json", summary)
+        written = "run*/report.json, run*/dose_response.png, summary.json"
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("settings", "dose_response")}))
+        return
+    for key in (*RETARGET_KEYS, "new_baby_survival_control"):
+        if key not in summary:
+            continue
+        value = summary[key]
+        print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    print(f"wrote {out}/: {written}")
+
+
+def add_commands(sub: Any) -> None:
+    """The analysis layer's commands, on an argparse subparsers object."""
+    p = sub.add_parser("sweep", help="train and evaluate a grid of methods x seeds in parallel (resumable)")
+    p.add_argument("experiment", help="experiment file (.toml or .json), e.g. analysis/experiments/*.toml")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
+    p.add_argument("--out", help="output directory (default results/sweeps/EXPERIMENT)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("audit", help="which actions a run's maternal model pays for, in whose states")
+    p.add_argument("run", help="an rlmf run directory")
+    p.add_argument(
+        "--policy",
+        action="append",
+        help="whose states to audit (repeatable; default: expert, random and the run's own mother)",
+    )
+    p.add_argument("--episodes", type=int, default=32)
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a setting of the run's world (e.g. lava: split=test --set quicksand=0.5)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "probe", help="where a nursery mother's care lives: assays, attribution, probes, ablation"
+    )
+    p.add_argument("run", help="a nursery run directory")
+    p.add_argument("--out", required=True, help="directory for the figures, report.json and report.md")
+    p.add_argument("--episodes", type=int, help="rollout episodes, and episodes per ablation point (200)")
+    p.add_argument("--instances", type=int, help="instances of each assay situation (64)")
+    p.add_argument("--site", help="hook point whose units are ranked and ablated (hook_trunk_2)")
+    p.add_argument("--ranking", help="ablation or conductance (ablation)")
+    p.add_argument("--mode", help="ablation: zero, mean or resample (mean)")
+    p.add_argument("--sizes", type=int, nargs="+", help="numbers of units to ablate (0 1 2 4 6 8 12 16 32)")
+    p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets per size (20)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look (under a minute)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("retarget", help="make a nursery mother care for a baby with a never-seen marker")
+    p.add_argument("run", nargs="+", help="nursery run directories trained on kin babies (several: pooled)")
+    p.add_argument("--out", required=True, help="directory for report.json (and the fine-tuning run)")
+    p.add_argument("--method", help="steer, patch or finetune (steer)")
+    p.add_argument("--site", help="hook point to steer or patch (hook_trunk_2)")
+    p.add_argument("--coefficients", type=float, nargs="+", help="steering coefficients (0 0.5 1 2 4 8)")
+    p.add_argument("--units", type=int, nargs="+", help="patched unit counts (4 8 16 32 64)")
+    p.add_argument("--episodes", type=int, help="episodes per measurement (200)")
+    p.add_argument("--vector-episodes", dest="vector_episodes", type=int, help="rollouts for the vector (64)")
+    p.add_argument("--random-vectors", dest="random_vectors", type=int, help="random-vector controls (3)")
+    p.add_argument("--finetune-steps", dest="finetune_steps", type=int, help="fine-tuning budget (2000000)")
+    p.add_argument(
+        "--finetune-checks", dest="finetune_checks", type=int, help="evaluations while fine-tuning"
+    )
+    p.add_argument("--transfer-size", dest="transfer_size", type=int, help="held-out layout size (16)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
+    p.set_defaults(func=cmd_retarget)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv, add_commands)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Training settings: the trainer's own, plus every registered stream's (`caring.streams`), as one flat
+frozen `TrainConfig` (so `--train-set key=value`, config.json and experiment files stay one namespace).
+A stream declares its settings in its own file; they join TrainConfig from the registry.
+
+Defaults are the recipe that works in the nursery (RLMF, adaptive β₁, M's learned judgement weighted
+0.1 against its rules, 12M agent-steps: README "Training"); a world's task may set its own
+(`Task.train_defaults`), which `train_config` puts under whatever the user sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from caring.schedules import WEANING
+from caring.streams import STREAMS, get_stream
+from worlds.config import ConfigError, build_config, param, validate_fields
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What every method shares: which stream, how β₁ is weaned, the budget, PPO and the network."""
+
+    method: str = param("rlmf", "training method (the second stream)", choices=tuple(STREAMS))
+    beta_schedule: str = param("adaptive", "how beta1 is weaned", choices=WEANING)
+    beta0: float = param(
+        0.5, "beta1 at the start (1.0 leaves no task signal to learn self-care from)", 0.0, 1.0
+    )
+    beta_min: float = param(0.05, "beta1's floor", 0.0, 1.0)
+    harm_threshold: float = param(
+        0.02,
+        "adaptive: harm rate an update may have and count as clean (per baby-step, per walker-step)",
+        0.0,
+        1.0,
+    )
+    beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
+    beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
+    steps: int = param(12_000_000, "agent-steps of experience to train on", 1, 10**11)
+    wean_steps: int = param(
+        0, "agent-steps trained after `steps` with beta1 = 0 (is the habit kept once M is gone?)", 0, 10**11
+    )
+    seed: int = param(0, "random seed", 0, 2**62)
+    worlds: int = param(256, "worlds stepped together", 1, 65536)
+    rollout: int = param(64, "steps per world per update", 1, 10000)
+    epochs: int = param(4, "PPO epochs per update", 1, 100)
+    minibatches: int = param(4, "minibatches per epoch", 1, 1024)
+    lr: float = param(3e-4, "Adam learning rate", 1e-7, 1.0)
+    gamma: float = param(0.99, "discount", 0.0, 1.0)
+    lam: float = param(0.95, "GAE lambda", 0.0, 1.0)
+    clip: float = param(0.2, "PPO clip range", 0.0, 1.0)
+    ent_coef: float = param(0.02, "entropy bonus", 0.0, 1.0)
+    vf_coef: float = param(0.5, "value loss weight (each critic)", 0.0, 100.0)
+    max_grad_norm: float = param(0.5, "gradient clipping", 0.0, 100.0)
+    hidden: int = param(128, "hidden units per trunk layer", 8, 4096)
+    reward_scale: float = param(0.1, "task reward multiplier", 1e-6, 100.0)
+    checkpoint_every: int = param(10, "updates between checkpoints", 1, 10**6)
+
+
+def _validate(self: Any) -> None:
+    validate_fields(self)
+    if self.beta_min > self.beta0:
+        raise ConfigError(f"beta_min={self.beta_min} exceeds beta0={self.beta0}")
+    if (self.worlds * self.rollout) % self.minibatches:
+        raise ConfigError(f"worlds*rollout={self.worlds * self.rollout} is not divisible by minibatches")
+    get_stream(self.method).check(self)
+
+
+def _compose() -> type:
+    """TrainerSettings' fields, then each stream's settings in registry order (a settings class two
+    streams share, like RLHF's and RLAIF's, joins once)."""
+    fields: list[tuple[str, Any, Any]] = []
+    owner: dict[str, type] = {}
+    for cls in (TrainerSettings, *(stream.Settings for stream in STREAMS.values())):
+        for f in dataclasses.fields(cls):
+            if f.name in owner:
+                if owner[f.name] is not cls:
+                    twice = f"{owner[f.name].__name__} and {cls.__name__}"
+                    raise TypeError(f"setting {f.name} is declared by {twice}")
+                continue
+            owner[f.name] = cls
+            fields.append((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)))
+    doc = "Every training setting: the trainer's (TrainerSettings) and each stream's, one flat namespace."
+    namespace = {"validate": _validate, "__doc__": doc, "__module__": __name__}
+    return dataclasses.make_dataclass("TrainConfig", fields, frozen=True, namespace=namespace)
+
+
+TrainConfig = _compose()
+
+
+def train_config(task: Any, overrides: dict[str, Any] | None = None) -> Any:
+    """The TrainConfig for training in `task`'s world: its defaults (`Task.train_defaults`) under the
+    given overrides (strings or typed values), validated."""
+    return build_config(TrainConfig, {**task.train_defaults, **(overrides or {})})

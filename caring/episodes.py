@@ -1,0 +1,58 @@
+"""The one episode loop every evaluator, recorder, probe and renderer uses, plus the episode keys and
+Wilson intervals every world's evaluation shares.
+
+`play` yields one `Transition` per step of B worlds (no auto-reset), so a consumer reads the step it
+needs (events, the state before, the actions taken) and stops early with a plain `break`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from caring.protocols import Policy, Transition
+from worlds import rng
+
+
+def episode_keys(seed: int, episodes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The world keys of evaluation episodes 0..episodes-1 for a seed (any batch split gives the same)."""
+    return rng.hash_parts(rng.seed_key(seed, device)[:, None], torch.arange(episodes, device=device)[None])[0]
+
+
+def wilson_ci95(successes: float, n: float) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    if n == 0:
+        return (0.0, 0.0)
+    z, p = 1.959964, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def play(
+    core: Any, policy: Policy, state: Any, obs: torch.Tensor, steps: int | None = None
+) -> Iterator[Transition]:
+    """Step `policy` from (state, obs (B, A, obs_dim)) for the episode's remaining steps (at most
+    max_cycles, or `steps`), yielding each step. Worlds are never reset: a finished world's agents keep
+    being stepped as the core leaves them (dead mothers stay still, a walker stays at her goal)."""
+    limit = core.config.max_cycles if steps is None else min(steps, core.config.max_cycles)
+    for _ in range(limit):
+        action = policy(state, obs)
+        after, out = core.step(state, action)
+        yield Transition(state, obs, action, after, out)
+        state, obs = after, out.obs
+
+
+@torch.inference_mode()
+def render_episode(task: Any, core: Any, policy: Policy, seed: int, steps: int, renderer: Any) -> list:
+    """Frames (H, W, 3) uint8 of one episode (episode key 0 of `seed`), up to `steps` steps or its end."""
+    state, obs = core.reset(episode_keys(seed, 1, core.device))
+    frames = [renderer.draw(state)]
+    for step in play(core, policy, state, obs, steps):
+        frames.append(renderer.draw(step.after))
+        if bool(task.ended(step.after, step.out)[0]):
+            break
+    return frames
