@@ -13,7 +13,6 @@ the stream keeps (RLMF: its maternal model). Reading run directories is `caring.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import time
@@ -23,16 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from caring import ppo
+from caring import checkpoints, ppo
 from caring.config import TrainConfig
 from caring.episodes import episode_keys
-from caring.files import load_checked, load_optimizer, optimizer_tensors, read_json
 from caring.networks import MotherNet
 from caring.protocols import Transition
 from caring.runs import run_config, run_world
-from caring.schedules import BetaSchedule
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
 from worlds.config import ConfigError, build_config
@@ -182,101 +178,23 @@ class Trainer:
                 **stream.logs(),
                 **losses,
             }
-            self._append_csv("metrics.csv", self.columns, row)
+            checkpoints.append_row(self.out / "metrics.csv", self.columns, row)
             elapsed = time.perf_counter() - start
             speed = {"update": self.update, "agent_steps_per_s": per_update / elapsed, "rollout_s": rollout_s}
-            self._append_csv("speed.csv", SPEED_COLUMNS, speed | self.clock.seconds)
+            checkpoints.append_row(self.out / "speed.csv", SPEED_COLUMNS, speed | self.clock.seconds)
             self.clock = Stopwatch()
             if self.update % c.checkpoint_every == 0 or self.update == self.updates_total:
                 self.save_checkpoint()
             if progress is not None:
                 progress(self.update, self.updates_total, row, per_update / elapsed)
 
-    def _append_csv(self, name: str, columns: tuple[str, ...], row: dict) -> None:
-        path = self.out / name
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
         """Everything needed to continue exactly: weights, optimiser, sampler, world, bookkeeping."""
-        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
-        tensors |= optimizer_tensors(self.opt, "opt")
-        tensors |= {f"stream.{k}": v.contiguous() for k, v in self.stream.state().items()}
-        tensors["sampler"] = self.gen.get_state()
-        for f in dataclasses.fields(self.task.state_class):
-            tensors[f"world.{f.name}"] = getattr(self.state, f.name).clone()  # some fields alias others
-        tensors["obs"] = self.obs.contiguous()
-        tensors |= {f"tally.{k}": v.contiguous() for k, v in self.tally.items()}
-        tmp = self.out / "checkpoint.safetensors.tmp"
-        save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp))
-        meta = {
-            "update": self.update,
-            "schedule": self.stream.schedule.to_json(),
-            "opt_param_groups": self.opt.state_dict()["param_groups"],
-            "stream": self.stream.meta(),
-        }
-        (self.out / "checkpoint.json.tmp").write_text(json.dumps(meta))
-        tmp.replace(self.out / "checkpoint.safetensors")
-        (self.out / "checkpoint.json.tmp").replace(self.out / "checkpoint.json")
-        save_file(
-            {k: v.cpu().contiguous() for k, v in self.net.state_dict().items()},
-            str(self.out / "mother.safetensors"),
-        )
+        checkpoints.save(self)
 
     def load_checkpoint(self) -> None:
-        tensors = load_checked(self.out / "checkpoint.safetensors")
-        meta = read_json(self.out / "checkpoint.json")
-        _upgrade_legacy(tensors, meta)
-        dev = self.device
-        fields = dataclasses.fields(self.task.state_class)
-        expected = {f"world.{f.name}": getattr(self.state, f.name) for f in fields}
-        expected["obs"] = self.obs
-        expected |= {f"tally.{k}": v for k, v in self.tally.items()}
-        for key, fresh in expected.items():
-            if key not in tensors or tensors[key].shape != fresh.shape:
-                found = tuple(tensors[key].shape) if key in tensors else "nothing"
-                raise ConfigError(
-                    f"checkpoint in {self.out} does not fit this run's world: {key} has shape {found}, "
-                    f"expected {tuple(fresh.shape)} (a checkpoint from another world or run?)"
-                )
-        try:
-            self.net.load_state_dict({k[4:]: v.to(dev) for k, v in tensors.items() if k.startswith("net.")})
-        except RuntimeError as err:
-            raise ConfigError(
-                f"checkpoint in {self.out} does not fit the network: {str(err).splitlines()[0]}"
-            ) from None
-        load_optimizer(self.opt, tensors, "opt", meta["opt_param_groups"], dev)
-        mine = {k[7:]: v for k, v in tensors.items() if k.startswith("stream.")}
-        self.stream.load(mine, meta.get("stream", {}))
-        self.gen.set_state(tensors["sampler"])
-        self.state = self.task.state_class(**{f.name: tensors[f"world.{f.name}"].to(dev) for f in fields})
-        self.obs = tensors["obs"].to(dev)
-        self.tally = {k: tensors[f"tally.{k}"].to(dev) for k in self.tally}
-        self.update = int(meta["update"])
-        self.stream.schedule = BetaSchedule.from_json(meta["schedule"])
-        for name in ("metrics.csv", "speed.csv"):  # drop rows written after this checkpoint
-            path = self.out / name
-            if path.exists():
-                with path.open(newline="") as f:  # keep the csv module's line endings as written
-                    lines = f.read().splitlines(keepends=True)
-                with path.open("w", newline="") as f:
-                    f.write("".join(lines[: 1 + self.update]))
-
-
-def _upgrade_legacy(tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Checkpoints from before tasks kept the nursery's one tally at top level; from before streams,
-    RLHF's state was `pref.*` with its optimiser groups at `pref_opt_param_groups`."""
-    if "born" in tensors:
-        tensors["tally.born"] = tensors.pop("born")
-    for key in [k for k in tensors if k.startswith("pref.")]:
-        tensors["stream." + key[5:]] = tensors.pop(key)
-    if "pref_opt_param_groups" in meta:
-        meta["stream"] = {"opt_param_groups": meta.pop("pref_opt_param_groups")}
+        checkpoints.restore(self)
 
 
 def start_run(
