@@ -14,7 +14,7 @@ from analysis.circuits import ProbeSettings, run_probe
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
 from analysis.sweep import load_experiment, run_sweep
-from caring.commands import device, run
+from caring.commands import EPISODES, SEED, device, finite_float, run
 from caring.files import write_json
 from caring.policies import load_policy
 from caring.runs import run_config, run_world
@@ -27,9 +27,19 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ConfigError(f"--workers={args.workers} must be at least 1")
     out = Path(args.out or f"results/sweeps/{experiment.name}")
-    failures = run_sweep(
-        experiment, out, args.workers, device(args.device), log=lambda m: print(m, flush=True)
-    )
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    if args.backend == "ray":
+        from analysis.sweep_ray import ray_cluster  # Ray is an optional extra: imported only here
+
+        with ray_cluster(args.address, args.workers, args.device, args.gpus_per_cell) as runner:
+            failures = run_sweep(experiment, out, device=runner.device, log=log, runner=runner)
+    elif args.address is not None or args.gpus_per_cell is not None:
+        raise ConfigError("--address and --gpus-per-cell are for --backend ray")
+    else:
+        failures = run_sweep(experiment, out, args.workers, device(args.device), log=log)
     plots = "summary_bars.png, headline_by_world.png, learning_curves.png"
     print(f"wrote {out}/: results.csv, summary.md/.json, speed.json, {plots}")
     print((out / "summary.md").read_text())
@@ -39,8 +49,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> None:
     """Which actions does a run's maternal model pay for, in the states a policy visits?"""
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
     run = Path(args.run)
     name, world = run_world(run, run_config(run))
     task = get_task(name)
@@ -148,9 +156,26 @@ def add_commands(sub: Any) -> None:
     """The analysis layer's commands, on an argparse subparsers object."""
     p = sub.add_parser("sweep", help="train and evaluate a grid of methods x seeds in parallel (resumable)")
     p.add_argument("experiment", help="experiment file (.toml or .json), e.g. analysis/experiments/*.toml")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (one torch thread each)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (one torch thread each); with --backend ray: the local Ray's CPUs",
+    )
     p.add_argument("--out", help="output directory (default results/sweeps/EXPERIMENT)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: a pool of worker processes; ray: one Ray task per cell (pip install -e '.[ray]')",
+    )
+    p.add_argument("--address", help="with --backend ray: a running Ray cluster (default: start a local one)")
+    p.add_argument(
+        "--gpus-per-cell",
+        type=float,
+        help="with --backend ray and --device cuda: the share of a GPU each cell gets (default 1)",
+    )
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("audit", help="which actions a run's maternal model pays for, in whose states")
@@ -160,8 +185,8 @@ def add_commands(sub: Any) -> None:
         action="append",
         help="whose states to audit (repeatable; default: expert, random and the run's own mother)",
     )
-    p.add_argument("--episodes", type=int, default=32)
-    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--episodes", type=EPISODES, default=32)
+    p.add_argument("--seed", type=SEED, default=777)
     p.add_argument(
         "--set",
         action="append",
@@ -185,7 +210,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--mode", help="ablation: zero, mean or resample (mean)")
     p.add_argument("--sizes", type=int, nargs="+", help="numbers of units to ablate (0 1 2 4 6 8 12 16 32)")
     p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets per size (20)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--quick", action="store_true", help="small settings for a first look (under a minute)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_probe)
@@ -195,7 +220,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", required=True, help="directory for report.json (and the fine-tuning run)")
     p.add_argument("--method", help="steer, patch or finetune (steer)")
     p.add_argument("--site", help="hook point to steer or patch (hook_trunk_2)")
-    p.add_argument("--coefficients", type=float, nargs="+", help="steering coefficients (0 0.5 1 2 4 8)")
+    p.add_argument(
+        "--coefficients", type=finite_float, nargs="+", help="steering coefficients (0 0.5 1 2 4 8)"
+    )
     p.add_argument("--units", type=int, nargs="+", help="patched unit counts (4 8 16 32 64)")
     p.add_argument("--episodes", type=int, help="episodes per measurement (200)")
     p.add_argument("--vector-episodes", dest="vector_episodes", type=int, help="rollouts for the vector (64)")
@@ -205,7 +232,7 @@ def add_commands(sub: Any) -> None:
         "--finetune-checks", dest="finetune_checks", type=int, help="evaluations while fine-tuning"
     )
     p.add_argument("--transfer-size", dest="transfer_size", type=int, help="held-out layout size (16)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--quick", action="store_true", help="small settings for a first look")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")

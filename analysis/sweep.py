@@ -9,8 +9,10 @@ checkpoint), is evaluated, and leaves `OUT/cells/METHOD__seedS.json`; a cell who
 skipped, so re-running the same command resumes the sweep; one whose JSON lacks a result the file now
 asks for (a new evaluation, say) is re-evaluated, its trained mother loaded from the run, not retrained.
 At the end `results.csv` (one row per cell), `summary.json` and `summary.md` (mean and interquartile mean
-over seeds, each with a 95% bootstrap CI), `speed.json` (training speed: wall-clock, so kept apart from
-the deterministic results) and plots are written.
+over seeds, each with a 95% bootstrap CI), `speed.json` (training speed and seconds: wall-clock, so kept
+apart from the deterministic results, which are then the same bytes wherever cells ran on one torch
+thread each) and plots are written. Cells run in a local pool of worker processes (`LocalPool`) or as
+Ray tasks (`analysis.sweep_ray`); both run `finish_cell` and share the bookkeeping here.
 
 Besides each evaluation's metrics a row holds the caring assays' scores in the training world (nursery:
 `assay_care`, `assay_self`), the feedback a trained method used (`demo_episodes`, `preference_labels`),
@@ -40,6 +42,7 @@ Results of an evaluation named E appear as `E.METRIC` (bare `METRIC` for the def
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -47,9 +50,10 @@ import math
 import multiprocessing
 import statistics
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -57,6 +61,7 @@ from analysis import assays
 from analysis.stats import summarize
 from analysis.sweep_plots import plot_sweep
 from caring.config import train_config
+from caring.episodes import MAX_EPISODES, MAX_SEED
 from caring.files import write_json
 from caring.plots import plot_run, smooth
 from caring.policies import TrainedMother
@@ -79,7 +84,7 @@ FILE_KEYS = (
     "methods",
     "evaluations",
 )
-TRAIN_KEYS = ("final_beta1", "agent_steps", "train_seconds")
+TRAIN_KEYS = ("final_beta1", "agent_steps")
 BUDGET_KEYS = ("demo_episodes", "preference_labels")  # feedback a trained method used (its stream's count)
 ASSAY_KEYS = {"nursery": ("assay_care", "assay_self")}  # the caring assays are nursery situations
 ASSAY_LABELS = {"assay_care": "care assays", "assay_self": "self-care assays"}
@@ -180,13 +185,15 @@ def load_experiment(path: str | Path) -> Experiment:
     except ConfigError as err:
         raise ConfigError(f"{where}: world_settings: {err}") from None
     seeds = data.get("seeds")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers")
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s, 0, MAX_SEED) for s in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers in [0, {MAX_SEED}]")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: seeds repeat")
     episodes = data.get("eval_episodes", 500)
-    if not isinstance(episodes, int) or episodes < 1:
-        raise ConfigError(f"{where}: eval_episodes must be a positive integer, got {episodes!r}")
+    if not _is_int(episodes, 1, MAX_EPISODES):
+        raise ConfigError(
+            f"{where}: eval_episodes must be an integer in [1, {MAX_EPISODES}], got {episodes!r}"
+        )
     scripted = data.get("scripted", [])
     if not isinstance(scripted, list):
         raise ConfigError(f"{where}: scripted must be a list of scripted policies")
@@ -262,6 +269,10 @@ def _evaluations(data: dict, task: Any, world: dict, where: str) -> tuple[Evalua
     return tuple(found)
 
 
+def _is_int(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
 def _table(data: dict, key: str, where: str) -> dict:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -283,7 +294,6 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         row["kind"] = "scripted"
     else:
         run = run_dir(cell, out)
-        start = time.perf_counter()
         if cell_path(cell, out).exists():
             mother = TrainedMother(load_mother(run, training_core, task))
         else:
@@ -295,7 +305,6 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
             mother = TrainedMother(trainer.net)
         row |= {"kind": "trained", **training_summary(run / "metrics.csv", task.train_columns)}
         row |= feedback_budget(run)
-        row["train_seconds"] = _seconds(run / "speed.csv", time.perf_counter() - start)
 
     def policy(core: Any) -> Any:
         return mother if cell.scripted is None else task.scripted[cell.scripted](core)
@@ -375,30 +384,87 @@ def training_summary(metrics: Path, columns: tuple[str, ...]) -> dict[str, float
     return summary | {"final_beta1": float(rows[-1]["beta1"]), "agent_steps": int(rows[-1]["agent_steps"])}
 
 
-def _seconds(speed_csv: Path, fallback: float) -> float:
-    """Training wall-clock summed over every update (so a resumed run counts all its sessions)."""
-    rows = list(csv.DictReader(speed_csv.open())) if speed_csv.exists() else []
-    if not rows:
-        return fallback
+def train_seconds(run: Path) -> float:
+    """Training wall-clock summed over every update (so a resumed run counts all its sessions); NaN for
+    a run whose speed.csv does not time its updates."""
+    rows = list(csv.DictReader((run / "speed.csv").open())) if (run / "speed.csv").exists() else []
+    if not rows or not {"rollout_s", "update_s"} <= set(rows[0]):
+        return math.nan
     return sum(float(r["rollout_s"]) + float(r["update_s"]) for r in rows)
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
+# ---------------------------------------------------------------------------- running cells
+CellJob = tuple[Cell, Experiment, Path, str]  # a cell, its experiment, the sweep's directory, the device
+Outcome = tuple[Cell, dict[str, Any] | None, str | None]  # the cell, its row or None, the error or None
 
 
-def _run_guarded(args: tuple[Cell, Experiment, Path, str]) -> tuple[Cell, dict | None, str | None]:
-    cell = args[0]
+def one_torch_thread() -> None:
+    """Cells run side by side on shared cores: one torch thread each avoids oversubscription (and gives
+    a pool worker's cell the same floats as a Ray task's)."""
+    torch.set_num_threads(1)
+
+
+def finish_cell(job: CellJob) -> Outcome:
+    """Run one cell unless its JSON already holds every result the experiment asks for (then return that
+    row): idempotent, so a cell that runs twice (a retried task, a re-run command) is never redone once
+    finished, and an unfinished one resumes its run. Bad input and file errors are this cell's failure, not
+    the sweep's."""
+    cell, experiment, out, _ = job
     try:
-        return cell, run_cell(*args), None
+        if missing_keys(cell, experiment, out) == set():
+            return cell, json.loads(cell_path(cell, out).read_text())["row"], None
+        return cell, run_cell(*job), None
     except (ConfigError, ValueError, OSError) as err:
         return cell, None, str(err)
 
 
+class Runner(Protocol):
+    """Where cells run: yields each job's outcome as it finishes, in any order."""
+
+    label: str  # for the sweep's first log line
+
+    def __call__(self, jobs: list[CellJob]) -> Generator[Outcome, None, None]: ...
+
+
+@dataclass
+class LocalPool:
+    """This machine's cores: `workers` spawned processes (one: the calling process itself)."""
+
+    workers: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.workers} workers"
+
+    def __call__(self, jobs: list[CellJob]) -> Generator[Outcome, None, None]:
+        if self.workers == 1:  # one thread like every worker, so results never depend on --workers
+            threads = torch.get_num_threads()
+            one_torch_thread()
+            try:
+                yield from map(finish_cell, jobs)
+            finally:
+                torch.set_num_threads(threads)
+            return
+        pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=one_torch_thread)
+        try:
+            yield from pool.imap_unordered(finish_cell, jobs)
+        finally:
+            pool.terminate()
+
+
 # ---------------------------------------------------------------------------- the grid
-def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str = "cpu", log=print) -> int:
-    """Run every unfinished cell, then write the results; returns the number of failed cells."""
+def run_sweep(
+    experiment: Experiment,
+    out: Path,
+    workers: int = 1,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+    runner: Runner | None = None,
+) -> int:
+    """Run every unfinished cell (with `runner`; default: a LocalPool of `workers`), then write the
+    results; returns the number of failed cells."""
     out = Path(out)
+    runner = runner or LocalPool(workers)
     check_existing_runs(experiment, out)
     out.mkdir(parents=True, exist_ok=True)
     lacking = {c.key: missing_keys(c, experiment, out) for c in experiment.cells}
@@ -407,20 +473,14 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
     done = len(experiment.cells) - len(todo)
     log(
         f"sweep {experiment.name}: {len(experiment.cells)} cells, {done} already finished, "
-        f"{len(stale)} to re-evaluate, {workers} workers"
+        f"{len(stale)} to re-evaluate, {runner.label}"
     )
     failures = 0
     first = experiment.evaluations[0]
     headline_keys = [first.key(c) for c in first.columns[:2]]
     jobs = [(c, experiment, out, device) for c in todo]
     start = time.perf_counter()
-    if workers == 1:
-        results = map(_run_guarded, jobs)
-        pool = None
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
-        results = pool.imap_unordered(_run_guarded, jobs)
-    try:
+    with contextlib.closing(runner(jobs)) as results:  # closing: the runner cleans up on any way out
         for cell, row, error in results:
             done += 1
             where = f"[{done}/{len(experiment.cells)}] {cell.key}" + (
@@ -432,9 +492,6 @@ def run_sweep(experiment: Experiment, out: Path, workers: int = 1, device: str =
                 continue
             shown = ", ".join(f"{k} {row[k]:.3f}" for k in headline_keys)
             log(f"{where}: {shown} ({time.perf_counter() - start:.0f} s)")
-    finally:
-        if pool is not None:
-            pool.terminate()
     write_results(experiment, out)
     return failures
 
@@ -471,8 +528,10 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
                 if any(k in r for r in mine)
             }
     speeds = training_speeds(experiment, out)
+    # wall-clock, kept apart: results.csv stays the same bytes wherever the cells ran
+    seconds = {c.key: train_seconds(run_dir(c, out)) for c, _ in cells if c.train is not None}
     write_json(out / "summary.json", summary)
-    write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds})  # wall-clock, apart
+    write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds, "train_seconds": seconds})
     _write_text(out / "summary.md", summary_table(summary, experiment) + speed_line(speeds))
     plot_sweep(experiment, out, summary)
     return summary

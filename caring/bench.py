@@ -24,9 +24,11 @@ def _median_rate(run, repeats: int) -> float:
     return statistics.median(run() for _ in range(repeats))
 
 
-def bench_pettingzoo(config: Any, steps: int, repeats: int) -> float:
+def bench_pettingzoo(config: Any, steps: int, repeats: int, compile: bool = False) -> float:
+    """Random play through the PettingZoo API, living agents counted; compile=True steps the view's
+    ahead-of-time compiled core (built on the first run, about a minute and a half, then cached)."""
     task = task_of(config)
-    env = worlds.make(task.name, **dataclasses.asdict(config))
+    env = worlds.make(task.name, compile=compile, **dataclasses.asdict(config))
     rng = np.random.default_rng(0)
 
     def run() -> float:
@@ -65,6 +67,62 @@ def bench_batched(config: Any, batch: int, steps: int, repeats: int, device: str
     return _median_rate(run, repeats)
 
 
+def bench_vector(
+    config: Any, num_envs: int, steps: int, repeats: int, obs_dtype: str = "uint8", device: str = "cpu"
+) -> float:
+    """Random actions as a numpy array in, numpy observations out, through `worlds.make_vec`'s
+    Gymnasium API (autoresets included); every env index, an agent slot, counts at every step."""
+    task = task_of(config)
+    params = dataclasses.asdict(config)
+    env = worlds.make_vec(task.name, num_envs=num_envs, obs_dtype=obs_dtype, device=device, **params)
+    actions = np.random.default_rng(0).integers(0, task.n_actions, size=(steps, env.num_envs))
+
+    def run() -> float:
+        env.reset(seed=0)
+        start = time.perf_counter()
+        for t in range(steps):
+            env.step(actions[t])
+        return steps * env.num_envs / (time.perf_counter() - start)
+
+    return _median_rate(run, repeats)
+
+
+def bench_sb3(config: Any, num_envs: int, timesteps: int) -> list[dict]:
+    """SB3 PPO (default MlpPolicy, n_steps=128, batch_size=1024, n_epochs=4) trained for `timesteps`
+    on `num_envs` agents: through `worlds.sb3.SB3VecWorld`, and, when SuperSuit is installed, through
+    the PettingZoo view in SuperSuit's vector env (black death, as dead agents need) -> wall-clock
+    agent-steps/s of the whole learn() (environment, inference and updates), one run each."""
+    from stable_baselines3 import PPO
+
+    from worlds.sb3 import SB3VecWorld
+
+    task = task_of(config)
+    params = dataclasses.asdict(config)
+    envs = {"vector": lambda: SB3VecWorld(task.name, num_envs=num_envs, **params)}
+    try:
+        import supersuit as ss
+
+        def supersuit_env() -> Any:
+            view = ss.black_death_v3(worlds.make(task.name, **params))
+            agents = len(view.possible_agents)
+            markov = ss.pettingzoo_env_to_vec_env_v1(view)
+            return ss.concat_vec_envs_v1(markov, num_envs // agents, base_class="stable_baselines3")
+
+        envs["supersuit"] = supersuit_env
+    except ImportError:
+        pass
+    rows = []
+    for name, make in envs.items():
+        env = make()
+        model = PPO("MlpPolicy", env, n_steps=128, batch_size=1024, n_epochs=4, device="cpu")
+        start = time.perf_counter()
+        model.learn(total_timesteps=timesteps)
+        seconds = time.perf_counter() - start
+        row = {"mode": "sb3-ppo", "env": name, "num_envs": env.num_envs, "timesteps": model.num_timesteps}
+        rows.append(row | {"agent_steps_per_s": model.num_timesteps / seconds})
+    return rows
+
+
 @torch.inference_mode()
 def step_breakdown(config: Any, batch: int, repeats: int, device: str) -> dict:
     """Tensor operations per step (what dominates at small B) and the share of a step spent building
@@ -92,15 +150,22 @@ def step_breakdown(config: Any, batch: int, repeats: int, device: str) -> dict:
     return {"ops_per_step": ops, "step_ms": 1e3 * step_s, "observe_share": observe_s / step_s}
 
 
-def run_bench(config: Any, batches: list[int], repeats: int, devices: list[str]) -> dict:
+def run_bench(
+    config: Any, batches: list[int], repeats: int, devices: list[str], compiled: bool = False
+) -> dict:
+    """Rows of agent-steps/s: the PettingZoo view (and, with `compiled`, its compiled step: built on
+    first use, 1-3 minutes), the batched core and the vector env at each batch, on each device."""
+    views = [("pettingzoo", False, 300)] + ([("pettingzoo-compiled", True, 3000)] if compiled else [])
     results = [
         {
-            "mode": "pettingzoo",
+            "mode": mode,
             "batch": 1,
             "device": "cpu",
-            "agent_steps_per_s": bench_pettingzoo(config, 300, repeats),
+            "agent_steps_per_s": bench_pettingzoo(config, steps, repeats, compile=compile),
         }
+        for mode, compile, steps in views
     ]
+    agents = task_of(config).make_core(config, "cpu").A
     for device in devices:
         for batch in batches:
             steps = max(20, min(200, 20_000 // batch))
@@ -113,6 +178,11 @@ def run_bench(config: Any, batches: list[int], repeats: int, devices: list[str])
                     **step_breakdown(config, batch, repeats, device),
                 }
             )
+        for batch in batches:  # one env per agent: num_envs a multiple of the agents per world
+            num_envs = max(agents, batch - batch % agents)
+            steps = max(20, min(200, 20_000 // num_envs))
+            rate = bench_vector(config, num_envs, steps, repeats, device=device)
+            results.append({"mode": "vector", "batch": num_envs, "device": device, "agent_steps_per_s": rate})
     task = task_of(config)
     state, _ = task.make_core(config, "cpu").reset(episode_keys(0, 1))
     return {
@@ -125,10 +195,12 @@ def run_bench(config: Any, batches: list[int], repeats: int, devices: list[str])
     }
 
 
-def bench_train(config: Any, methods: list[str], updates: int, device: str) -> list[dict]:
+def bench_train(
+    config: Any, methods: list[str], updates: int, device: str, overrides: dict[str, Any] | None = None
+) -> list[dict]:
     """Train each method for 1 + `updates` updates in a scratch directory (the world's default training
-    settings; a small maternal model fit) and report the medians of the timed updates, the warm-up
-    excluded."""
+    settings under `overrides`; a small maternal model fit) and report the medians of the timed
+    updates, the warm-up excluded, beside the same run's ceiling (`ceiling`)."""
     import csv
     import tempfile
     from pathlib import Path
@@ -137,23 +209,66 @@ def bench_train(config: Any, methods: list[str], updates: int, device: str) -> l
     from caring.train import TIMED, start_run
 
     task = task_of(config)
-    defaults = train_config(task)
+    defaults = train_config(task, overrides)
     per_update = defaults.worlds * task.make_core(config, "cpu").A * defaults.rollout
     rows = []
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
-            overrides = {"method": method, "demo_episodes": 8, "steps": (1 + updates) * per_update}
-            train = train_config(task, overrides)
-            start_run(Path(tmp), config, train, device, resume=False, log=lambda m: None).run()
+            settings = {**(overrides or {}), "method": method, "demo_episodes": 8}
+            train = train_config(task, settings | {"steps": (1 + updates) * per_update})
+            trainer = start_run(Path(tmp), config, train, device, resume=False, log=lambda m: None)
+            trainer.run()
             timed = list(csv.DictReader((Path(tmp) / "speed.csv").open()))[1:]
+            ceiling = ceiling_rate(trainer, updates)
+        speed = statistics.median(float(r["agent_steps_per_s"]) for r in timed)
         row = {
             "mode": "train",
             "method": method,
             "device": device,
             "worlds": train.worlds,
+            "rollout": train.rollout,
             "updates": updates,
-            "agent_steps_per_s": statistics.median(float(r["agent_steps_per_s"]) for r in timed),
+            "agent_steps_per_s": speed,
+            "ceiling_agent_steps_per_s": ceiling,
+            "share_of_ceiling": speed / ceiling,
         }
         row |= {k: statistics.median(float(r[k]) for r in timed) for k in TIMED}
         rows.append(row)
     return rows
+
+
+def ceiling_rate(trainer: Any, repeats: int) -> float:
+    """Agent-steps/s of the trainer's own network doing only what no environment can save it: a
+    rollout's inference (T forward passes and samples over all N agents) and one PPO update of the
+    full T x N batch (every step live), on random data; the median of `repeats`. Training at this
+    rate would mean the world and the stream cost nothing."""
+    from caring import ppo
+
+    c, device = trainer.config, trainer.device
+    T, N = c.rollout, c.worlds * trainer.core.A
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+    def once() -> float:
+        buf = ppo.storage(T, N, trainer.core.obs_dim, device)
+        obs = torch.randint(0, 256, (T + 1, N, trainer.core.obs_dim), generator=gen, device=device)
+        obs = obs.to(torch.uint8)
+        sync()
+        start = time.perf_counter()
+        with torch.no_grad():
+            for t in range(T):
+                logits, buf["v_task"][t], buf["v_mat"][t] = trainer.net(obs[t])
+                probs = torch.softmax(logits, -1)
+                buf["action"][t] = torch.multinomial(probs, 1, generator=gen)[:, 0]
+                buf["logp"][t] = torch.log(probs.gather(1, buf["action"][t][:, None])[:, 0] + 1e-12)
+        buf["obs"] = obs[:T]
+        buf["r_task"] = torch.rand(T, N, generator=gen, device=device)
+        buf["done"] = (torch.rand(T, N, generator=gen, device=device) < 0.005).float()
+        buf["live"] = torch.ones(T, N, device=device)
+        for name in trainer.stream.loss_inputs:  # e.g. theory of mind's baby moves
+            buf[name] = torch.randint(-1, 5, (T, N), generator=gen, device=device)
+        ppo.update(trainer.net, trainer.opt, buf, obs[T], 0.5, c, gen, trainer.stream)
+        sync()
+        return T * N / (time.perf_counter() - start)
+
+    return _median_rate(once, repeats)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +17,12 @@ from typing import Any, NoReturn
 
 import torch
 
+from caring.checkpoints import writing
 from caring.config import TrainConfig, train_config
-from caring.episodes import render_episode
-from caring.files import read_json, write_atomic
+from caring.episodes import MAX_EPISODES, MAX_SEED, render_episode
+from caring.files import write_atomic
 from caring.policies import TrainedMother, load_policy
-from caring.runs import is_run, run_world, started_with
+from caring.runs import is_run, run_training, run_world, started_with
 from caring.streams import STREAMS, get_stream
 from caring.tasks import get_task, task_of
 from worlds.config import ConfigError, build_config, describe, load_config_file, parse_sets
@@ -39,7 +42,42 @@ class CliError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise CliError(message)
+        """One line; a value our types refused reads "--seed must be at least 0, got -1"."""
+        raise CliError(re.sub(r"^argument (\S+): must ", r"\1 must ", message))
+
+
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi], the range in the message (a huge number is then one
+    clear line, not an overflow deep inside torch or an allocation of 80 GB)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {value}")
+        if value > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite float (NaN would pass every later range check)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+# One rule for the seed of every command: training's (a non-negative int64 with room to spare).
+SEED = bounded_int(0, MAX_SEED)
+EPISODES = bounded_int(1, MAX_EPISODES)
 
 
 def world_config(args: argparse.Namespace) -> Any:
@@ -75,8 +113,6 @@ def device(name: str) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_eval(args: argparse.Namespace) -> None:
-    if args.episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
     task, core = make_core(args)
     result = {
         "policy": args.policy,
@@ -131,11 +167,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
                 f"{k[:-2]} {r[k]:.3f}s" for k in ("env_s", "inference_s", "stream_s", "update_s")
             )
             print(
-                f"train {r['method']:5s} {r['device']:5s} worlds={r['worlds']} "
-                f"{r['agent_steps_per_s']:>10,.0f} agent-steps/s   per update: {parts}"
+                f"train {r['method']:5s} {r['device']:5s} worlds={r['worlds']} rollout={r['rollout']} "
+                f"{r['agent_steps_per_s']:>10,.0f} agent-steps/s, {r['share_of_ceiling']:.0%} of the ceiling "
+                f"({r['ceiling_agent_steps_per_s']:,.0f})   per update: {parts}"
             )
         return
-    report = run_bench(world_config(args), args.batches, args.repeats, devices)
+    report = run_bench(world_config(args), args.batches, args.repeats, devices, args.compiled)
     if args.json:
         print(json.dumps(report))
         return
@@ -159,6 +196,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from caring.train import start_run
 
+    if args.resume:  # a resumed run continues exactly: only its budget may change
+        given = {
+            "--set": args.set,
+            "--config": args.config,
+            "--train-set": args.train_set,
+            "--method": args.method,
+            "--beta-schedule": args.beta_schedule,
+            "--seed": args.seed,
+        }
+        changed = [flag for flag, value in given.items() if value not in (None, [])]
+        if changed:
+            raise ConfigError(
+                f"{changed[0]} cannot change a resumed run (it keeps its own settings); only --steps can"
+            )
     world = world_config(args)
     task = task_of(world)
     overrides: dict[str, Any] = parse_sets(args.train_set)
@@ -166,7 +217,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.resume and args.steps is None:  # continue to the run's own budget, not the default one
-        overrides["steps"] = read_json(Path(args.out) / "config.json")["train"]["steps"]
+        overrides["steps"] = run_training(Path(args.out)).steps
     config = train_config(task, overrides)
     trainer = start_run(Path(args.out), world, config, device(args.device), args.resume)
     plots = train_with_progress(trainer)
@@ -188,9 +239,10 @@ def train_with_progress(trainer: Any) -> str:
             steps_s=f"{speed:,.0f}", beta1=f"{row['beta1']:.2f}", **{headline: f"{row[headline]:.2f}"}
         )
 
-    trainer.run(progress)
-    bar.close()
-    return ", ".join(p.name for p in plot_run(trainer.out))  # learning curves, beta1 and harm
+    with writing(trainer.out):  # a full disk: one line, the last good checkpoint, resumable
+        trainer.run(progress)
+        bar.close()
+        return ", ".join(p.name for p in plot_run(trainer.out))  # learning curves, beta1 and harm
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -254,6 +306,13 @@ def world_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
 
+def train_set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--train-set KEY=VALUE (repeatable): training settings over the world's defaults."""
+    p.add_argument(
+        "--train-set", dest="train_set", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
+
+
 TRAIN_HELP = (
     "Train mothers with PPO and two critics. With no flags the recipe that works: in the nursery RLMF "
     "with adaptive beta1 and M's learned judgement weighted 0.1 against its rules, 12M agent-steps "
@@ -273,8 +332,8 @@ def add_commands(sub: Any) -> None:
         help="a scripted policy (nursery: expert, negligent, random, expert-no-*; lava: expert, shortcut, "
         "random) or a run directory",
     )
-    p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=EPISODES, default=500)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
@@ -285,15 +344,10 @@ def add_commands(sub: Any) -> None:
         "--beta-schedule", dest="beta_schedule", help="constant, linear, exp or adaptive (the default)"
     )
     p.add_argument("--steps", type=int, help="agent-steps of experience (default: the world's recipe)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=SEED)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument(
-        "--train-set",
-        dest="train_set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a training setting (repeatable), e.g. worlds=512; see `caring params WORLD --train`",
+    train_set_arg(
+        p, "override a training setting (repeatable), e.g. worlds=512; see `caring params WORLD --train`"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=cmd_train)
@@ -302,8 +356,8 @@ def add_commands(sub: Any) -> None:
     world_args(p)
     p.add_argument("--policy", required=True)
     p.add_argument("--out", help="path of the .gif to write; omit to watch live")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--steps", type=bounded_int(1, 10**6), default=200)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("bench", help="agent-steps/s of the PettingZoo env and the batched core")
@@ -315,7 +369,15 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--train",
         action="store_true",
-        help="end-to-end training speed (ppo and rlmf; --repeats = timed updates)",
+        help="end-to-end training speed (ppo and rlmf; --repeats = timed updates), beside its ceiling",
+    )
+    train_set_arg(
+        p, "with --train: a training setting other than the world's default (repeatable), e.g. worlds=1024"
+    )
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also the PettingZoo view with compile=True (built and cached on first use: 1-3 minutes)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench, device="all")
@@ -328,8 +390,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--steps", type=int, help="agent-steps to train the mother (default: the recipe's; 0: scripted only)"
     )
-    p.add_argument("--episodes", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=EPISODES, default=500)
+    p.add_argument("--seed", type=SEED, default=0)
     p.set_defaults(func=cmd_demo, world="nursery")
 
     p = sub.add_parser("params", help="list every world (or, with --train, training) setting")

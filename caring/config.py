@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from caring.episodes import MAX_SEED
 from caring.schedules import WEANING
 from caring.streams import STREAMS, get_stream
 from worlds.config import ConfigError, build_config, param, validate_fields
@@ -40,7 +41,7 @@ class TrainerSettings:
     wean_steps: int = param(
         0, "agent-steps trained after `steps` with beta1 = 0 (is the habit kept once M is gone?)", 0, 10**11
     )
-    seed: int = param(0, "random seed", 0, 2**62)
+    seed: int = param(0, "random seed", 0, MAX_SEED)
     worlds: int = param(256, "worlds stepped together", 1, 65536)
     rollout: int = param(64, "steps per world per update", 1, 10000)
     epochs: int = param(4, "PPO epochs per update", 1, 100)

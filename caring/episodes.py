@@ -16,6 +16,9 @@ import torch
 from caring.protocols import Policy, Transition
 from worlds import rng
 
+MAX_SEED = 2**62  # every command's seeds: what the world keys hold
+MAX_EPISODES = 10**6  # every evaluation's episodes: a batch of keys and tallies that fits in memory
+
 
 def episode_keys(seed: int, episodes: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The world keys of evaluation episodes 0..episodes-1 for a seed (any batch split gives the same)."""

@@ -13,9 +13,9 @@ from worlds.nursery.core import HARM_CAUSES, NurseryCore
 def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch: int = 1024) -> dict:
     """Run `episodes` full episodes (max_cycles steps each) and summarise them."""
     totals: dict[str, float] = {}
+    all_keys = episode_keys(seed, episodes, core.device)
     for start in range(0, episodes, batch):
-        keys = episode_keys(seed, episodes, core.device)[start : start + batch]
-        for name, value in _run(core, policy, keys).items():
+        for name, value in _run(core, policy, all_keys[start : start + batch]).items():
             totals[name] = totals.get(name, 0.0) + value
     born, mothers = totals["babies_born"], episodes * core.A
     survived = totals["babies_alive_at_end"]

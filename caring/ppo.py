@@ -91,7 +91,7 @@ def update(
     size = flat["action"].shape[0]
     mb = max(1, size // c.minibatches)
     names = ("policy_loss", "value_task_loss", "value_mat_loss", "entropy", "approx_kl", "clip_frac")
-    logs = dict.fromkeys(names, 0.0)
+    sums = torch.zeros(len(names), dtype=torch.float64, device=next_obs.device)  # read once, at the end
     count = 0
     for _ in range(c.epochs):
         order = torch.randperm(size, generator=gen, device=next_obs.device)
@@ -117,11 +117,9 @@ def update(
             opt.step()
             with torch.no_grad():
                 log_ratio = logp - flat["logp"][idx]
-                logs["approx_kl"] += float(((ratio - 1) - log_ratio).mean())
-                logs["clip_frac"] += float(((ratio - 1).abs() > c.clip).float().mean())
-            logs["policy_loss"] += policy_loss.item()
-            logs["value_task_loss"] += v_task_loss.item()
-            logs["value_mat_loss"] += v_mat_loss.item()
-            logs["entropy"] += entropy.item()
+                approx_kl = ((ratio - 1) - log_ratio).mean()
+                clip_frac = ((ratio - 1).abs() > c.clip).float().mean()
+                parts = (policy_loss, v_task_loss, v_mat_loss, entropy, approx_kl, clip_frac)
+                sums += torch.stack(parts).double()
             count += 1
-    return {k: v / max(1, count) for k, v in logs.items()}
+    return dict(zip(names, (sums / max(1, count)).tolist(), strict=True))

@@ -1,10 +1,13 @@
 """Reading a run directory, in one place: its config.json (world and training settings), weights files
-and the trained mother. Everything a user hands us is checked here, and anything wrong with it is one
-`ConfigError` line naming the file. Checkpoints are safetensors + JSON: nothing is ever unpickled.
+and the trained mother. Everything a user hands us is checked here against the form we write (fields,
+their types and ranges; tensors' names, shapes and dtypes), and anything wrong with it is one
+`ConfigError` line naming the file and the field. Checkpoints are safetensors + JSON: nothing is ever
+unpickled.
 
 A run directory holds config.json ({"world_name", "world", "train"}), mother.safetensors, the last
-checkpoint (checkpoint.safetensors + checkpoint.json), metrics.csv, speed.csv, plots, and whatever its
-training method's stream keeps (RLMF: maternal.safetensors and maternal.json).
+checkpoint (checkpoint.safetensors, its metadata sealed inside; checkpoint.json a readable copy),
+metrics.csv, speed.csv, plots, and whatever its training method's stream keeps (RLMF:
+maternal.safetensors and maternal.json). Writing and resuming one is `caring.checkpoints`.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from caring.config import TrainConfig
-from caring.files import load_checked, read_json
+from caring.files import check_tensors, kind, load_checked, read_json
 from caring.networks import MotherNet
+from caring.streams import get_stream
 from caring.tasks import get_task
 from worlds.config import ConfigError, build_config
+
+FIELDS = ("world_name", "world", "train")
 
 
 def is_run(path: str | Path) -> bool:
@@ -24,27 +30,53 @@ def is_run(path: str | Path) -> bool:
 
 
 def run_config(out: Path) -> dict:
-    """A run directory's config.json, or one clear error if it is not a run directory."""
-    if not is_run(out):
-        raise ConfigError(f"{out} is not a run directory (no config.json)")
-    return read_json(Path(out) / "config.json")
+    """A run directory's config.json, checked: an object of the world's name (runs from before lava
+    have none: nursery), its settings and the training settings; or one clear error."""
+    path = Path(out) / "config.json"
+    if not path.exists():
+        raise ConfigError(f"{out} is not a run directory (missing file {path})")
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} must hold a JSON object, got {kind(saved)}")
+    for key in saved:
+        if key not in FIELDS:
+            raise ConfigError(f"{path}: unknown field {key}; valid: {', '.join(FIELDS)}")
+    for key in ("world", "train"):
+        if key not in saved:
+            raise ConfigError(f"{path}: missing field {key}")
+        if not isinstance(saved[key], dict):
+            raise ConfigError(f"{path}: field {key} must be an object of settings, got {kind(saved[key])}")
+    name = saved.get("world_name", "nursery")
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: field world_name must be a string, got {kind(name)}")
+    _field(path, "world_name", get_task, name)
+    return saved
+
+
+def _field(path: Path, field: str, build: Any, *args: Any) -> Any:
+    """`build(*args)`, its error naming the file and the field."""
+    try:
+        return build(*args)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: field {field}: {err}") from None
 
 
 def run_world(out: Path, saved: dict | None = None) -> tuple[str, Any]:
-    """(world name, world config) a run directory was started with (runs from before lava: nursery);
-    `saved` is its config.json when already read."""
+    """(world name, world config) a run directory was started with; `saved` is its config.json when
+    already read (by `run_config`)."""
     saved = saved or run_config(out)
     name = saved.get("world_name", "nursery")
-    return name, build_config(get_task(name).config_class, saved["world"])
+    world_class = get_task(name).config_class
+    return name, _field(Path(out) / "config.json", "world", build_config, world_class, saved["world"])
 
 
-def run_training(out: Path, saved: dict | None = None) -> TrainConfig:
+def run_training(out: Path, saved: dict | None = None) -> Any:
     """The TrainConfig a run directory was started with (settings added since count as defaults)."""
     saved = saved or run_config(out)
-    return build_config(TrainConfig, saved["train"])
+    return _field(Path(out) / "config.json", "train", build_config, TrainConfig, saved["train"])
 
 
-def started_with(out: Path, world: Any, config: TrainConfig) -> bool:
+def started_with(out: Path, world: Any, config: Any) -> bool:
     """Whether the run in `out` was started with exactly these settings (a setting added to the code
     since the run was saved counts as its default)."""
     saved = run_config(out)
@@ -52,20 +84,25 @@ def started_with(out: Path, world: Any, config: TrainConfig) -> bool:
 
 
 def load_mother(run: Path, core: Any, task: Any) -> MotherNet:
-    """A run's trained mother, on the core's device, checked against the world she is to act in."""
-    hidden = run_training(run).hidden
-    weights = load_checked(run / "mother.safetensors")
-    obs_dim = weights["trunk_1.weight"].shape[1] if "trunk_1.weight" in weights else -1
-    if obs_dim != core.obs_dim:
+    """A run's trained mother, on the core's device, checked against the world she is to act in and the
+    network her run trained (names, shapes, dtypes: never cast)."""
+    saved = run_config(run)
+    config = run_training(run, saved)
+    path = run / "mother.safetensors"
+    resume = f"`caring train {run_world(run, saved)[0]} --out {run} --resume`"
+    if not path.exists():
+        raise ConfigError(f"{run} has no trained mother yet (no {path.name}): {resume} trains and writes her")
+    try:
+        weights = load_checked(path)
+    except ConfigError as err:
+        raise ConfigError(f"{err}; {resume} writes her again from the run's checkpoint") from None
+    first = weights.get("trunk_1.weight")
+    if first is not None and first.dim() == 2 and first.shape[1] != core.obs_dim:
         raise ConfigError(
-            f"{run} was trained on observations of size {obs_dim}, this world gives {core.obs_dim}; "
+            f"{run} was trained on observations of size {first.shape[1]}, this world gives {core.obs_dim}; "
             "use the run's own world settings"
         )
-    net = MotherNet(core.obs_dim, task.n_actions, hidden, predicts_baby="baby_move.weight" in weights)
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"{run}/mother.safetensors does not fit the network: {str(err).splitlines()[0]}"
-        ) from None
+    net = MotherNet(core.obs_dim, task.n_actions, config.hidden, get_stream(config.method).predicts_baby)
+    check_tensors(str(path), "the network", weights, net.state_dict())
+    net.load_state_dict(weights)
     return net.to(core.device)

@@ -14,7 +14,6 @@ the stream keeps (RLMF: its maternal model). Reading run directories is `caring.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,14 +23,15 @@ from typing import Any
 import torch
 
 from caring import checkpoints, ppo
-from caring.config import TrainConfig
 from caring.episodes import episode_keys
+from caring.files import remove_temporaries, write_json
 from caring.networks import MotherNet
 from caring.protocols import Transition
-from caring.runs import run_config, run_world
+from caring.runs import run_config, run_training, run_world
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
-from worlds.config import ConfigError, build_config
+from worlds import rng
+from worlds.config import ConfigError
 
 TIMED = ("env_s", "inference_s", "stream_s", "update_s")  # speed.csv: seconds per part of an update
 METRIC_COLUMNS = (  # metrics.csv: these, then the task's train_columns, the stream's, then LOSS_COLUMNS
@@ -91,13 +91,21 @@ class Trainer:
     # ------------------------------------------------------------------ one update
     def collect_rollout(self) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, float]]:
         """T steps of every world, auto-resetting finished ones. -> (buffer (T, N, ...) with what the
-        stream recorded, harm counts, outcomes summed over the episodes that ended)."""
+        stream recorded, harm counts, outcomes summed over the episodes that ended).
+
+        Everything stays on the device until the rollout ends: tallies are tensors, and each world's next
+        episode is made ready in one batched reset before the first step, so a world that finishes steps
+        into it by a select, not a reset of its own. Only a world finishing a second episode within one
+        rollout is reset on the spot (one boolean read per step tells whether any did)."""
         c, core, task, clock = self.config, self.core, self.task, self.clock
         B, A, T = c.worlds, core.A, c.rollout
         N = B * A
         buf = ppo.storage(T, N, core.obs_dim, self.device)
-        stats = {"harm": 0.0, "exposed": 0.0, "episodes": 0.0}
-        outcomes: dict[str, float] = {}
+        with clock("env_s"):
+            ready_state, ready_obs = core.reset(rng.next_key(self.state.key))  # each world's next episode
+            used = torch.zeros(B, dtype=torch.bool, device=self.device)  # worlds that stepped into theirs
+            counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # harm events, exposed, episodes
+            sums: dict[str, torch.Tensor] = {}
         for t in range(T):
             with clock("inference_s"):
                 obs = self.obs.reshape(N, -1)
@@ -123,20 +131,22 @@ class Trainer:
                 ended = task.ended(state, out)  # (B,)
                 done = out.terminated | ended[:, None]
                 buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
-                stats["harm"] += float((harmed & exposed).sum())
-                stats["exposed"] += float(exposed.sum())
+                counts += torch.stack([(harmed & exposed).sum(), exposed.sum(), ended.sum()])
                 self.tally = task.track(self.tally, before, out)
-                if ended.any():
-                    stats["episodes"] += float(ended.sum())
-                    for name, value in task.outcome(self.tally, state).items():
-                        outcomes[name] = outcomes.get(name, 0.0) + float(value[ended].sum())
-                    state, next_obs = core.reset_done(state, out.obs, ended)
-                    fresh = task.start_episode(state)
-                    self.tally = {k: torch.where(ended, fresh[k], v) for k, v in self.tally.items()}
-                else:
-                    next_obs = out.obs
+                for name, value in task.outcome(self.tally, state).items():
+                    sums[name] = sums.get(name, 0.0) + torch.where(ended, value.double(), 0.0).sum()
+                first, again = ended & ~used, ended & used
+                state = state.where(first, ready_state)
+                next_obs = torch.where(first[:, None, None], ready_obs, out.obs)
+                if bool(again.any()):  # its ready episode is spent: reset it the slow way
+                    state, next_obs = core.reset_done(state, next_obs, again)
+                used |= ended
+                fresh = task.start_episode(state)
+                self.tally = {k: torch.where(ended, fresh[k], v) for k, v in self.tally.items()}
                 self.state, self.obs = state, next_obs
-        return buf, stats, outcomes
+        harm, exposed_steps, episodes = counts.tolist()  # the rollout's one read of its tallies
+        stats = {"harm": float(harm), "exposed": float(exposed_steps), "episodes": float(episodes)}
+        return buf, stats, {name: float(value) for name, value in sums.items()}
 
     # ------------------------------------------------------------------ the loop
     @property
@@ -190,39 +200,59 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
-        """Everything needed to continue exactly: weights, optimiser, sampler, world, bookkeeping."""
+        """Commit everything needed to continue exactly (weights, optimiser, sampler, world, bookkeeping,
+        the logs' lengths) by one atomic rename, then export the mother (`caring.checkpoints`)."""
         checkpoints.save(self)
 
     def load_checkpoint(self) -> None:
+        """Continue from the last committed checkpoint, or from the start if the run has none yet."""
         checkpoints.restore(self)
 
 
 def start_run(
     out: Path, world: Any, config: Any, device: str, resume: bool, log: Callable[[str], None] = print
 ) -> Trainer:
-    """A fresh run (refusing to overwrite an existing one) or a resumed one (refusing a changed config).
-    `world` is a world's config; resuming reads the run's own world and settings instead (with this
-    `config`'s step budget). The stream prepares either way (RLMF: fits M, or loads the one it fitted)."""
+    """A fresh run (refusing to overwrite an existing one) or a resumed one (refusing another world's
+    run). `world` is a world's config; resuming reads the run's own world and settings instead (with
+    this `config`'s step budget) and continues from whatever a kill or a full disk left: its last
+    checkpoint, or with none yet (a run with only its config.json) the start, so it ends as the
+    uninterrupted run would. The stream prepares either way (RLMF: fits M, or loads the one it fitted).
+    An OSError while writing is one line naming the file and the last good checkpoint."""
     out = Path(out)
     config_path = out / "config.json"
-    if resume:
-        previous = run_config(out)
-        _, world = run_world(out, previous)
-        config = build_config(TrainConfig, {**previous["train"], "steps": config.steps})
-        trainer = Trainer(out, world, config, device)
-        trainer.stream.prepare(log)
-        if (out / "checkpoint.json").exists():
+    with checkpoints.writing(out):
+        if resume:
+            previous = run_config(out)
+            name, world_saved = run_world(out, previous)
+            if name != task_of(world).name:
+                raise ConfigError(
+                    f"{out} holds a {name} run, not a {task_of(world).name} one; "
+                    f"resume it with `caring train {name} --out {out} --resume`"
+                )
+            config = dataclasses.replace(run_training(out, previous), steps=config.steps)
+            trainer = Trainer(out, world_saved, config, device)
+            trainer.stream.prepare(log)
             trainer.load_checkpoint()
+            remove_temporaries(out)
+            return trainer
+        if config_path.exists():
+            raise ConfigError(
+                f"{out} already holds a run; use --resume to continue it or choose another --out"
+            )
+        stray = [name for name in checkpoints.RUN_FILES if (out / name).exists()]
+        if stray:
+            raise ConfigError(
+                f"{out} holds {stray[0]} but no config.json: not a run this can continue; "
+                "delete it or choose another --out"
+            )
+        trainer = Trainer(out, world, config, device)  # checks the world before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out)
+        saved = {
+            "world_name": trainer.task.name,
+            "world": dataclasses.asdict(world),
+            "train": dataclasses.asdict(config),
+        }
+        write_json(config_path, saved)
+        trainer.stream.prepare(log)
         return trainer
-    if config_path.exists():
-        raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
-    trainer = Trainer(out, world, config, device)  # checks the world before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    saved = {
-        "world_name": trainer.task.name,
-        "world": dataclasses.asdict(world),
-        "train": dataclasses.asdict(config),
-    }
-    config_path.write_text(json.dumps(saved, indent=1))
-    trainer.stream.prepare(log)
-    return trainer

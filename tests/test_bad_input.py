@@ -46,11 +46,55 @@ CLI_CASES = {
     ),
     "zero episodes": (
         ["eval", "nursery", "--policy", "expert", "--episodes", "0"],
-        "--episodes must be at least 1",
+        "--episodes must be at least 1, got 0",
     ),
     "non-integer episodes": (
         ["eval", "nursery", "--policy", "expert", "--episodes", "many"],
-        "invalid int value",
+        "--episodes must be an integer, got 'many'",
+    ),
+    "NaN world setting": (
+        ["eval", "nursery", "--policy", "expert", "--set", "curiosity=nan"],
+        "curiosity=nan is not a finite number",
+    ),
+    "infinite world setting": (
+        ["eval", "nursery", "--policy", "expert", "--set", "baby_reward_weight=-inf"],
+        "baby_reward_weight=-inf is not a finite number",
+    ),
+    "NaN training setting": (
+        ["train", "nursery", "--out", "/nonexistent/run", "--train-set", "lr=nan"],
+        "lr=nan is not a finite number",
+    ),
+    "infinite int setting": (
+        ["train", "nursery", "--out", "/nonexistent/run", "--train-set", "steps=1e999"],
+        "steps: expected int, got '1e999'",
+    ),
+    "ten billion episodes": (
+        ["eval", "nursery", "--policy", "expert", "--episodes", "10000000000"],
+        "--episodes must be at most 1000000, got 10000000000",
+    ),
+    "zero demo episodes": (
+        ["demo", "--episodes", "0"],
+        "--episodes must be at least 1, got 0",
+    ),
+    "audit of ten billion episodes": (
+        ["audit", "runs/x", "--episodes", "10000000000"],
+        "--episodes must be at most 1000000, got 10000000000",
+    ),
+    "seed 2**70": (
+        ["eval", "nursery", "--policy", "expert", "--seed", str(2**70)],
+        f"--seed must be at most {2**62}, got {2**70}",
+    ),
+    "fractional seed": (
+        ["render", "nursery", "--policy", "expert", "--seed", "1.5"],
+        "--seed must be an integer, got '1.5'",
+    ),
+    "zero render steps": (
+        ["render", "nursery", "--policy", "expert", "--steps", "0"],
+        "--steps must be at least 1, got 0",
+    ),
+    "NaN steering coefficient": (
+        ["retarget", "runs/x", "--out", "/nonexistent/r", "--coefficients", "1", "nan"],
+        "--coefficients must be a finite number, got nan",
     ),
     "missing config file": (
         ["eval", "nursery", "--policy", "expert", "--config", "/nonexistent/x.toml"],
@@ -101,6 +145,45 @@ def test_corrupt_config_files_are_rejected(tmp_path, capsys):
         assert err.count("\n") == 1 and message in err
 
 
+SEEDED = {  # every command that takes --seed, with what it needs besides
+    "eval": ["eval", "nursery", "--policy", "expert"],
+    "render": ["render", "nursery", "--policy", "expert"],
+    "train": ["train", "nursery", "--out", "/nonexistent/run"],
+    "demo": ["demo", "--out", "/nonexistent/demo"],
+    "audit": ["audit", "runs/x"],
+    "probe": ["probe", "runs/x", "--out", "/nonexistent/p"],
+    "retarget": ["retarget", "runs/x", "--out", "/nonexistent/r"],
+}
+
+
+@pytest.mark.parametrize("command", SEEDED)
+def test_every_command_has_the_same_seed_rule(command, capsys):
+    """`eval --seed -1` was accepted while `train` refused it; 2**70 overflowed inside torch."""
+    for seed, message in (("-1", "at least 0, got -1"), (str(2**70), f"at most {2**62}, got {2**70}")):
+        assert main([*SEEDED[command], "--seed", seed]) == 2
+        assert capsys.readouterr().err == f"caring: error: --seed must be {message}\n"
+
+
+def test_non_finite_and_undecodable_config_files_are_rejected_naming_the_file(tmp_path, capsys):
+    cases = {
+        "binary.toml": (b"\x89PNG\r\n\x1a\n\x00\xff", "is not text: byte 0 is not UTF-8"),
+        "nan.toml": (b"curiosity = nan\n", "curiosity=nan is not a finite number"),
+        "inf.toml": (b"curiosity = inf\n", "curiosity=inf is not a finite number"),
+        "nan.json": (b'{"curiosity": NaN}', "curiosity=nan is not a finite number"),
+        "overflow.json": (b'{"curiosity": 1e999}', "curiosity=inf is not a finite number"),
+        "huge.json": (b'{"curiosity": 1' + b"0" * 400 + b"}", "an integer of 401 digits is too large"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert main(["eval", "nursery", "--policy", "expert", "--config", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, name
+        assert name in err or "curiosity" in err, name
+    (tmp_path / "dir.toml").mkdir()
+    assert main(["eval", "nursery", "--policy", "expert", "--config", str(tmp_path / "dir.toml")]) == 2
+    assert f"cannot read config file {tmp_path / 'dir.toml'}" in capsys.readouterr().err
+
+
 def test_config_file_values_are_used(tmp_path, capsys):
     good = tmp_path / "small.toml"
     good.write_text("height = 9\nwidth = 9\nn_walls = 2\nmax_cycles = 30\n")
@@ -133,6 +216,22 @@ API_CASES = {
         "exceeds energy_max",
     ),
     "bad render mode": (lambda: worlds.make("nursery", render_mode="ascii"), "render_mode 'ascii'"),
+    "NaN keyword": (
+        lambda: worlds.make("nursery", baby_reward_weight=float("nan")),
+        "baby_reward_weight=nan is not a finite number",
+    ),
+    "infinite keyword": (
+        lambda: worlds.make("nursery", curiosity=float("inf")),
+        "curiosity=inf is not a finite",
+    ),
+    "NaN lava keyword": (
+        lambda: worlds.make("lava", lava_penalty=float("nan")),
+        "lava_penalty=nan is not a finite",
+    ),
+    "integer too large for a float": (
+        lambda: worlds.make("nursery", curiosity=10**400),
+        "curiosity: an integer of 401 digits is too large for a float",
+    ),
 }
 
 

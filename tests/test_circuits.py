@@ -4,6 +4,7 @@ says on hand-made cases, and runs end to end on a tiny trained mother."""
 import dataclasses
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -260,8 +261,8 @@ def test_probe_cli_writes_every_figure_and_a_report(tiny_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("make", "args", "message"),
     [
-        (lambda p: None, [], "not a run directory"),
-        (lambda p: (p / "config.json").write_text("{}"), [], "no trained mother"),
+        (lambda p, tiny: None, [], "not a run directory"),
+        (lambda p, tiny: shutil.copy(tiny / "config.json", p), [], "no trained mother"),
         (None, ["--site", "hook_nope"], "hidden layer"),
         (None, ["--ranking", "vibes"], "ranking"),
         (None, ["--sizes", "999"], "at most"),
@@ -272,7 +273,7 @@ def test_probe_cli_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys, mak
     if make is not None:
         run = tmp_path / "run"
         run.mkdir()
-        make(run)
+        make(run, tiny_run)
     assert main(["probe", str(run), "--out", str(tmp_path / "o"), "--quick", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("caring: error:") and message in err and "\n" not in err

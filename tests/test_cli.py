@@ -105,7 +105,7 @@ def test_bench_json_schema(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["world"] == "nursery" and report["state_bytes_per_world"] > 0
     modes = [(r["mode"], r["batch"]) for r in report["results"]]
-    assert modes == [("pettingzoo", 1), ("batched", 1), ("batched", 8)]
+    assert modes == [("pettingzoo", 1), ("batched", 1), ("batched", 8), ("vector", 2), ("vector", 8)]
     assert all(r["agent_steps_per_s"] > 0 for r in report["results"])
 
 

@@ -1,5 +1,8 @@
 """The batched core and the PettingZoo view are one source of truth: same seeds + same actions give
-identical observations, rewards, terminations and infos, across episode boundaries."""
+identical observations, rewards, terminations and infos, across episode boundaries (the view's
+prefetched resets and its compiled step included)."""
+
+import os
 
 import numpy as np
 import pytest
@@ -25,10 +28,33 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_batched_core_equals_eight_pettingzoo_envs(name):
+def compiled_step_built(config: dict) -> bool:
+    """Whether this machine has built the nursery's compiled step for `config` already."""
+    from worlds.compiled import _key, cache_dir
+
+    core = NurseryCore(NurseryEnv(**config).config)
+    return (cache_dir() / f"NurseryCore-{_key(core)}.pt2").exists()
+
+
+SLOW = pytest.mark.skipif(
+    not (os.environ.get("CARING_SLOW_TESTS") or compiled_step_built(CONFIGS["default"])),
+    reason="building the nursery's compiled step takes about two minutes on 2 cores: CARING_SLOW_TESTS=1 "
+    "builds and tests it (lava's compiled step is tested every run, tests/test_lava_world.py)",
+)
+
+
+@pytest.mark.parametrize(
+    "name, compiled",
+    [("default", False), ("busy", False), pytest.param("default", True, marks=SLOW)],
+    ids=["default", "busy", "default-compiled"],
+)
+def test_batched_core_equals_eight_pettingzoo_envs(name, compiled):
+    """compiled: the views step the AOT-compiled core (worlds.compiled; the first run builds it, about
+    a minute and a half, then it is cached) and must still equal the eager batched core bit for bit."""
     config, B, steps = CONFIGS[name], 8, 500
-    envs = [NurseryEnv(**config) for _ in range(B)]
+    envs = [NurseryEnv(compile=compiled, **config) for _ in range(B)]
+    if compiled:
+        assert envs[0]._step != envs[0].core.step, "the compiled step was not used"
     core = NurseryCore(envs[0].config)
     seeds = [1000 + 17 * i for i in range(B)]
     state, obs = core.reset(rng.seed_key(torch.tensor(seeds)))
@@ -65,3 +91,32 @@ def test_batched_core_equals_eight_pettingzoo_envs(name):
         else:
             obs = out.obs
     assert checked > B * core.A * steps // 2  # most agent-steps were compared (the rest were dead)
+
+
+def test_a_compiled_step_that_cannot_be_built_falls_back_to_the_eager_step(monkeypatch, tmp_path):
+    monkeypatch.setenv("CARING_CACHE_DIR", str(tmp_path))  # nothing cached there
+
+    def no_toolchain(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch.export, "export", no_toolchain)
+    with pytest.warns(UserWarning, match="stepping eagerly"):
+        env = NurseryEnv(compile=True, max_cycles=30)
+    assert env._step == env.core.step
+    eager = NurseryEnv(max_cycles=30)
+    for e in (env, eager):
+        e.reset(seed=4)
+    for _ in range(30):
+        actions = dict.fromkeys(eager.agents, 5)
+        (obs, *rest), (eager_obs, *eager_rest) = env.step(actions), eager.step(actions)
+        assert rest == eager_rest and obs.keys() == eager_obs.keys()
+        for a in obs:
+            np.testing.assert_array_equal(obs[a], eager_obs[a])
+
+
+def test_compiled_steps_are_cached_per_config_and_source():
+    from worlds.compiled import _key
+
+    key = _key(NurseryCore(NurseryEnv().config))
+    assert key == _key(NurseryCore(NurseryEnv().config))
+    assert key != _key(NurseryCore(NurseryEnv(n_predators=2).config))

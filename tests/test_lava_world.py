@@ -127,10 +127,17 @@ def test_rgb_frames_show_the_hazard(config, tile):
 EQUIVALENCE_CONFIGS = {"default": {}, "quicksand": {"quicksand": 1.0, "split": "test"}}
 
 
-@pytest.mark.parametrize("name", EQUIVALENCE_CONFIGS)
-def test_batched_core_equals_eight_pettingzoo_envs(name):
+@pytest.mark.parametrize(
+    "name, compiled",
+    [("default", False), ("quicksand", False), ("default", True)],
+    ids=["default", "quicksand", "default-compiled"],
+)
+def test_batched_core_equals_eight_pettingzoo_envs(name, compiled):
+    """compiled: the views step the AOT-compiled core (built once, then cached; worlds.compiled)."""
     config, B, steps = EQUIVALENCE_CONFIGS[name], 8, 300
-    envs = [LavaEnv(**config) for _ in range(B)]
+    envs = [LavaEnv(compile=compiled, **config) for _ in range(B)]
+    if compiled:
+        assert envs[0]._step != envs[0].core.step, "the compiled step was not used"
     core = LavaCore(envs[0].config)
     shortcut = SCRIPTED["shortcut"](core)
     seeds = [2000 + 13 * i for i in range(B)]

@@ -1,6 +1,7 @@
 """The README's Python example runs as written, and its two commands are the ones CI uses."""
 
 import re
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,9 +13,10 @@ def test_python_examples_run():
     spaces = []
     for block in blocks:
         spaces.append({})
-        exec(compile(block, "README.md", "exec"), spaces[-1])
+        exec(compile(textwrap.dedent(block), "README.md", "exec"), spaces[-1])
     assert spaces[0]["obs"].shape == (4096, 3, 500)
     assert spaces[1]["acts"]["hook_trunk_2"].shape == (32, 128)
+    assert spaces[2]["Steady"].name == "steady"  # the training-method example (tests/test_streams.py runs it)
 
 
 def test_ci_runs_the_readme_test_command():

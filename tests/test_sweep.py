@@ -3,6 +3,7 @@ without retraining, and bad files are rejected before anything runs. Also the st
 assays, feedback budget, steps to near the expert, held-out drops."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -13,6 +14,7 @@ from analysis import sweep
 from analysis.cli import main
 from analysis.stats import bootstrap_ci, iqm, summarize
 from caring.files import write_json
+from worlds.nursery.config import NurseryConfig
 
 TINY = """
 world = "nursery"
@@ -222,8 +224,6 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
 
 
 def test_results_json_writes_nan_as_null(tmp_path):
-    from caring.files import write_json
-
     write_json(tmp_path / "x.json", {"steps_to_goal": float("nan"), "cis": (1.0, float("inf"))})
     assert json.loads((tmp_path / "x.json").read_text()) == {"steps_to_goal": None, "cis": [1.0, None]}
 
@@ -302,7 +302,9 @@ def test_feedback_budget_is_read_from_the_run(tmp_path):
     ):
         run = tmp_path / method
         run.mkdir()
-        write_json(run / "config.json", {"train": {"method": method, "demo_episodes": 60}})
+        world = dataclasses.asdict(NurseryConfig())
+        train = {"method": method, "demo_episodes": 60}
+        write_json(run / "config.json", {"world_name": "nursery", "world": world, "train": train})
         extra = (",labels", f",{labels // 2}", f",{labels}") if labels else ("", "", "")
         (run / "metrics.csv").write_text(f"update{extra[0]}\n1{extra[1]}\n2{extra[2]}\n")
         budget = sweep.feedback_budget(run)

@@ -261,3 +261,42 @@ def test_lava_learned_judgement_never_pays_for_delaying_the_goal():
     rules = task.rules(core, state, out, 5.0)
     reward = maternal_reward(model, obs, action, out.obs, task.judged(state), rules, 1.0, task.learned_offset)
     assert (reward <= 0).all() and (reward[out.events["lava"] > 0] <= -5).all()
+
+
+@pytest.mark.parametrize("world", ["nursery", "lava"])
+def test_the_rollout_resets_worlds_exactly_as_the_core_does(tmp_path, world):
+    """The rollout steps finished worlds into episodes made ready before it began (a select, no host
+    sync), and resets a world that finishes twice within one rollout on the spot. Replaying its actions
+    on the core with plain `reset_done` after every step must give the same observations, episode by
+    episode: short episodes (3 steps) over a 16-step rollout end several times per world."""
+    import torch
+
+    from caring.config import TrainConfig
+    from caring.tasks import get_task
+    from caring.train import Trainer
+    from worlds.config import build_config
+
+    task = get_task(world)
+    config = build_config(TrainConfig, {"method": "ppo", "worlds": 8, "rollout": 16, "hidden": 16})
+    trainer = Trainer(tmp_path, build_config(task.config_class, {"max_cycles": 3}), config)
+    core = trainer.core
+    state, obs = trainer.state, trainer.obs
+    buf, stats, _ = trainer.collect_rollout()
+    assert stats["episodes"] >= 8 * (16 // 3)  # every world ended five times at least
+    for t in range(16):
+        assert torch.equal(buf["obs"][t], obs.reshape(8 * core.A, -1))
+        state, out = core.step(state, buf["action"][t].view(8, core.A))
+        ended, obs = task.ended(state, out), out.obs
+        if ended.any():
+            state, obs = core.reset_done(state, obs, ended)
+    assert torch.equal(trainer.obs, obs) and all(
+        torch.equal(a, b) for a, b in zip(trainer.state.tensors(), state.tensors(), strict=True)
+    )
+
+
+def test_a_resume_refuses_flags_that_would_change_the_run(tmp_path, capsys):
+    assert train(tmp_path / "run", "ppo", 2) == 0
+    for extra in (["--method", "rlmf"], ["--seed", "0"], ["--set", "curiosity=0"], ["--train-set", "lr=0.1"]):
+        assert main(["train", "nursery", "--out", str(tmp_path / "run"), "--resume", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{extra[0]} cannot change a resumed run" in err

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,14 +61,19 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
         raise ConfigError(f"{name}: expected float, got {value!r}")
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{name}: expected a string, got {value!r}")
+    if kind is float and isinstance(value, int) and abs(value) > sys.float_info.max:
+        raise ConfigError(f"{name}: an integer of {len(str(abs(value)))} digits is too large for a float")
     return float(value) if kind is float else value
 
 
 def validate_fields(config: Any) -> None:
-    """Check every field against its declared range or choices."""
+    """Check every field against its declared range or choices, and every float for being finite (NaN
+    passes every range check, and then poisons a world or a training run long after)."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         meta = field.metadata
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{field.name}={value} is not a finite number")
         if meta.get("choices") and value not in meta["choices"]:
             raise ConfigError(f"{field.name}: {value!r} is not one of {', '.join(meta['choices'])}")
         lo, hi = meta.get("lo"), meta.get("hi")
@@ -108,6 +115,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not text: byte {err.start} is not UTF-8") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 UNREACHABLE = 10_000  # distance_field's value for cells no source can reach
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 class BatchLastState:
@@ -19,7 +20,12 @@ class BatchLastState:
         return self.t.shape[0]  # type: ignore[attr-defined]
 
     def tensors(self) -> list[torch.Tensor]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        """Every field, in declaration order (names looked up once per class: a one-world step is
+        short enough for dataclasses.fields to show)."""
+        cls = type(self)
+        if cls not in _FIELD_NAMES:
+            _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return [getattr(self, name) for name in _FIELD_NAMES[cls]]
 
     def nbytes_per_world(self) -> int:
         return sum(v.element_size() * v.numel() for v in self.tensors()) // self.batch
@@ -32,6 +38,19 @@ class BatchLastState:
             mine[..., worlds] = getattr(other, f.name)
             out[f.name] = mine
         return type(self)(**out)
+
+    def world(self, i: int) -> Self:
+        """World i alone as a B=1 state in memory of its own (a step's cost at B=1 is per operation,
+        and strided views of a batch would only add to it)."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return type(self)(**{f.name: getattr(self, f.name)[..., i : i + 1].contiguous() for f in fields})
+
+    def where(self, mask: torch.Tensor, other: Self) -> Self:
+        """`other`'s worlds where mask (B,) is set, this state's elsewhere: a reset without a host sync."""
+        fields = dataclasses.fields(self)  # type: ignore[arg-type]
+        return type(self)(
+            **{f.name: torch.where(mask, getattr(other, f.name), getattr(self, f.name)) for f in fields}
+        )
 
     def index(self, worlds: slice | torch.Tensor) -> Self:
         """The sub-batch of the given worlds."""
@@ -52,6 +71,30 @@ def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tenso
             break
         dist = new
     return dist
+
+
+def connected(passable: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: every passable cell of each grid (H, W, N) bool can reach every other by up/down/
+    left/right moves through passable cells (true for grids without any).
+
+    A flood fill from the first passable cell on the flattened grid padded with one impassable cell
+    all round, so a cell's four neighbours are the flat indices +-1 and +-(W+2): a few in-place ORs a
+    round on bytes, where a distance field (`distance_field`) costs several times more."""
+    _, W, N = passable.shape
+    row = W + 2
+    open_ = F.pad(passable, (0, 0, 1, 1, 1, 1)).view(-1, N)  # ((H+2)*(W+2), N)
+    reach = torch.zeros_like(open_)
+    reach[open_.byte().argmax(0), torch.arange(N, device=passable.device)] = True
+    while True:
+        for _ in range(2):  # two rounds per convergence check (each check is a host sync)
+            before, grown = reach, reach.clone()
+            grown[1:] |= reach[:-1]
+            grown[:-1] |= reach[1:]
+            grown[row:] |= reach[:-row]
+            grown[:-row] |= reach[row:]
+            reach = (grown & open_) | before
+        if torch.equal(before, reach):
+            return (reach | ~open_).all(0)
 
 
 def reachable_cells(passable: torch.Tensor, start: torch.Tensor, steps: int) -> torch.Tensor:

@@ -62,3 +62,9 @@ def seed_key(seed: int | torch.Tensor, device: torch.device | str = "cpu") -> to
 def next_key(key: torch.Tensor) -> torch.Tensor:
     """The key of a world's next episode when it is reset without a new seed."""
     return hash_parts(key, 0xE9150DE)
+
+
+def episode_keys(seed: int, episodes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(episodes,) keys of episodes 0..episodes-1 for a seed: episode i's world is the same whatever batch
+    it is stepped in (training, evaluation and `worlds.make_vec` index their worlds by it)."""
+    return hash_parts(seed_key(seed, device)[:, None], torch.arange(episodes, device=device)[None])[0]

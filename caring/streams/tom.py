@@ -32,7 +32,8 @@ class TheoryOfMind(PPO):
         self._reset_tally()
 
     def _reset_tally(self) -> None:
-        self.loss_sum, self.calls = 0.0, 0
+        self.loss_sum: torch.Tensor | float = 0.0  # a tensor once summed: no host sync per minibatch
+        self.calls = 0
         self.correct: torch.Tensor | int = 0  # tensors once counted: no host sync per minibatch
         self.judged: torch.Tensor | int = 0
 
@@ -49,7 +50,7 @@ class TheoryOfMind(PPO):
         logits = self.ctx.net.baby_move_logits(features)
         nll = F.cross_entropy(logits, target, reduction="none")
         loss = (nll * judged).sum() / judged.sum().clamp(min=1)
-        self.loss_sum += loss.item()
+        self.loss_sum = self.loss_sum + loss.detach().double()
         self.calls += 1
         self.correct = self.correct + ((logits.argmax(-1) == target) & judged).sum()
         self.judged = self.judged + judged.sum()
@@ -59,6 +60,6 @@ class TheoryOfMind(PPO):
         correct, judged = int(self.correct), int(self.judged)
         found = {"tom_accuracy": correct / judged if judged else float("nan")}
         if self.calls:
-            found["tom_loss"] = self.loss_sum / self.calls
+            found["tom_loss"] = float(self.loss_sum) / self.calls
         self._reset_tally()
         return found

@@ -147,10 +147,8 @@ class LavaTask:
         """Run `episodes` episodes to the goal or max_cycles and summarise them. Lava contacts are steps
         that end on lava; quicksand contacts are entries into quicksand (each then holds the walker);
         steps to goal are averaged over the successful episodes."""
-        parts = [
-            self._run(core, policy, episode_keys(seed, episodes, core.device)[start : start + batch])
-            for start in range(0, episodes, batch)
-        ]
+        keys = episode_keys(seed, episodes, core.device)
+        parts = [self._run(core, policy, keys[start : start + batch]) for start in range(0, episodes, batch)]
         totals = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # each (episodes,)
         success = totals["success"]
         n_success = float(success.sum())

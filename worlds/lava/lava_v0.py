@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from worlds.config import build_config
 from worlds.lava.config import LavaConfig
 from worlds.lava.core import EVENTS, N_ACTIONS, TILE_NAMES, LavaCore
-from worlds.view import BatchedView
+from worlds.view import BatchedView, stacked_events
 
 
 class LavaEnv(BatchedView):
     """One walker `walker_0` heads for the goal past a hazard pool that every shortest path crosses.
 
     Observations: uint8 vectors, the egocentric window of tile features (`worlds.lava.core.CHANNELS`)
-    and one cell of scalars (goal compass, held by quicksand; `SCALARS`). Actions: Discrete(4) — up,
+    and one cell of scalars (goal compass, held by quicksand; `SCALARS`), or the same values as float32
+    with obs_dtype="float32". compile=True: see `BatchedView`. Actions: Discrete(4) — up,
     right, down, left.
     Infos: the step's events (lava, quicksand, goal, held, steps; see `worlds.lava.core.EVENTS`) as
     ints, and "tile", the name of the tile under the walker.
@@ -30,20 +30,26 @@ class LavaEnv(BatchedView):
         "is_parallelizable": True,
     }
 
-    def __init__(self, render_mode: str | None = None, device: str = "cpu", **config: Any):
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        device: str = "cpu",
+        obs_dtype: str = "uint8",
+        compile: bool = False,
+        **config: Any,
+    ):
         self.config = build_config(LavaConfig, config)
         self.possible_agents = ["walker_0"]
-        super().__init__(LavaCore(self.config, device), N_ACTIONS, render_mode)
+        super().__init__(LavaCore(self.config, device), N_ACTIONS, render_mode, obs_dtype, compile)
 
     def step(self, actions: dict[str, Any]):
-        self.world, out = self.core.step(self.world, self._chosen(actions))
+        self.world, out = self._step(self.world, self._chosen(actions))
 
-        obs = self._observations(out.obs)
         live = self.agents
-        terminated = bool(out.terminated[0, 0])
-        truncated = bool(out.truncated[0])
-        observations = {a: obs[a] for a in live}
-        rewards = {a: float(out.reward[0, 0]) for a in live}
+        observations = self._observations(out.obs)
+        terminated = bool(out.terminated.item())
+        truncated = bool(out.truncated.item())
+        rewards = dict.fromkeys(live, out.reward.item())
         terminations = dict.fromkeys(live, terminated)
         truncations = dict.fromkeys(live, truncated)
         infos = {a: self._info(out.events) for a in live}
@@ -56,13 +62,10 @@ class LavaEnv(BatchedView):
         """The walker's events this step (plain ints) and the name of the tile it now stands on."""
         assert self.world is not None
         row, col = self.world.pos[:, 0].tolist()
-        info: dict[str, Any] = {name: int(events[name][0, 0]) for name in EVENTS}
+        values = stacked_events(events, EVENTS).view(-1).tolist()
+        info: dict[str, Any] = dict(zip(EVENTS, values, strict=True))
         info["tile"] = TILE_NAMES[int(self.world.cells[row, col, 0])]
         return info
-
-    def _observations(self, obs: torch.Tensor) -> dict[str, np.ndarray]:
-        rows = obs[0].cpu().numpy()  # (A=1, obs_dim)
-        return {a: rows[0] for a in self.agents}
 
     def _make_renderer(self, window: bool):
         from worlds.lava.render import Renderer

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from worlds import rng
-from worlds.grid import UNREACHABLE, BatchLastState, distance_field
+from worlds.grid import UNREACHABLE, BatchLastState, connected, distance_field  # noqa: F401 (re-exported)
 from worlds.nursery.config import NurseryConfig
 
 # Mother actions.
@@ -211,14 +211,16 @@ class NurseryCore:
         B = keys.shape[0]
         # Random layouts, redrawn for any world whose open floor is not all connected (so no mother,
         # baby or food patch is ever sealed off by walls and water). A world keeps its first connected
-        # draw whatever else shares its batch.
+        # draw whatever else shares its batch; only the worlds whose latest draw is unchecked are checked
+        # and redrawn.
         picks, cells = self._layout(keys, 0)
+        todo = torch.arange(B, device=dev)
         for attempt in range(1, 64):
-            bad = ~self._connected(cells)
-            if not bad.any():
+            bad = todo[~self._connected(cells[..., todo])]
+            if bad.numel() == 0:
                 break
-            new_picks, new_cells = self._layout(keys, attempt)
-            picks, cells = torch.where(bad, new_picks, picks), torch.where(bad, new_cells, cells)
+            picks[..., bad], cells[..., bad] = self._layout(keys[bad], attempt)
+            todo = bad
         ends = torch.tensor([cfg.n_walls, K, cfg.n_food, A, P]).cumsum(0).tolist()
         hazards, food = picks[:, ends[0] : ends[1]], picks[:, ends[1] : ends[2]]
         mothers, predators = picks[:, ends[2] : ends[3]], picks[:, ends[3] : ends[4]]
@@ -258,7 +260,8 @@ class NurseryCore:
         walls, then hazards, food, mothers and predators. -> (picks (2, L, B), cells (H, W, B))."""
         cfg = self.config
         draw = rng.uniform(keys, torch.full_like(keys, attempt), _S_LAYOUT, self.interior.shape[1])
-        picks = self.interior[:, torch.argsort(draw, dim=0, stable=True)]  # (2, L, B)
+        order = torch.argsort(draw, dim=0, stable=True)  # (L, B)
+        picks = self.interior.index_select(1, order.reshape(-1)).view(2, *order.shape)  # (2, L, B)
         cells = torch.zeros(self.H, self.W, keys.shape[0], dtype=torch.uint8, device=self.device)
         cells[0] = cells[-1] = cells[:, 0] = cells[:, -1] = WALL
         cells = self._paint(cells, picks[:, : cfg.n_walls], WALL)
@@ -266,10 +269,7 @@ class NurseryCore:
 
     def _connected(self, cells: torch.Tensor) -> torch.Tensor:
         """(B,) bool: every floor cell can reach every other without crossing walls or water."""
-        floor = cells == FLOOR
-        first = F.one_hot(floor.flatten(0, 1).int().argmax(0), self.H * self.W).T.reshape(floor.shape).bool()
-        dist = distance_field(floor, first)
-        return ((dist < UNREACHABLE) | ~floor).flatten(0, 1).all(0)
+        return connected(cells == FLOOR)
 
     def reset_done(
         self, state: NurseryState, obs: torch.Tensor, done: torch.Tensor

@@ -11,7 +11,7 @@ import torch
 from worlds.config import build_config
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import EVENTS, HARM_CAUSES, N_ACTIONS, N_MOVES, NurseryCore
-from worlds.view import BatchedView
+from worlds.view import BatchedView, stacked_events
 
 BabyBrain = Callable[[np.ndarray], np.ndarray]
 """Maps the babies' observations (A, obs_dim) uint8 to their moves (A,) in [0, N_MOVES)."""
@@ -29,7 +29,8 @@ def _info(events: list[list[int]], agent: int) -> dict[str, Any]:
 class NurseryEnv(BatchedView):
     """Mothers `mother_0..` act in parallel; babies, predators and food are part of the world.
 
-    Observations: uint8 vectors (see `worlds.nursery.core.VIEW_CHANNELS` and `SCALARS`).
+    Observations: uint8 vectors (see `worlds.nursery.core.VIEW_CHANNELS` and `SCALARS`), or the same
+    values as float32 with obs_dtype="float32". compile=True: see `BatchedView`.
     Actions: Discrete(9) — stay, up, right, down, left, eat, carry (pick up / put down), feed, shoo.
     Infos: the step's events for each mother and her own baby (harm and its cause, feeds, carries,
     guards, hazard contacts, mother-baby distance, ...).
@@ -47,44 +48,42 @@ class NurseryEnv(BatchedView):
         render_mode: str | None = None,
         device: str = "cpu",
         baby_brain: BabyBrain | None = None,
+        obs_dtype: str = "uint8",
+        compile: bool = False,
         **config: Any,
     ):
         self.config = build_config(NurseryConfig, config)
         self.baby_brain = baby_brain
         self.possible_agents = [f"mother_{i}" for i in range(self.config.n_mothers)]
-        self._index = {name: i for i, name in enumerate(self.possible_agents)}
-        super().__init__(NurseryCore(self.config, device), N_ACTIONS, render_mode)
+        super().__init__(NurseryCore(self.config, device), N_ACTIONS, render_mode, obs_dtype, compile)
 
     def step(self, actions: dict[str, Any]):
         chosen = self._chosen(actions)
-        baby_actions = None
-        if self.baby_brain is not None:
+        if self.baby_brain is None:
+            self.world, out = self._step(self.world, chosen)
+        else:
             baby_obs = self.core.observe_babies(self.world)[0].cpu().numpy()
             moves = np.asarray(self.baby_brain(baby_obs)).reshape(-1)
             if moves.shape != (self.config.n_mothers,) or moves.min() < 0 or moves.max() >= N_MOVES:
                 raise ValueError(f"baby_brain must return {self.config.n_mothers} moves in [0, {N_MOVES})")
             baby_actions = torch.as_tensor(moves, dtype=torch.int64).view(1, -1)
-        self.world, out = self.core.step(self.world, chosen, baby_actions)
+            self.world, out = self.core.step(self.world, chosen, baby_actions)
 
         obs = self._observations(out.obs)
-        reward = out.reward[0].tolist()
-        died = out.terminated[0].tolist()
-        truncated = bool(out.truncated[0])
-        events = torch.stack([out.events[name][0] for name in EVENTS]).tolist()
+        reward = out.reward.tolist()[0]
+        died = out.terminated.tolist()[0]
+        truncated = bool(out.truncated.item())
+        events = stacked_events(out.events, EVENTS)[0].T.tolist()  # (n_events, A)
         live = self.agents
-        observations = {a: obs[a] for a in live}
-        rewards = {a: reward[self._index[a]] for a in live}
-        terminations = {a: bool(died[self._index[a]]) for a in live}
+        index = self._index
+        rewards = {a: reward[index[a]] for a in live}
+        terminations = {a: died[index[a]] for a in live}
         truncations = dict.fromkeys(live, truncated)
-        infos = {a: _info(events, self._index[a]) for a in live}
+        infos = {a: _info(events, index[a]) for a in live}
         self.agents = [a for a in live if not (terminations[a] or truncated)]
         if self.render_mode == "human":
             self.render()
-        return observations, rewards, terminations, truncations, infos
-
-    def _observations(self, obs: torch.Tensor) -> dict[str, np.ndarray]:
-        rows = obs[0].cpu().numpy()
-        return {a: rows[self._index[a]] for a in self.agents}
+        return obs, rewards, terminations, truncations, infos
 
     def _make_renderer(self, window: bool):
         from worlds.nursery.render import Renderer
