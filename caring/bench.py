@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -200,7 +201,8 @@ def bench_train(
 ) -> list[dict]:
     """Train each method for 1 + `updates` updates in a scratch directory (the world's default training
     settings under `overrides`; a small maternal model fit) and report the medians of the timed
-    updates, the warm-up excluded, beside the same run's ceiling (`ceiling`)."""
+    updates, the warm-up excluded, beside the ceiling (`ceiling`) timed once after each update of the
+    same run, so that a noisy machine slows both alike and their ratio holds."""
     import csv
     import tempfile
     from pathlib import Path
@@ -217,10 +219,10 @@ def bench_train(
             settings = {**(overrides or {}), "method": method, "demo_episodes": 8}
             train = train_config(task, settings | {"steps": (1 + updates) * per_update})
             trainer = start_run(Path(tmp), config, train, device, resume=False, log=lambda m: None)
-            trainer.run()
+            ceilings = _train_beside_ceiling(trainer)
             timed = list(csv.DictReader((Path(tmp) / "speed.csv").open()))[1:]
-            ceiling = ceiling_rate(trainer, updates)
         speed = statistics.median(float(r["agent_steps_per_s"]) for r in timed)
+        top = statistics.median(ceilings[1:])
         row = {
             "mode": "train",
             "method": method,
@@ -229,46 +231,46 @@ def bench_train(
             "rollout": train.rollout,
             "updates": updates,
             "agent_steps_per_s": speed,
-            "ceiling_agent_steps_per_s": ceiling,
-            "share_of_ceiling": speed / ceiling,
+            "ceiling_agent_steps_per_s": top,
+            "share_of_ceiling": speed / top,
         }
         row |= {k: statistics.median(float(r[k]) for r in timed) for k in TIMED}
         rows.append(row)
     return rows
 
 
-def ceiling_rate(trainer: Any, repeats: int) -> float:
-    """Agent-steps/s of the trainer's own network doing only what no environment can save it: a
-    rollout's inference (T forward passes and samples over all N agents) and one PPO update of the
-    full T x N batch (every step live), on random data; the median of `repeats`. Training at this
-    rate would mean the world and the stream cost nothing."""
+def _train_beside_ceiling(trainer: Any) -> list[float]:
+    """Run the trainer to its end, timing the ceiling after every update: their agent-steps/s."""
+    ceiling = ceiling_pass(trainer)
+    ceilings: list[float] = []
+    trainer.run(lambda *progress: ceilings.append(ceiling()))
+    return ceilings
+
+
+def ceiling_pass(trainer: Any) -> Callable[[], float]:
+    """A timer of what no world can spare the trainer: a rollout's inference (T forward passes and
+    samples over its N agents) and the PPO update on it, on one real rollout collected here (its
+    observations, live steps and rewards: the work an update of training does). Each call returns its
+    agent-steps/s; training at that rate would mean the world, its bookkeeping and the second stream's
+    payments cost nothing."""
     from caring import ppo
 
-    c, device = trainer.config, trainer.device
+    c, device, net = trainer.config, trainer.device, trainer.net
     T, N = c.rollout, c.worlds * trainer.core.A
+    buf, _, _ = trainer.collect_rollout()
+    next_obs = trainer.obs.reshape(N, -1)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
     def once() -> float:
-        buf = ppo.storage(T, N, trainer.core.obs_dim, device)
-        obs = torch.randint(0, 256, (T + 1, N, trainer.core.obs_dim), generator=gen, device=device)
-        obs = obs.to(torch.uint8)
         sync()
         start = time.perf_counter()
         with torch.no_grad():
             for t in range(T):
-                logits, buf["v_task"][t], buf["v_mat"][t] = trainer.net(obs[t])
-                probs = torch.softmax(logits, -1)
-                buf["action"][t] = torch.multinomial(probs, 1, generator=gen)[:, 0]
-                buf["logp"][t] = torch.log(probs.gather(1, buf["action"][t][:, None])[:, 0] + 1e-12)
-        buf["obs"] = obs[:T]
-        buf["r_task"] = torch.rand(T, N, generator=gen, device=device)
-        buf["done"] = (torch.rand(T, N, generator=gen, device=device) < 0.005).float()
-        buf["live"] = torch.ones(T, N, device=device)
-        for name in trainer.stream.loss_inputs:  # e.g. theory of mind's baby moves
-            buf[name] = torch.randint(-1, 5, (T, N), generator=gen, device=device)
-        ppo.update(trainer.net, trainer.opt, buf, obs[T], 0.5, c, gen, trainer.stream)
+                logits, _, _ = net(buf["obs"][t])
+                torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)
+        ppo.update(net, trainer.opt, buf, next_obs, 0.5, c, gen, trainer.stream)
         sync()
         return T * N / (time.perf_counter() - start)
 
-    return _median_rate(once, repeats)
+    return once

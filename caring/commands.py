@@ -156,7 +156,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.train:
         from caring.bench import bench_train
 
-        rows = [r for d in devices for r in bench_train(world_config(args), ["ppo", "rlmf"], args.repeats, d)]
+        settings = parse_sets(args.train_set)
+        world = world_config(args)
+        rows = [r for d in devices for r in bench_train(world, ["ppo", "rlmf"], args.repeats, d, settings)]
         if args.json:
             print(
                 json.dumps({"world": args.world, "torch_threads": torch.get_num_threads(), "results": rows})

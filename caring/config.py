@@ -42,8 +42,8 @@ class TrainerSettings:
         0, "agent-steps trained after `steps` with beta1 = 0 (is the habit kept once M is gone?)", 0, 10**11
     )
     seed: int = param(0, "random seed", 0, MAX_SEED)
-    worlds: int = param(256, "worlds stepped together", 1, 65536)
-    rollout: int = param(64, "steps per world per update", 1, 10000)
+    worlds: int = param(1024, "worlds stepped together", 1, 65536)
+    rollout: int = param(16, "steps per world per update", 1, 10000)
     epochs: int = param(4, "PPO epochs per update", 1, 100)
     minibatches: int = param(4, "minibatches per epoch", 1, 1024)
     lr: float = param(3e-4, "Adam learning rate", 1e-7, 1.0)

@@ -14,15 +14,10 @@ from typing import Any
 import torch
 
 from caring.protocols import Policy, Transition
-from worlds import rng
+from worlds.rng import episode_keys  # the world keys of evaluation episodes (any batch split)
 
 MAX_SEED = 2**62  # every command's seeds: what the world keys hold
 MAX_EPISODES = 10**6  # every evaluation's episodes: a batch of keys and tallies that fits in memory
-
-
-def episode_keys(seed: int, episodes: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The world keys of evaluation episodes 0..episodes-1 for a seed (any batch split gives the same)."""
-    return rng.hash_parts(rng.seed_key(seed, device)[:, None], torch.arange(episodes, device=device)[None])[0]
 
 
 def wilson_ci95(successes: float, n: float) -> tuple[float, float]:
