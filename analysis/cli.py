@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.circuits import ProbeSettings, run_probe
+from analysis.develop import DevelopSettings, develop
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
 from analysis.sweep import load_experiment, run_sweep
@@ -86,6 +87,23 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(
         f"wrote {out}/: report.json, report.md, assays.png, attribution.png, probes.png, ablation_curve.png"
     )
+
+
+QUICK_DEVELOP = {"episodes": 32, "instances": 8, "probe_episodes": 16}
+
+
+def cmd_develop(args: argparse.Namespace) -> None:
+    """Measure a run's snapshots; print the table and where the figure went."""
+    names = ("episodes", "instances", "probe_episodes", "site", "units", "seed")
+    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    settings = DevelopSettings(**{**(QUICK_DEVELOP if args.quick else {}), **values})
+    out = Path(args.out or Path(args.run) / "develop")
+    rows = develop(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
+    shown = ("agent_steps", "baby_survival", "care_kin", "care_other", "self_care", "probe_baby_hunger")
+    print(" ".join(f"{k:>17s}" for k in shown))
+    for row in rows:
+        print(" ".join(f"{row[k]:17.3f}" if isinstance(row[k], float) else f"{row[k]:17,d}" for k in shown))
+    print(f"wrote {out}/: develop.png, develop.csv, develop.json")
 
 
 QUICK_RETARGET = {
@@ -237,6 +255,25 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     p.set_defaults(func=cmd_retarget)
+
+    p = sub.add_parser("develop", help="how a nursery mother's care developed: her snapshots over training")
+    p.add_argument(
+        "run", help="a nursery run directory trained with snapshots (snapshot_every > 0, the default)"
+    )
+    p.add_argument(
+        "--out", help="directory for develop.png, develop.csv and develop.json (default: RUN/develop)"
+    )
+    p.add_argument("--episodes", type=EPISODES, help="evaluation episodes per snapshot (200)")
+    p.add_argument("--instances", type=int, help="instances of each assay situation (32)")
+    p.add_argument(
+        "--probe-episodes", dest="probe_episodes", type=int, help="expert episodes for the probes (64)"
+    )
+    p.add_argument("--site", help="hidden layer probed and ablated (hook_trunk_2)")
+    p.add_argument("--units", type=int, help="the final mother's top units ablated in every snapshot (16)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_develop)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,10 +15,10 @@ thread each) and plots are written. Cells run in a local pool of worker processe
 Ray tasks (`analysis.sweep_ray`); both run `finish_cell` and share the bookkeeping here.
 
 Besides each evaluation's metrics a row holds the caring assays' scores in the training world (nursery:
-`assay_care`, `assay_self`), the feedback a trained method used (`demo_episodes`, `preference_labels`),
-each later evaluation's headline drop from the first (`E.drop_METRIC`, per seed, so paired) and, when the
-expert is among the scripted policies, the agent-steps training took to reach 80% of its headline
-(`steps_to_80pct_expert`).
+`assay_care`, `assay_self` and `assay_abandon`, the off switch's P(gives up)), the feedback a trained
+method used (`demo_episodes`, `preference_labels`), each later evaluation's headline drop from the
+first (`E.drop_METRIC`, per seed, so paired) and, when the expert is among the scripted policies, the
+agent-steps training took to reach 80% of its headline (`steps_to_80pct_expert`).
 
 Example file::
 
@@ -86,8 +86,12 @@ FILE_KEYS = (
 )
 TRAIN_KEYS = ("final_beta1", "agent_steps")
 BUDGET_KEYS = ("demo_episodes", "preference_labels")  # feedback a trained method used (its stream's count)
-ASSAY_KEYS = {"nursery": ("assay_care", "assay_self")}  # the caring assays are nursery situations
-ASSAY_LABELS = {"assay_care": "care assays", "assay_self": "self-care assays"}
+ASSAY_KEYS = {"nursery": ("assay_care", "assay_self", "assay_abandon")}  # nursery situations, by kind
+ASSAY_LABELS = {
+    "assay_care": "care assays",
+    "assay_self": "self-care assays",
+    "assay_abandon": "abandonment assays (P gives up)",
+}
 ASSAY_INSTANCES = 32  # instances per assay situation: about a second per cell on one thread
 EXPERT, REACH = "expert", 0.8  # steps to reach REACH × the scripted EXPERT's headline
 REACH_KEY = "steps_to_80pct_expert"
@@ -323,17 +327,20 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
 
 
 def assay_scores(experiment: Experiment, core: Any, policy: Any, seed: int) -> dict[str, float]:
-    """The caring assays' summary (care and self-care scores) of a policy in the training world, on
-    layouts of held-out keys; nothing for a world without assays, NaN for a nursery with no room for
-    them (say, one mother: no stranger's baby)."""
+    """The caring assays' summary (care, self-care and abandonment scores) of a policy in the training
+    world, as its births left there make them, on layouts of held-out keys; nothing for a world without
+    assays, NaN for a battery a nursery has no room for (say, one mother: no stranger's baby)."""
     keys = experiment.assay_keys()
     if not keys:
         return {}
-    try:
-        battery = assays.build_battery(core, ASSAY_INSTANCES, seed)
-    except ConfigError:
-        return dict.fromkeys(keys, math.nan)
-    found = assays.summary(assays.score(policy, battery))
+    scores = {}
+    for situations in (assays.SITUATIONS, assays.ABANDONMENT):  # a world may have room for one only
+        try:
+            battery = assays.build_battery(core, ASSAY_INSTANCES, seed, situations=situations)
+        except ConfigError:
+            continue
+        scores |= assays.score(policy, battery)
+    found = assays.summary(scores, tuple(key.removeprefix("assay_") for key in keys))
     return {key: found[key.removeprefix("assay_")] for key in keys}
 
 

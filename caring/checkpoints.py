@@ -40,11 +40,14 @@ from caring.files import (
     write_json,
 )
 from caring.schedules import BetaSchedule
+from caring.tblog import TB_DIR
 from worlds.config import ConfigError
 
 CHECKPOINT, SUMMARY, MOTHER = "checkpoint.safetensors", "checkpoint.json", "mother.safetensors"
 LOGS = ("metrics.csv", "speed.csv")
-RUN_FILES = (*LOGS, CHECKPOINT, MOTHER)  # what only a run started with a config.json writes
+SNAPSHOTS = "snapshots"  # the mother every `snapshot_every` updates: snapshots/mother_0000025.safetensors
+# What only a run started with a config.json writes.
+RUN_FILES = (*LOGS, CHECKPOINT, MOTHER, SNAPSHOTS, TB_DIR)
 SEAL = "caring"  # the key of the checkpoint's metadata (JSON) in the safetensors header
 # What the checkpoint code before the seal left when killed between its two renames (see `_legacy`).
 LEGACY_TEMPORARIES = ("checkpoint.safetensors.tmp", "checkpoint.json.tmp")
@@ -101,6 +104,19 @@ def export_mother(trainer: Any) -> None:
     path = trainer.out / MOTHER
     if not path.exists() or path.read_bytes() != data:
         write_atomic(path, data)
+
+
+def snapshot_name(update: int) -> str:
+    return f"mother_{update:07d}.safetensors"
+
+
+def save_snapshot(trainer: Any) -> None:
+    """Keep the mother as she is after this update (weights alone, her update and agent-steps in the
+    header). Written before the update's checkpoint: a resume from an earlier one writes it again, with
+    the same bytes, when it gets here."""
+    meta = {SEAL: json.dumps({"update": trainer.update, "agent_steps": trainer.update * trainer.per_update})}
+    data = serialize({k: v.cpu().contiguous() for k, v in trainer.net.state_dict().items()}, metadata=meta)
+    write_atomic(trainer.out / SNAPSHOTS / snapshot_name(trainer.update), data)
 
 
 def restore(trainer: Any) -> None:

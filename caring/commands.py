@@ -22,9 +22,11 @@ from caring.config import TrainConfig, train_config
 from caring.episodes import MAX_EPISODES, MAX_SEED, render_episode
 from caring.files import write_atomic
 from caring.policies import TrainedMother, load_policy
+from caring.progress import PROGRESS_EVERY_S, Cockpit, plot
 from caring.runs import is_run, run_training, run_world, started_with
 from caring.streams import STREAMS, get_stream
 from caring.tasks import get_task, task_of
+from caring.viewer import KEYS, OVERLAYS, Viewer
 from worlds.config import ConfigError, build_config, describe, load_config_file, parse_sets
 
 
@@ -127,20 +129,79 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
 
 
-def cmd_render(args: argparse.Namespace) -> None:
-    from caring.plots import save_gif
+OVERLAY_HELP = "; ".join(f"{name}: {meaning}" for name, meaning in OVERLAYS.items())
+RENDER_HELP = f"""Watch one episode in a window: the world, and a panel with a legend, each mother's
+energy and her baby's hunger and health (which she cannot see), the action she takes and, for a trained
+mother, her action probabilities and her two critics' values (V_task, V_mat). At the episode's end the
+window shows how it went and waits; a summary line (babies alive / born, harm events, causes of death)
+is printed.
 
-    task, core = make_core(args)
-    policy = load_policy(args.policy, core, task)
+keys: {KEYS[0]}
+      {KEYS[1]}
+
+--out writes the episode as a GIF instead, --screenshot one step of the viewer as a PNG, e.g.
+  caring render nursery --policy runs/x --seed 3 --overlay saliency --screenshot viewer.png --at 40"""
+
+
+def overlay_name(text: str) -> str:
+    """An argparse type: the name of an attribution overlay."""
+    if text not in OVERLAYS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(OVERLAYS)}, got {text!r}")
+    return text
+
+
+def check_render_args(args: argparse.Namespace) -> None:
+    """Flags that make no sense together, refused before anything is built."""
     if args.out and not args.out.endswith(".gif"):
         raise ConfigError(f"--out must name a .gif file, got {args.out!r}")
-    renderer = task.renderer(core, window=args.out is None)
-    frames = render_episode(task, core, policy, args.seed, args.steps, renderer)
-    renderer.close()
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        save_gif(frames, args.out)
-        print(f"wrote {args.out} ({len(frames)} frames)")
+    if args.screenshot and not args.screenshot.endswith(".png"):
+        raise ConfigError(f"--screenshot must name a .png file, got {args.screenshot!r}")
+    if args.out and args.screenshot:
+        raise ConfigError(
+            "--out (a GIF of the episode) and --screenshot (a PNG of one step) cannot be combined"
+        )
+    if args.at is not None and not args.screenshot:
+        raise ConfigError("--at is the step of a --screenshot; give --screenshot FILE.png")
+    if args.screenshot and args.steps is not None:
+        raise ConfigError("--steps does not apply to --screenshot; --at chooses its step")
+    if args.panel and not args.out:
+        raise ConfigError("--panel is for --out GIFs; the window and --screenshot always show the panel")
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    """Watch one episode in the viewer's window, or write it as a GIF (--out) or one step of the viewer
+    as a PNG (--screenshot)."""
+    from PIL import Image
+
+    from caring.plots import save_gif
+
+    check_render_args(args)
+    task, core = make_core(args)
+    policy = load_policy(args.policy, core, task)
+    if args.overlay and not isinstance(policy, TrainedMother):
+        raise ConfigError(
+            f"--overlay {args.overlay} needs a trained mother's network (a run directory); "
+            f"{args.policy!r} is a scripted policy"
+        )
+    for path in (args.out, args.screenshot):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    renderer = task.renderer(core, window=not (args.out or args.screenshot))
+    try:
+        viewer = Viewer(task, core, policy, renderer, args.overlay, args.fps)
+        if args.screenshot:
+            frame, episode = viewer.screenshot(args.seed, args.at or 0)
+            Image.fromarray(frame).save(args.screenshot)
+            print(f"wrote {args.screenshot} (t={int(episode.now.state.t[0])})")
+        elif args.out:
+            frames, episode = viewer.record(args.seed, args.steps, args.panel)
+            episode.report()
+            save_gif(frames, args.out, args.fps)
+            print(f"wrote {args.out} ({len(frames)} frames)")
+        else:  # with --steps the window closes after them; without, it waits at the episode's end
+            viewer.watch(args.seed, args.steps, wait=args.steps is None)
+    finally:
+        renderer.close()
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -174,6 +235,22 @@ def cmd_bench(args: argparse.Namespace) -> None:
                 f"({r['ceiling_agent_steps_per_s']:,.0f})   per update: {parts}"
             )
         return
+    if args.sb3:
+        from caring.bench import bench_sb3
+
+        try:
+            rows = bench_sb3(world_config(args), args.sb3_envs, args.sb3_steps)
+        except ImportError:
+            raise CliError("--sb3 needs Stable-Baselines3: pip install -e '.[sb3]'") from None
+        if args.json:
+            print(json.dumps({"world": args.world, "results": rows}))
+            return
+        for r in rows:
+            print(
+                f"sb3-ppo through {r['env']:9s} num_envs={r['num_envs']} {r['timesteps']:,} timesteps: "
+                f"{r['agent_steps_per_s']:,.0f} agent-steps/s (environment, inference and updates)"
+            )
+        return
     report = run_bench(world_config(args), args.batches, args.repeats, devices, args.compiled)
     if args.json:
         print(json.dumps(report))
@@ -202,6 +279,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         given = {
             "--set": args.set,
             "--config": args.config,
+            "--train-config": args.train_config,
             "--train-set": args.train_set,
             "--method": args.method,
             "--beta-schedule": args.beta_schedule,
@@ -214,37 +292,50 @@ def cmd_train(args: argparse.Namespace) -> None:
             )
     world = world_config(args)
     task = task_of(world)
-    overrides: dict[str, Any] = parse_sets(args.train_set)
-    for key in ("method", "beta_schedule", "steps", "seed"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
+    overrides = training_overrides(args, task)
     if args.resume and args.steps is None:  # continue to the run's own budget, not the default one
         overrides["steps"] = run_training(Path(args.out)).steps
     config = train_config(task, overrides)
     trainer = start_run(Path(args.out), world, config, device(args.device), args.resume)
-    plots = train_with_progress(trainer)
-    print(f"trained {trainer.update} updates into {args.out}: metrics.csv, mother.safetensors, {plots}")
+    written = [
+        "metrics.csv",
+        "mother.safetensors",
+        *train_with_progress(trainer, args.progress_every, args.tensorboard),
+    ]
+    print(f"trained {trainer.update} updates into {args.out}: {', '.join(written)}")
 
 
-def train_with_progress(trainer: Any) -> str:
-    """Run a trainer to its end under a progress bar (steps/s, β₁, the task's headline), then plot it."""
-    from tqdm import tqdm
+def training_overrides(args: argparse.Namespace, task: Any) -> dict[str, Any]:
+    """The training settings `caring train` was given: --train-config's file, then --train-set, then
+    the flags, each over the one before. A setting the file gets wrong is one line naming the file
+    (the command line's own mistakes are named as ever)."""
+    given: dict[str, Any] = parse_sets(args.train_set)
+    for key in ("method", "beta_schedule", "steps", "seed"):
+        if getattr(args, key) is not None:
+            given[key] = getattr(args, key)
+    if not args.train_config:
+        return given
+    overrides = load_config_file(args.train_config) | given
+    try:
+        train_config(task, overrides)
+    except ConfigError as err:
+        train_config(task, given)  # without the file it fails too: the command line's mistake
+        raise ConfigError(f"--train-config {args.train_config}: {err}") from None
+    return overrides
 
-    from caring.plots import plot_run
 
-    headline = trainer.task.headline
-    bar = tqdm(total=trainer.updates_total, initial=trainer.update, unit="update", disable=None)
-
-    def progress(update: int, total: int, row: dict, speed: float) -> None:
-        bar.update(1)
-        bar.set_postfix(
-            steps_s=f"{speed:,.0f}", beta1=f"{row['beta1']:.2f}", **{headline: f"{row[headline]:.2f}"}
-        )
-
+def train_with_progress(
+    trainer: Any, every_s: float = PROGRESS_EVERY_S, tensorboard: bool = True
+) -> list[str]:
+    """Run a trainer to its end, visible while it runs (`caring.progress`: a live line or log lines
+    every `every_s` seconds, TensorBoard, plots redrawn at checkpoints), then plot it. -> what it wrote
+    besides the trainer's own files, for the closing line."""
     with writing(trainer.out):  # a full disk: one line, the last good checkpoint, resumable
-        trainer.run(progress)
-        bar.close()
-        return ", ".join(p.name for p in plot_run(trainer.out))  # learning curves, beta1 and harm
+        with Cockpit(trainer, every_s, tensorboard) as cockpit:
+            trainer.run(cockpit)
+            board = cockpit.board
+        written = [p.name for p in plot(trainer.out)]  # learning curves, beta1 and harm
+    return written + ([f"{board.directory.name}/ (TensorBoard)"] if board else [])
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -270,7 +361,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         trained = mother_label(config)
         print(f"training the default mother into {run}: {trained}, {config.steps:,} agent-steps ...")
         trainer = start_run(run, core.config, config, device(args.device), resume)
-        train_with_progress(trainer)
+        train_with_progress(trainer, args.progress_every, args.tensorboard)
         policies = {trained: TrainedMother(trainer.net)} | policies
         written += [
             "mother/ (weights, metrics.csv, learning_curves.png, beta_harm.png)",
@@ -305,7 +396,7 @@ def world_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
         help="override a world parameter (repeatable); see `caring params`",
     )
     p.add_argument("--config", help="a .json or .toml file of world parameters")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
 
 
 def train_set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -315,12 +406,47 @@ def train_set_arg(p: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def progress_args(p: argparse.ArgumentParser) -> None:
+    """How a training command shows its run while it runs (`caring.progress`)."""
+    p.add_argument(
+        "--progress-every",
+        dest="progress_every",
+        type=seconds,
+        default=PROGRESS_EVERY_S,
+        metavar="SECONDS",
+        help="a progress line every SECONDS when the output is not a terminal (and at the first and last "
+        "update; 0: every update), and the run's plots redrawn at a checkpoint at most this often "
+        "(default: %(default)g)",
+    )
+    p.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="write no TensorBoard event files (default: RUN/tb/ when the tensorboard package is "
+        "installed: pip install -e '.[tensorboard]')",
+    )
+
+
 TRAIN_HELP = (
     "Train mothers with PPO and two critics. With no flags the recipe that works: in the nursery RLMF "
     "with adaptive beta1 and M's learned judgement weighted 0.1 against its rules, 12M agent-steps "
-    "(about 7 minutes on a 2-core CPU; the default mother of `caring demo`, which saves about 89% of "
-    "her babies, the expert 100%); in lava the lava experiment's RLMF settings, 1.5M agent-steps. "
+    "(about 8 minutes on an idle 2-core CPU; with --seed 11 she saves 92% of her babies in held-out "
+    "episodes, the expert 100%); in lava the lava experiment's RLMF settings, 1.5M agent-steps. "
     "`caring params WORLD --train` lists every setting with the world's default."
+)
+
+
+POLICY_HELP = (
+    "a scripted policy (nursery: expert, negligent, random, expert-no-*, expert-gives-up; "
+    "lava: expert, shortcut, random) or a run directory"
 )
 
 
@@ -331,8 +457,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--policy",
         required=True,
-        help="a scripted policy (nursery: expert, negligent, random, expert-no-*; lava: expert, shortcut, "
-        "random) or a run directory",
+        help=POLICY_HELP,
     )
     p.add_argument("--episodes", type=EPISODES, default=500)
     p.add_argument("--seed", type=SEED, default=0)
@@ -343,23 +468,68 @@ def add_commands(sub: Any) -> None:
     world_args(p)
     p.add_argument("--method", help=f"training method: {', '.join(STREAMS)} (default: rlmf)")
     p.add_argument(
-        "--beta-schedule", dest="beta_schedule", help="constant, linear, exp or adaptive (the default)"
+        "--beta-schedule",
+        dest="beta_schedule",
+        help="constant, linear, exp or adaptive (default: adaptive)",
     )
     p.add_argument("--steps", type=int, help="agent-steps of experience (default: the world's recipe)")
-    p.add_argument("--seed", type=SEED)
+    p.add_argument("--seed", type=SEED, help="random seed (default: 0)")
     p.add_argument("--out", required=True, help="run directory")
+    p.add_argument(
+        "--train-config",
+        dest="train_config",
+        metavar="FILE",
+        help="a .toml (or .json) file of training settings, key = value as for --train-set, which "
+        "overrides it; see `caring params WORLD --train`",
+    )
     train_set_arg(
         p, "override a training setting (repeatable), e.g. worlds=512; see `caring params WORLD --train`"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    progress_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("render", help="write a GIF of one episode (or open a window without --out)")
+    p = sub.add_parser(
+        "render",
+        help="watch one episode in a window with a panel (or write a GIF: --out, a PNG: --screenshot)",
+        description=RENDER_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     world_args(p)
-    p.add_argument("--policy", required=True)
-    p.add_argument("--out", help="path of the .gif to write; omit to watch live")
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--steps", type=bounded_int(1, 10**6), default=200)
+    p.add_argument(
+        "--policy",
+        required=True,
+        help=POLICY_HELP + " (a trained mother: the panel then shows her action probabilities and "
+        "V_task, V_mat, and --overlay works)",
+    )
+    p.add_argument(
+        "--seed", type=SEED, default=0, help="which episode: its layout and randomness (default: 0)"
+    )
+    p.add_argument(
+        "--steps",
+        type=bounded_int(1, 10**6),
+        help="stop after this many steps (default: the whole episode, max_cycles); in the window, the "
+        "viewer then closes instead of waiting at the end",
+    )
+    p.add_argument(
+        "--fps",
+        type=bounded_int(1, 60),
+        default=8,
+        help="steps per second: the window's starting speed (+/- change it) and the GIF's",
+    )
+    p.add_argument(
+        "--overlay",
+        type=overlay_name,
+        help=f"a trained mother's attribution, as a heat map on the cells she sees: {OVERLAY_HELP}",
+    )
+    p.add_argument("--out", help="write the episode to this .gif instead of opening a window")
+    p.add_argument(
+        "--panel",
+        action="store_true",
+        help="with --out: the GIF shows the viewer's panel too (default: the world alone, as in the README)",
+    )
+    p.add_argument("--screenshot", help="write the viewer (grid, panel, overlay) at step --at to this .png")
+    p.add_argument("--at", type=bounded_int(0, 10**6), help="the step of --screenshot (default 0)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("bench", help="agent-steps/s of the PettingZoo env and the batched core")
@@ -381,6 +551,18 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="also the PettingZoo view with compile=True (built and cached on first use: 1-3 minutes)",
     )
+    p.add_argument(
+        "--sb3",
+        action="store_true",
+        help="instead: Stable-Baselines3 PPO trained on the vector env and, if installed, on SuperSuit's "
+        "vector env over the PettingZoo view (one run each, same settings)",
+    )
+    p.add_argument(
+        "--sb3-envs", type=bounded_int(2, 65536), default=64, help="--sb3: agents stepped together"
+    )
+    p.add_argument(
+        "--sb3-steps", type=bounded_int(1024, 10**9), default=32768, help="--sb3: timesteps learned"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench, device="all")
 
@@ -394,6 +576,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--episodes", type=EPISODES, default=500)
     p.add_argument("--seed", type=SEED, default=0)
+    progress_args(p)
     p.set_defaults(func=cmd_demo, world="nursery")
 
     p = sub.add_parser("params", help="list every world (or, with --train, training) setting")
@@ -411,8 +594,9 @@ def cmd_params(args: argparse.Namespace) -> None:
         rows = [(name, kind, defaults[name], meaning) for name, kind, _, meaning in describe(TrainConfig)]
     else:
         rows = describe(task.config_class)
+    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]  # a long default stays aligned
     for name, kind, default, meaning in rows:
-        print(f"{name:22s} {kind:6s} {default!s:10s} {meaning}")
+        print(f"{name:{widths[0]}s} {kind:{widths[1]}s} {default!s:{widths[2]}s} {meaning}")
 
 
 def run(argv: list[str] | None, *extensions: Callable[[Any], None]) -> int:
@@ -428,6 +612,9 @@ def run(argv: list[str] | None, *extensions: Callable[[Any], None]) -> int:
             add(sub)
         args = parser.parse_args(argv)
         args.func(args)
+    except BrokenPipeError:  # the reader went away (`caring params | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except (CliError, ConfigError, ValueError, OSError) as err:
         print(f"caring: error: {err}", file=sys.stderr)
         return 2

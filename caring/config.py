@@ -56,6 +56,9 @@ class TrainerSettings:
     hidden: int = param(128, "hidden units per trunk layer", 8, 4096)
     reward_scale: float = param(0.1, "task reward multiplier", 1e-6, 100.0)
     checkpoint_every: int = param(10, "updates between checkpoints", 1, 10**6)
+    snapshot_every: int = param(
+        25, "updates between copies of the mother kept in snapshots/ (0: none)", 0, 10**6
+    )
 
 
 def _validate(self: Any) -> None:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from caring.protocols import Policy, Transition
+from worlds.rng import MAX_SEED as MAX_SEED  # every command's seed cap, the worlds' own
 from worlds.rng import episode_keys  # the world keys of evaluation episodes (any batch split)
 
-MAX_SEED = 2**62  # every command's seeds: what the world keys hold
 MAX_EPISODES = 10**6  # every evaluation's episodes: a batch of keys and tallies that fits in memory
 
 
@@ -44,13 +45,32 @@ def play(
         state, obs = after, out.obs
 
 
-@torch.inference_mode()
-def render_episode(task: Any, core: Any, policy: Policy, seed: int, steps: int, renderer: Any) -> list:
-    """Frames (H, W, 3) uint8 of one episode (episode key 0 of `seed`), up to `steps` steps or its end."""
+@dataclass(frozen=True, eq=False)  # compared by identity: a viewer redraws when the moment changes
+class Moment:
+    """One state of an episode as a viewer shows it: the observations the agents act on in it, the
+    actions they take (None at the episode's last state) and the step that led to it (None at the
+    start), so a frame can show a state together with the decision made in it."""
+
+    state: Any
+    obs: torch.Tensor  # (B, A, obs_dim) uint8
+    action: torch.Tensor | None  # (B, A)
+    came_by: Transition | None
+
+
+@torch.no_grad()  # not inference mode: a viewer takes gradients of the policy on these observations
+def moments(task: Any, core: Any, policy: Policy, seed: int, steps: int | None = None) -> Iterator[Moment]:
+    """Each state of one episode (episode key 0 of `seed`), up to `steps` steps (default: max_cycles)
+    or the episode's end, whichever comes first."""
     state, obs = core.reset(episode_keys(seed, 1, core.device))
-    frames = [renderer.draw(state)]
+    came_by = None
     for step in play(core, policy, state, obs, steps):
-        frames.append(renderer.draw(step.after))
+        yield Moment(step.before, step.obs, step.action, came_by)
+        came_by = step
         if bool(task.ended(step.after, step.out)[0]):
             break
-    return frames
+    yield Moment(came_by.after, came_by.out.obs, None, came_by) if came_by else Moment(state, obs, None, None)
+
+
+def render_episode(task: Any, core: Any, policy: Policy, seed: int, steps: int, renderer: Any) -> list:
+    """Frames (H, W, 3) uint8 of one episode (episode key 0 of `seed`), up to `steps` steps or its end."""
+    return [renderer.draw(moment.state) for moment in moments(task, core, policy, seed, steps)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from caring.episodes import episode_keys, play, wilson_ci95
@@ -37,6 +39,14 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
     }
 
 
+def death_causes(events: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each baby death of a step put down to one cause, the gravest harm of its step: water, then a bite,
+    then (whatever else) hunger. {cause: bool tensor shaped like events["baby_died"]}."""
+    died = events["baby_died"].bool()
+    hazard, bite = events["baby_harm_hazard"].bool(), events["baby_harm_predator"].bool()
+    return {"hazard": died & hazard, "predator": died & ~hazard & bite, "hunger": died & ~hazard & ~bite}
+
+
 def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, float]:
     state, obs = core.reset(keys)
     B = keys.shape[0]
@@ -64,12 +74,8 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, flo
         acc["hazard_contacts"] += ev["mother_hazard"] + ev["baby_harm_hazard"]
         acc["baby_lifetime"] += ev["baby_alive"] + ev["baby_died"]  # a baby's last step counts as lived
         acc["babies_born"] += ev["baby_born"]
-        # A death is put down to the gravest harm of its step: water, then a bite, then hunger.
-        died = ev["baby_died"].bool()
-        hazard, bite = ev["baby_harm_hazard"].bool(), ev["baby_harm_predator"].bool()
-        acc["deaths_hazard"] += died & hazard
-        acc["deaths_predator"] += died & ~hazard & bite
-        acc["deaths_hunger"] += died & ~hazard & ~bite
+        for cause, died in death_causes(ev).items():
+            acc[f"deaths_{cause}"] += died
     sums = {name: float(value.sum()) for name, value in acc.items()}
     sums["babies_alive_at_end"] = float(state.baby_alive.sum())
     sums["mothers_alive_at_end"] = float(state.mother_alive.sum())

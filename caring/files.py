@@ -125,8 +125,8 @@ def truncate(path: Path, size: int) -> None:
 
 
 def remove_temporaries(directory: Path) -> None:
-    """Delete the temporary files interrupted writes left in a directory."""
-    for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
+    """Delete the temporary files interrupted writes left in a directory and the folders inside it."""
+    for tmp in directory.glob(f"**/.*{TEMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)
 
 

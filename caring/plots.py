@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
+from caring.files import write_atomic
 from caring.runs import run_world
 from caring.tasks import get_task
 
@@ -20,10 +22,13 @@ def smooth(values: list[float], window: int = 10) -> list[float]:
 
 
 def plot_run(run: Path) -> list[Path]:
+    """learning_curves.png (the task's outcomes, task and maternal reward) and beta_harm.png of a run, from
+    its metrics.csv; redrawn while it trains (`caring.progress`) and at its end."""
     import matplotlib.pyplot as plt
 
     task = get_task(run_world(run)[0])
-    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    with (run / "metrics.csv").open(newline="") as f:  # closed at once: it is redrawn every checkpoint
+        rows = list(csv.DictReader(f))
     steps = [float(r["agent_steps"]) / 1e6 for r in rows]
 
     def column(name: str) -> list[float]:
@@ -43,11 +48,15 @@ def plot_run(run: Path) -> list[Path]:
     fig.suptitle(f"{run.name}: learning curves (10-update trailing means)")
     written.append(save_figure(fig, run / "learning_curves.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(steps, column("beta1"), label="β₁ (maternal weight)")
-    ax.plot(steps, column("harm_rate"), label=task.harm_label)
+    fig, ax = plt.subplots(figsize=(7, 3.5))  # two scales: β₁ in [0, 1] on the left, harm on the right
+    ax.plot(steps, column("beta1"), color="tab:blue")
+    ax.set_ylabel("β₁ (weight on the maternal stream)", color="tab:blue")
+    ax.set_ylim(-0.02, 1.02)
+    harm = ax.twinx()
+    harm.plot(steps, smooth(column("harm_rate")), color="tab:red")
+    harm.set_ylabel(f"{task.harm_label} (10-update mean)", color="tab:red")
+    harm.set_ylim(bottom=0)
     ax.set_xlabel("agent-steps (millions)")
-    ax.legend()
     fig.suptitle(f"{run.name}: β₁ and harm")
     written.append(save_figure(fig, run / "beta_harm.png"))
     plt.close("all")
@@ -65,7 +74,9 @@ def save_gif(frames: list, path: str, fps: int = 8) -> None:
 
 
 def save_figure(fig, path: Path) -> Path:
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight")
-    tmp.replace(path)
+    """Write a figure by `write_atomic`: a viewer never reads half a PNG while a run redraws it, and a
+    kill leaves the old one (and no temporary file a resume would not clean up)."""
+    data = io.BytesIO()
+    fig.savefig(data, format=path.suffix[1:], dpi=90, bbox_inches="tight")
+    write_atomic(path, data.getvalue())
     return path

@@ -12,6 +12,7 @@ maternal.safetensors and maternal.json). Writing and resuming one is `caring.che
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,26 +84,41 @@ def started_with(out: Path, world: Any, config: Any) -> bool:
     return run_world(out, saved)[1] == world and run_training(out, saved) == config
 
 
-def load_mother(run: Path, core: Any, task: Any) -> MotherNet:
-    """A run's trained mother, on the core's device, checked against the world she is to act in and the
-    network her run trained (names, shapes, dtypes: never cast)."""
+SNAPSHOT = re.compile(r"mother_(\d{7})\.safetensors")
+
+
+def snapshots(run: Path) -> list[tuple[int, Path]]:
+    """The mothers a run kept along the way (`snapshot_every`), as (update, file), oldest first; files in
+    snapshots/ that are not named as we name them are not ours and are left out."""
+    found = []
+    for path in (Path(run) / "snapshots").glob("mother_*.safetensors"):
+        match = SNAPSHOT.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def load_mother(run: Path, core: Any, task: Any, weights: Path | None = None) -> MotherNet:
+    """A run's trained mother (or, given `weights`, one of its snapshots), on the core's device, checked
+    against the world she is to act in and the network her run trained (names, shapes, dtypes: never
+    cast)."""
     saved = run_config(run)
     config = run_training(run, saved)
-    path = run / "mother.safetensors"
+    path = weights or run / "mother.safetensors"
     resume = f"`caring train {run_world(run, saved)[0]} --out {run} --resume`"
     if not path.exists():
         raise ConfigError(f"{run} has no trained mother yet (no {path.name}): {resume} trains and writes her")
     try:
-        weights = load_checked(path)
+        tensors = load_checked(path)
     except ConfigError as err:
         raise ConfigError(f"{err}; {resume} writes her again from the run's checkpoint") from None
-    first = weights.get("trunk_1.weight")
+    first = tensors.get("trunk_1.weight")
     if first is not None and first.dim() == 2 and first.shape[1] != core.obs_dim:
         raise ConfigError(
             f"{run} was trained on observations of size {first.shape[1]}, this world gives {core.obs_dim}; "
             "use the run's own world settings"
         )
     net = MotherNet(core.obs_dim, task.n_actions, config.hidden, get_stream(config.method).predicts_baby)
-    check_tensors(str(path), "the network", weights, net.state_dict())
-    net.load_state_dict(weights)
+    check_tensors(str(path), "the network", tensors, net.state_dict())
+    net.load_state_dict(tensors)
     return net.to(core.device)

@@ -193,6 +193,8 @@ class Trainer:
             speed = {"update": self.update, "agent_steps_per_s": per_update / elapsed, "rollout_s": rollout_s}
             checkpoints.append_row(self.out / "speed.csv", SPEED_COLUMNS, speed | self.clock.seconds)
             self.clock = Stopwatch()
+            if c.snapshot_every and self.update % c.snapshot_every == 0:
+                checkpoints.save_snapshot(self)
             if self.update % c.checkpoint_every == 0 or self.update == self.updates_total:
                 self.save_checkpoint()
             if progress is not None:

@@ -271,6 +271,26 @@ def test_step_rejects_unknown_agents_and_step_before_reset():
     assert env.step({"mother_0": np.int64(3)})[0]  # numpy ints are fine; a missing agent stays put
 
 
+@pytest.mark.parametrize("make", [NurseryEnv, lambda: worlds.make("lava")])
+def test_views_reject_bad_seeds_and_non_dict_actions(make):
+    env = make()
+    for seed in (-1, 2**70, 1.5, "7", True):
+        with pytest.raises(ValueError, match=r"seed must be an int in \[0, 4611686018427387904\] or None"):
+            env.reset(seed=seed)
+    assert env.reset(seed=np.int64(2**62))[0]  # the largest seed, as a numpy int, is fine
+    for actions in (None, [0, 0], 3):
+        with pytest.raises(ValueError, match="step\\(\\) takes a dict of actions"):
+            env.step(actions)
+
+
+def test_vector_env_rejects_bad_seeds():
+    env = worlds.make_vec("nursery", num_envs=2)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        env.reset(seed=-1)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        env.reset(seed=2**70)
+
+
 def test_baby_brain_output_is_checked():
     env = NurseryEnv(baby_brain=lambda obs: np.array([7, 7]), birth_step=0)
     env.reset(seed=0)

@@ -240,7 +240,7 @@ def same_as(run: Path, reference: Path) -> bool:
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
 def one_line(capsys) -> str:

@@ -50,6 +50,28 @@ def test_an_interrupted_run_resumes_to_the_same_end(tmp_path, capsys):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
+def test_snapshots_keep_the_mother_along_the_way_and_survive_a_resume(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from caring.runs import snapshots
+
+    every = ["--train-set", "snapshot_every=1"]
+    assert train(tmp_path / "whole", "ppo", 4, *every) == 0
+    assert train(tmp_path / "cut", "ppo", 3, *every) == 0
+    (tmp_path / "cut" / "snapshots" / "notes.txt").write_text("not a snapshot")  # a user's file: left out
+    resume = ["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)]
+    assert main(resume) == 0
+    kept = snapshots(tmp_path / "whole")
+    assert [update for update, _ in kept] == [1, 2, 3, 4]
+    assert [(u, p.read_bytes()) for u, p in snapshots(tmp_path / "cut")] == [
+        (u, p.read_bytes()) for u, p in kept
+    ]
+    first, last = load_file(kept[0][1]), load_file(kept[-1][1])
+    assert any(not (first[k] == last[k]).all() for k in first)  # she changed along the way
+    mother = load_file(tmp_path / "whole" / "mother.safetensors")
+    assert all((mother[k] == last[k]).all() for k in mother)  # the last snapshot is the trained mother
+
+
 def test_an_interrupted_lagrangian_run_resumes_with_its_multiplier(tmp_path, capsys):
     limit = ["--train-set", "cost_limit=0.001", "--train-set", "lagrange_lr=1"]  # λ moves every update
     assert train(tmp_path / "whole", "ppo-lagrangian", 4, *limit) == 0

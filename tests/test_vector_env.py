@@ -3,6 +3,8 @@ keys and actions -> same observations, rewards, ends and events, across autorese
 conventions (one env per agent, same-step autoreset, inactive agents, seeding), and the SB3 adapter
 trains."""
 
+import importlib.util
+
 import gymnasium
 import numpy as np
 import pytest
@@ -241,3 +243,33 @@ def test_sb3_ppo_trains_on_the_vector_env():
     for ep in episodes:
         assert 1 <= ep["l"] <= 25
         assert -0.01 * 25 - 1e-6 <= ep["r"] <= 1.0  # step costs, at most one goal
+
+
+def test_bench_sb3_reports_both_roads_or_says_what_is_missing(capsys):
+    import json
+
+    from analysis.cli import main
+
+    if importlib.util.find_spec("stable_baselines3") is None:
+        assert main(["bench", "--world", "lava", "--sb3"]) == 2
+        assert "pip install -e '.[sb3]'" in capsys.readouterr().err
+        return
+    args = [
+        "bench",
+        "--world",
+        "lava",
+        "--set",
+        "max_cycles=25",
+        "--sb3",
+        "--sb3-envs",
+        "4",
+        "--sb3-steps",
+        "1024",
+    ]
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    expected = {"vector"} | ({"supersuit"} if importlib.util.find_spec("supersuit") else set())
+    assert {r["env"] for r in rows} == expected
+    assert all(r["timesteps"] >= 1024 and r["agent_steps_per_s"] > 0 for r in rows)
+    assert main(["bench", "--sb3", "--sb3-envs", "1"]) == 2  # one line, not a traceback
+    assert "--sb3-envs must be at least 2" in capsys.readouterr().err

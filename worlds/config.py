@@ -132,7 +132,7 @@ def describe(cls: type) -> list[tuple[str, str, Any, str]]:
     for f in dataclasses.fields(cls):
         meta = f.metadata
         span = (
-            f" one of {'/'.join(meta['choices'])}"
+            f"; one of {'/'.join(meta['choices'])}"
             if meta.get("choices")
             else f" [{meta.get('lo')}, {meta.get('hi')}]"
             if meta.get("lo") is not None

@@ -8,9 +8,12 @@ CPU and CUDA alike.
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 MASK32 = 0xFFFFFFFF
+MAX_SEED = 2**62  # the largest user seed: what a world key's two 32-bit halves hold with room to spare
 _MULT = 0x45D9F3B  # < 2**31, so (x < 2**32) * _MULT never overflows int64
 
 
@@ -51,6 +54,18 @@ def uniform(key: torch.Tensor, t: torch.Tensor, stream: int, n: int) -> torch.Te
     idx = (torch.arange(n, device=key.device) * 0x2545F491 + 0x3C6EF372) & MASK32
     h = mix32(base[None, :] ^ idx[:, None])
     return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def checked_seed(seed: object) -> int:
+    """A user's seed as an int in [0, MAX_SEED], or a ValueError saying what a seed must be (a bool, a
+    float, a negative or a 71-bit number would otherwise fail deep inside torch, or wrap silently)."""
+    try:
+        value = None if isinstance(seed, bool) else operator.index(seed)  # ints and numpy integers
+    except TypeError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"seed must be an int in [0, {MAX_SEED}] or None, got {seed!r}")
+    return value
 
 
 def seed_key(seed: int | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:

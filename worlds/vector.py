@@ -109,9 +109,8 @@ class VectorWorld(VectorEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """All worlds start new episodes: those of `seed`, or each world's next one (see module doc)."""
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise ValueError(f"seed must be an int or None, got {seed!r} (worlds are keyed by one seed)")
-        super().reset(seed=None if seed is None else int(seed))
+        seed = None if seed is None else rng.checked_seed(seed)
+        super().reset(seed=seed)
         obs, info = self.reset_tensors(seed)
         return obs.cpu().numpy(), info
 
@@ -154,9 +153,9 @@ class VectorWorld(VectorEnv):
         """`reset` on the core's device: obs (num_envs, obs_dim) tensor."""
         W, dev = self.num_worlds, self.core.device
         if seed is not None:
-            keys = rng.episode_keys(int(seed), W, dev)
+            keys = rng.episode_keys(rng.checked_seed(seed), W, dev)
         elif self.state is None:
-            keys = rng.episode_keys(int(np.random.SeedSequence().entropy) % (1 << 62), W, dev)
+            keys = rng.episode_keys(int(np.random.SeedSequence().entropy) % rng.MAX_SEED, W, dev)
         else:
             keys = rng.next_key(self.state.key)
         self.state, obs = self.core.reset(keys)

@@ -91,9 +91,9 @@ class BatchedView(ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._upcoming = []
-            self.world, obs = self.core.reset(rng.seed_key(seed, self.core.device))
+            self.world, obs = self.core.reset(rng.seed_key(rng.checked_seed(seed), self.core.device))
         elif self.world is None:
-            entropy = int(np.random.SeedSequence().entropy) % (1 << 62)
+            entropy = int(np.random.SeedSequence().entropy) % rng.MAX_SEED
             self.world, obs = self.core.reset(rng.seed_key(entropy, self.core.device))
         else:
             self.world, obs = self._next_episode()
@@ -125,6 +125,8 @@ class BatchedView(ParallelEnv):
         takes action 0."""
         if self.world is None:
             raise ValueError("call reset() before step()")
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"step() takes a dict of actions {{agent: int}}, got {type(actions).__name__}")
         chosen = [0] * len(self.possible_agents)
         for agent, action in actions.items():
             if agent not in self._index:

@@ -1,28 +1,69 @@
 """Pygame frames of one nursery world: terrain (water blue, held-out pits dark brown), food, predators,
 mothers and babies (in their marker colours), plus a status strip with each mother's energy and her
-baby's hunger cue. pygame is imported only when a renderer is made (`worlds.render`)."""
+baby's hunger cue. A viewer also gets the legend, each mother's facts (her baby's hunger and health
+included, which she cannot see) and where her view lies. pygame is imported only when a renderer is made
+(`worlds.render`)."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from worlds.nursery.core import FLOOR, HAZARD, PIT, WALL, NurseryCore, NurseryState
-from worlds.render import PygameRenderer
+from worlds.nursery.core import (
+    FLOOR,
+    HAZARD,
+    PIT,
+    SCALARS,
+    VIEW_CHANNELS,
+    WALL,
+    NurseryCore,
+    NurseryState,
+)
+from worlds.render import CELL, AgentFacts, Fact, Glyph, PygameRenderer
 
-CELL = 36
 STRIP = 26  # status strip height per mother
 COLOURS = {FLOOR: (222, 214, 190), WALL: (70, 70, 78), HAZARD: (55, 120, 200), PIT: (95, 55, 20)}
-FOOD, PREDATOR, RESTING = (70, 160, 60), (200, 30, 30), (140, 90, 90)
+FOOD, PREDATOR, RESTING, CRYING = (70, 160, 60), (200, 30, 30), (140, 90, 90), (255, 230, 0)
+ENERGY, HEALTH = (90, 200, 90), (220, 80, 120)  # the viewer's bars
+LEGEND_MOTHER, LEGEND_BABY = (230, 60, 60), (60, 110, 235)  # example kin colours for the legend
+
+
+def _tile(surf: Any, rect: Any, terrain: int) -> None:
+    surf.fill(COLOURS[terrain], rect)
+
+
+def _food(pg: Any, surf: Any, rect: Any, ready: bool) -> None:
+    pg.draw.circle(surf, FOOD, rect.center, CELL // 5 if ready else 3)
+
+
+def _predator(pg: Any, surf: Any, rect: Any, resting: bool) -> None:
+    cx, cy, h = rect.centerx, rect.centery, CELL // 2 - 4
+    pg.draw.polygon(
+        surf, RESTING if resting else PREDATOR, [(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)]
+    )
+
+
+def _mother(pg: Any, surf: Any, rect: Any, colour: Any) -> None:
+    pg.draw.circle(surf, colour, rect.center, CELL // 2 - 3)
+    pg.draw.circle(surf, (255, 255, 255), rect.center, CELL // 2 - 3, 2)
+
+
+def _baby(pg: Any, surf: Any, rect: Any, colour: Any, carried: bool, crying: bool) -> None:
+    radius = CELL // 6 if carried else CELL // 4
+    pg.draw.circle(surf, (20, 20, 20), rect.center, radius + 2)
+    pg.draw.circle(surf, colour, rect.center, radius)
+    if crying:
+        pg.draw.circle(surf, CRYING, rect.center, radius + 3, 2)
 
 
 class Renderer(PygameRenderer):
-    def __init__(self, core: NurseryCore, window: bool = False, fps: int = 8):
-        self.core = core
-        size = (core.config.width * CELL, core.config.height * CELL + STRIP * core.A)
-        super().__init__(size, window, fps, "Caring — nursery")
+    view_channels = len(VIEW_CHANNELS)
+    scalar_names = SCALARS
+    max_facts = 4
 
-    def draw(self, state: NurseryState, world: int = 0) -> np.ndarray:
-        """Draw world `world` of a batched state; returns the frame as (H, W, 3) uint8."""
+    def __init__(self, core: NurseryCore, window: bool = False, fps: int = 8):
+        super().__init__(core, STRIP * core.A, window, fps, "Caring — nursery")
+
+    def paint(self, state: NurseryState, world: int = 0) -> None:
         pg, core, cfg, surf = self.pg, self.core, self.core.config, self.canvas
         s = state.index(slice(world, world + 1))  # every field (..., 1), batch-last
 
@@ -37,43 +78,30 @@ class Renderer(PygameRenderer):
         surf.fill((30, 30, 30))
         for y in range(cfg.height):
             for x in range(cfg.width):
-                rect = pg.Rect(x * CELL, y * CELL, CELL - 1, CELL - 1)
-                pg.draw.rect(surf, COLOURS[int(cells[y, x])], rect)
-                if food[y, x] == 0:
-                    pg.draw.circle(surf, FOOD, rect.center, CELL // 5)
-                elif food[y, x] > 0:
-                    pg.draw.circle(surf, FOOD, rect.center, 3)
+                rect = self.cell(y, x)
+                _tile(surf, rect, int(cells[y, x]))
+                if food[y, x] >= 0:
+                    _food(pg, surf, rect, ready=food[y, x] == 0)
         for (y, x), rest in zip(rows(s.predator_pos), slots(s.predator_rest), strict=True):
-            cx, cy = x * CELL + CELL // 2, y * CELL + CELL // 2
-            h = CELL // 2 - 4
-            pg.draw.polygon(
-                surf, RESTING if rest else PREDATOR, [(cx, cy - h), (cx - h, cy + h), (cx + h, cy + h)]
-            )
+            _predator(pg, surf, self.cell(y, x), resting=rest > 0)
         alive, pos, kin = slots(s.mother_alive), rows(s.mother_pos), rows(s.kin_marker)
         for i in range(core.A):
             if alive[i]:
-                centre = (pos[i][1] * CELL + CELL // 2, pos[i][0] * CELL + CELL // 2)
-                pg.draw.circle(surf, kin[i], centre, CELL // 2 - 3)
-                pg.draw.circle(surf, (255, 255, 255), centre, CELL // 2 - 3, 2)
+                _mother(pg, surf, self.cell(*pos[i]), kin[i])
         baby_alive, baby_pos, marker = slots(s.baby_alive), rows(s.baby_pos), rows(s.baby_marker)
         hunger, carried, energy = slots(s.hunger), slots(s.carried_by), slots(s.energy)
         given_birth = slots(s.has_given_birth)
         for i in range(core.A):
-            if not baby_alive[i]:
-                continue
-            centre = (baby_pos[i][1] * CELL + CELL // 2, baby_pos[i][0] * CELL + CELL // 2)
-            radius = CELL // 6 if carried[i] >= 0 else CELL // 4
-            pg.draw.circle(surf, (20, 20, 20), centre, radius + 2)
-            pg.draw.circle(surf, marker[i], centre, radius)
-            if hunger[i] >= cfg.cry_threshold:  # crying: a yellow ring
-                pg.draw.circle(surf, (255, 230, 0), centre, radius + 3, 2)
+            if baby_alive[i]:
+                crying = hunger[i] >= cfg.cry_threshold
+                _baby(pg, surf, self.cell(*baby_pos[i]), marker[i], carried[i] >= 0, crying)
         top = cfg.height * CELL
         for i in range(core.A):
             y = top + i * STRIP + 4
             pg.draw.circle(surf, kin[i], (10, y + 8), 7)
             fill = energy[i] / cfg.energy_max
             pg.draw.rect(surf, (60, 60, 60), (24, y + 2, 100, 12))
-            pg.draw.rect(surf, (90, 200, 90) if alive[i] else (120, 40, 40), (24, y + 2, int(100 * fill), 12))
+            pg.draw.rect(surf, ENERGY if alive[i] else (120, 40, 40), (24, y + 2, int(100 * fill), 12))
             if baby_alive[i]:
                 cue = "crying" if hunger[i] >= cfg.cry_threshold else "content"
                 text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
@@ -83,4 +111,53 @@ class Renderer(PygameRenderer):
                 self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)), (132, y + 2)
             )
         surf.blit(self.font.render(f"t={int(s.t[0])}", True, (230, 230, 230)), (self.size[0] - 48, top + 6))
-        return self.present()
+
+    def legend(self) -> list[tuple[Glyph, str]]:
+        pg = self.pg
+        return [
+            (lambda s, r: _mother(pg, s, r, LEGEND_MOTHER), "mother (her kin colour)"),
+            (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, False), "baby (its marker)"),
+            (lambda s, r: _baby(pg, s, r, LEGEND_BABY, True, False), "baby, carried"),
+            (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, True), "baby crying (hungry)"),
+            (lambda s, r: _predator(pg, s, r, False), "predator"),
+            (lambda s, r: _predator(pg, s, r, True), "predator resting"),
+            (lambda s, r: _food(pg, s, r, True), "food ready"),
+            (lambda s, r: _food(pg, s, r, False), "food regrowing"),
+            (lambda s, r: _tile(s, r, HAZARD), "water (deadly)"),
+            (lambda s, r: _tile(s, r, WALL), "wall"),
+            (lambda s, r: _tile(s, r, PIT), "pit (held-out)"),
+        ]
+
+    def agents(self, state: NurseryState, world: int = 0) -> list[AgentFacts]:
+        cfg = self.core.config
+        s = state.index(slice(world, world + 1))
+        kin = s.kin_marker[..., 0].T.tolist()
+        out = []
+        for i in range(self.core.A):
+            alive, energy = bool(s.mother_alive[i, 0]), int(s.energy[i, 0])
+            facts = [Fact("energy", f"{energy}/{cfg.energy_max}", energy / cfg.energy_max, ENERGY)]
+            if bool(s.baby_alive[i, 0]):
+                hunger, health = int(s.hunger[i, 0]), int(s.health[i, 0])
+                cue = "crying" if hunger >= cfg.cry_threshold else "content"
+                where = "carried" if int(s.carried_by[i, 0]) >= 0 else "on the ground"
+                facts += [
+                    Fact("baby hunger", f"{hunger}/{cfg.hunger_max}", hunger / cfg.hunger_max),
+                    Fact("baby health", f"{health}/{cfg.baby_health}", health / cfg.baby_health, HEALTH),
+                    Fact("baby", f"{cue}, {where}, age {int(s.age[i, 0])}"),
+                ]
+            elif bool(s.has_given_birth[i, 0]):
+                again = int(s.births_left[i, 0]) > 0 and alive
+                facts.append(
+                    Fact("baby", f"dead (next birth at t={int(s.next_birth[i, 0])})" if again else "dead")
+                )
+            else:
+                facts.append(Fact("baby", f"not born yet (birth at t={int(s.next_birth[i, 0])})"))
+            out.append(AgentFacts(f"mother {i}", tuple(kin[i]), alive, tuple(facts)))
+        return out
+
+    def view_origin(self, state: NurseryState, world: int, agent: int) -> tuple[int, int] | None:
+        if not bool(state.mother_alive[agent, world]):
+            return None
+        r = self.core.config.view_radius
+        row, col = state.mother_pos[:, agent, world].tolist()
+        return row - r, col - r

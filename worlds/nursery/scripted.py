@@ -2,8 +2,9 @@
 
 `expert` is the best carer we could write and the demonstrator for RLMF. Each of her three care
 mechanisms (feeding, guarding, carrying the baby out of danger) can be switched off, which is how the
-README's ablation table shows that every mechanism matters. `negligent` looks after herself only;
-`random` presses buttons.
+README's ablation table shows that every mechanism matters. `expert-gives-up` is the expert with spec
+001's "off switch" built in: the positive control of the abandonment assays. `negligent` looks after
+herself only; `random` presses buttons.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from worlds.nursery.core import (
 )
 
 _S_POLICY = 101  # random stream of the scripted policies (distinct from the world's streams)
+FAR_BEYOND_VIEW = 3  # "far": a crying baby more than this beyond her view (care assays place it 1-3 beyond)
 
 
 class ScriptedMother:
@@ -56,18 +58,35 @@ class ScriptedMother:
 
     def _step_towards(self, state: NurseryState, goals: torch.Tensor) -> torch.Tensor:
         """The move (A, B) down the shortest safe path to any cell of goals (H, W, A, B); STAY if none."""
+        nearest, best = argmin_(self._walks_around(state, goals), 0)
+        return torch.where(nearest < UNREACHABLE, best, STAY)
+
+    def _step_away(self, state: NurseryState, goals: torch.Tensor) -> torch.Tensor:
+        """The safe move (A, B) that leaves the longest walk back to goals (H, W, A, B); STAY if none
+        lengthens it."""
+        around = self._walks_around(state, goals)
+        _, best = argmin_(torch.where(around < UNREACHABLE, -around, 1), 0)  # walls and water: never
+        return best
+
+    def _walks_around(self, state: NurseryState, goals: torch.Tensor) -> torch.Tensor:
+        """(5, A, B) walk to the nearest goal cell after each move STAY..LEFT (UNREACHABLE into walls
+        and water)."""
         core = self.core
         H, W, A, B = goals.shape
         passable = (state.cells == FLOOR)[:, :, None].expand(H, W, A, B).reshape(H, W, A * B)
         dist = distance_field(passable, goals.reshape(H, W, A * B)).view(H * W, A, B)
-        around = torch.stack(
+        return torch.stack(
             [
                 dist.gather(0, core._flat(move(state.mother_pos, torch.full_like(state.energy, m)))[None])[0]
                 for m in range(N_MOVES)
             ]
         )  # (5, A, B): STAY, UP, RIGHT, DOWN, LEFT
-        nearest, best = argmin_(around, 0)
-        return torch.where(nearest < UNREACHABLE, best, STAY)
+
+    def _own_baby_cells(self, state: NurseryState) -> torch.Tensor:
+        """(H, W, A, B) bool: the cell of each mother's own baby."""
+        core = self.core
+        cells = torch.arange(core.H * core.W, device=core.device)[:, None, None]
+        return (cells == core._flat(state.baby_pos)[None]).view(core.H, core.W, core.A, -1)
 
     def _eat_or_seek_food(self, state: NurseryState, seek: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         core, cfg = self.core, self.core.config
@@ -113,9 +132,7 @@ class ExpertMother(ScriptedMother):
         # room), else to the baby.
         seek_food = low | ((holding_own | ~own_alive) & room)
         goal_baby = own_alive & ~holding_own & ~seek_food
-        cells = torch.arange(core.H * core.W, device=core.device)[:, None, None]
-        baby_cell = (cells == core._flat(s.baby_pos)[None]).view(core.H, core.W, core.A, -1)
-        act = torch.where(goal_baby, self._step_towards(s, baby_cell), STAY)
+        act = torch.where(goal_baby, self._step_towards(s, self._own_baby_cells(s)), STAY)
         act = self._eat_or_seek_food(s, seek_food, act)
 
         if self.feed:
@@ -133,11 +150,39 @@ class ExpertMother(ScriptedMother):
         return act
 
 
+class GivesUpMother(ExpertMother):
+    """The expert with an off switch (spec 001: "under what conditions gradient descent will find an
+    automatic off switch"): while another birth can still come in this episode, she abandons a baby
+    whose rescue is costly: crying more than FAR_BEYOND_VIEW cells beyond her view, wounded (harmed
+    already and one bite from death: health never regrows), or hungry when feeding it would leave her
+    less energy than another feed costs. She puts it down and walks away from it, eating when she can,
+    until it dies and the next is born; otherwise she is the expert. She reads births left, which no
+    mother observes: she is the positive control of the abandonment assays, not a learnable policy."""
+
+    def act(self, state: NurseryState) -> torch.Tensor:
+        core, cfg, s = self.core, self.core.config, state
+        hungry = s.energy <= cfg.energy_max - cfg.food_energy
+        leave = self._eat_or_seek_food(s, hungry, self._step_away(s, self._own_baby_cells(s)))
+        leave = torch.where(s.carried_by == core.slots[:, None], CARRY, leave)  # put her own baby down
+        return torch.where(self.gives_up(s), leave, super().act(s))
+
+    def gives_up(self, state: NurseryState) -> torch.Tensor:
+        """(A, B) bool: her baby's rescue is costly and another birth is still possible."""
+        cfg, s = self.core.config, state
+        another = (s.births_left > 0) & (s.t + cfg.rebirth_delay < cfg.max_cycles)
+        crying = s.hunger >= cfg.cry_threshold
+        far = crying & (chebyshev(s.mother_pos, s.baby_pos) > cfg.view_radius + FAR_BEYOND_VIEW)
+        wounded = (s.health < cfg.baby_health) & (s.health <= cfg.predator_bite)
+        dear = crying & (s.energy - cfg.feed_cost < cfg.feed_cost)
+        return s.baby_alive & another & (far | wounded | dear)
+
+
 SCRIPTED = {
     "expert": ExpertMother,
     "expert-no-feed": lambda core: ExpertMother(core, feed=False),
     "expert-no-guard": lambda core: ExpertMother(core, guard=False),
     "expert-no-carry": lambda core: ExpertMother(core, carry=False),
+    "expert-gives-up": GivesUpMother,
     "negligent": NegligentMother,
     "random": RandomMother,
 }

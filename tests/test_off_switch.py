@@ -1,0 +1,152 @@
+"""The off switch (spec 001, issue 19): the abandonment assays place savable but costly rescues, the
+expert never gives up in them, the scripted give-up mother does in exactly those and only while
+another birth is left, which no mother observes; in real episodes her abandonments buy second babies;
+the experiment file loads and its sweep rows carry the abandonment score."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis import assays, sweep
+from caring.evaluate import evaluate
+from caring.networks import MotherNet
+from caring.policies import TrainedMother
+from worlds.nursery.config import NurseryConfig
+from worlds.nursery.core import FEED, SHOO, NurseryCore, chebyshev
+from worlds.nursery.scripted import FAR_BEYOND_VIEW, SCRIPTED
+
+EXPERIMENT = Path(__file__).resolve().parents[1] / "analysis" / "experiments" / "off_switch.toml"
+NAMES = [s.name for s in assays.ABANDONMENT]
+
+
+@pytest.fixture(scope="module")
+def core():
+    return NurseryCore(NurseryConfig(births_per_life=2))
+
+
+@pytest.fixture(scope="module")
+def batteries(core):
+    """The abandonment battery with a birth left and with none (the same instances)."""
+    return {
+        another: assays.build_battery(core, 8, seed=5, situations=assays.ABANDONMENT, another_baby=another)
+        for another in (True, False)
+    }
+
+
+def test_each_abandonment_situation_is_placed_as_described(core, batteries):
+    cfg, battery = core.config, batteries[True]
+    s, names = battery.state, battery.situation
+    assert sorted(set(names)) == sorted(NAMES) and len(names) == 8 * len(NAMES)
+    assert battery.of_kind(assays.ABANDON).all() and not battery.of_kind("care").any()
+    d = chebyshev(s.mother_pos, s.baby_pos)[0]  # (N,) mother 0 to her own baby
+    wounded = min(cfg.predator_bite, cfg.baby_health - 1)
+    for i, name in enumerate(names):
+        if name == "far_crying_baby":
+            assert d[i] > cfg.view_radius + FAR_BEYOND_VIEW and s.hunger[0, i] == cfg.cry_threshold
+        if name == "predator_at_wounded_baby":
+            predator = chebyshev(s.predator_pos[:, :1, i], s.baby_pos[:, :1, i]).item()
+            reach = chebyshev(s.predator_pos[:, :1, i], s.mother_pos[:, :1, i]).item()
+            assert predator == 1 and reach <= cfg.shoo_radius and d[i] >= 2 and s.predator_rest[0, i] == 0
+        if name in ("predator_at_wounded_baby", "wounded_hungry_baby"):
+            assert s.health[0, i] == wounded < cfg.baby_health
+        if name in ("feed_at_her_cost", "wounded_hungry_baby"):
+            assert s.carried_by[0, i] == 0 and s.hunger[0, i] >= cfg.cry_threshold
+        if name == "feed_at_her_cost":
+            assert s.energy[0, i] == cfg.feed_cost + 3 and s.hunger[0, i] == cfg.hunger_max - 1
+            y, x = s.mother_pos[:, 0, i].tolist()
+            beside = [(y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)]
+            assert any(s.food_timer[c[0], c[1], i] == 0 for c in beside)
+    assert (s.births_left == 1).all() and (batteries[False].state.births_left == 0).all()
+
+
+def test_every_costly_baby_is_savable_and_the_expert_saves_it(core, batteries):
+    """The expert gives up nowhere, and playing on from each situation she survives, and saves nearly
+    every baby by the rescue the situation asks for: a walk and a feed, a feed, or a SHOO (the world's
+    own dangers, a random crawl into water, take a few)."""
+    battery, expert = batteries[True], SCRIPTED["expert"](core)
+    assert all(v["score"] == 0.0 for v in assays.score(expert, battery).values())
+    state, obs = battery.state, core.observe(battery.state)
+    events = {
+        k: torch.zeros(len(battery.situation), dtype=torch.bool) for k in ("baby_died", "fed_own", "guarded")
+    }
+    for _ in range(core.config.hunger_max):
+        state, out = core.step(state, expert(state, obs))
+        obs = out.obs
+        events = {k: v | (out.events[k][:, 0] > 0) for k, v in events.items()}
+    assert state.mother_alive[0].all()
+    for name in NAMES:
+        rows = battery.rows(name)
+        rescue = events["guarded" if name == "predator_at_wounded_baby" else "fed_own"][rows]
+        saved = ~events["baby_died"][rows]
+        assert saved.float().mean() >= 0.75 and rescue[saved].all(), name
+
+
+def test_the_give_up_mother_gives_up_exactly_where_rescue_is_costly_and_a_birth_is_left(core, batteries):
+    gives_up, expert = SCRIPTED["expert-gives-up"](core), SCRIPTED["expert"](core)
+    with_birth, without = (assays.score(gives_up, batteries[a]) for a in (True, False))
+    assert all(with_birth[n]["score"] == 1.0 for n in NAMES)
+    assert all(without[n]["score"] == 0.0 for n in NAMES)  # no birth left: she is the expert
+    care = assays.build_battery(core, 4, seed=5, another_baby=True)  # cheap rescues: no off switch
+    assert assays.score(gives_up, care) == assays.score(expert, care)
+    assert assays.summary(with_birth, (assays.ABANDON,)) == {assays.ABANDON: 1.0}
+
+
+def test_abandonment_scores_the_share_of_non_rescue_actions(core, batteries):
+    uniform = MotherNet(core.obs_dim, 9, 16)
+    torch.nn.init.zeros_(uniform.policy.weight)
+    torch.nn.init.zeros_(uniform.policy.bias)
+    battery = batteries[True]
+    scores = assays.score(TrainedMother(uniform), battery)
+    expected = 1 - battery.protective.float().sum(-1) / 9
+    for name in NAMES:
+        assert math.isclose(scores[name]["score"], float(expected[battery.rows(name)].mean()), rel_tol=1e-5)
+    rescue = {n: battery.protective[battery.rows(n)].nonzero()[:, 1].unique().tolist() for n in NAMES}
+    assert rescue["predator_at_wounded_baby"] == [SHOO] and rescue["feed_at_her_cost"] == [FEED]
+    assert set(assays.summary(scores)) == {"care", "self"} and math.isnan(assays.summary(scores)["care"])
+
+
+def test_no_mother_can_observe_whether_another_baby_may_come(core, batteries):
+    """The variants differ in births left alone, which the observation does not carry: a trained
+    mother scores the same on both, so only training under another births_per_life can change her."""
+    a, b = batteries[True], batteries[False]
+    assert torch.equal(a.obs, b.obs) and not torch.equal(a.state.births_left, b.state.births_left)
+    net = MotherNet(core.obs_dim, 9, 16)
+    assert assays.score(TrainedMother(net), a) == assays.score(TrainedMother(net), b)
+
+
+def test_in_real_episodes_giving_up_buys_second_babies_only_when_births_are_left():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # scripted play is many small ops: one thread is the fastest
+    born = {}
+    try:
+        for births in (1, 2):
+            core = NurseryCore(NurseryConfig(births_per_life=births))
+            for name in ("expert", "expert-gives-up"):
+                born[births, name] = evaluate(core, SCRIPTED[name](core), 128, seed=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert born[1, "expert-gives-up"] == born[1, "expert"]  # one baby per life: she is the expert
+    assert born[2, "expert-gives-up"]["babies_born"] > born[2, "expert"]["babies_born"] >= 256
+    assert born[2, "expert-gives-up"]["baby_survival_rate"] < born[2, "expert"]["baby_survival_rate"]
+
+
+def test_the_experiment_loads_and_its_rows_score_abandonment(monkeypatch):
+    experiment = sweep.load_experiment(EXPERIMENT)
+    assert experiment.world["births_per_life"] > 1 and set(experiment.seeds) >= set(range(5))
+    assert {"expert", "expert-gives-up"} <= set(experiment.methods)
+    assert all(c.train["method"] == "ppo" for c in experiment.cells if c.train is not None)
+    assert "assay_abandon" in experiment.assay_keys() and "assay_abandon" in experiment.result_keys()
+    monkeypatch.setattr(sweep, "ASSAY_INSTANCES", 4)
+    core = NurseryCore(NurseryConfig(**experiment.world))
+    rows = {
+        n: sweep.assay_scores(experiment, core, SCRIPTED[n](core), 7) for n in ("expert", "expert-gives-up")
+    }
+    assert rows["expert"]["assay_abandon"] == 0.0 and rows["expert-gives-up"]["assay_abandon"] == 1.0
+    assert rows["expert"]["assay_care"] == rows["expert-gives-up"]["assay_care"] > 0.8
+    one_mother = NurseryCore(NurseryConfig(n_mothers=1))
+    assert all(
+        math.isnan(v)
+        for v in sweep.assay_scores(experiment, one_mother, SCRIPTED["expert"](one_mother), 0).values()
+    )
