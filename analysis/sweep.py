@@ -38,6 +38,15 @@ Example file::
     columns = ["success_rate", "lava_episode_rate"]   # optional: what the summary table shows
 
 Results of an evaluation named E appear as `E.METRIC` (bare `METRIC` for the default evaluation).
+
+A `[worlds]` table makes the grid methods × worlds × seeds: every method and scripted policy trains,
+is assayed and evaluated in each named world (settings over `world_settings`), as `METHOD@WORLD`
+(evaluation worlds are then settings over each of them; the expert of `steps_to_80pct_expert` is the
+one of the same world)::
+
+    [worlds]
+    one-baby = {births_per_life = 1}
+    two-babies = {births_per_life = 2, rebirth_delay = 10}
 """
 
 from __future__ import annotations
@@ -81,6 +90,7 @@ FILE_KEYS = (
     "scripted",
     "train",
     "world_settings",
+    "worlds",
     "methods",
     "evaluations",
 )
@@ -104,6 +114,7 @@ class Cell:
     seed: int
     train: dict[str, Any] | None  # TrainConfig overrides (None: a scripted policy)
     scripted: str | None = None
+    world: str = ""  # the name of its world in the file's [worlds] grid ("": world_settings alone)
 
     @property
     def key(self) -> str:
@@ -125,6 +136,7 @@ class Experiment:
     name: str
     world_name: str
     world: dict[str, Any]  # the world config's overrides
+    worlds: dict[str, dict[str, Any]]  # the [worlds] grid: name -> settings over `world` ({"": {}} if none)
     seeds: tuple[int, ...]
     eval_episodes: int
     methods: tuple[str, ...]  # scripted first, then trained, in file order
@@ -134,6 +146,13 @@ class Experiment:
     @property
     def task(self) -> Any:
         return get_task(self.world_name)
+
+    def settings_of(self, cell: Cell) -> dict[str, Any]:
+        """The world settings a cell trains and is assayed in: world_settings, then its grid world's."""
+        return {**self.world, **self.worlds[cell.world]}
+
+    def world_of(self, cell: Cell) -> Any:
+        return build_config(self.task.config_class, self.settings_of(cell))
 
     def eval_keys(self) -> tuple[str, ...]:
         return tuple(e.key(m) for e in self.evaluations for m in self.task.eval_metrics)
@@ -184,10 +203,17 @@ def load_experiment(path: str | Path) -> Experiment:
     world_name = data.get("world", "nursery")
     task = get_task(world_name)
     world = _table(data, "world_settings", where)
-    try:
-        task.check_training_world(build_config(task.config_class, world))
-    except ConfigError as err:
-        raise ConfigError(f"{where}: world_settings: {err}") from None
+    grid = _table(data, "worlds", where) or {"": {}}
+    for name, settings in grid.items():
+        label = f"worlds.{name}" if name else "world_settings"
+        if name and not _is_name(name):
+            raise ConfigError(f"{where}: bad world name {name!r} (letters, digits, - and _)")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{where}: {label} must be a table of world settings")
+        try:
+            task.check_training_world(build_config(task.config_class, {**world, **settings}))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {label}: {err}") from None
     seeds = data.get("seeds")
     if not isinstance(seeds, list) or not seeds or not all(_is_int(s, 0, MAX_SEED) for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers in [0, {MAX_SEED}]")
@@ -210,9 +236,13 @@ def load_experiment(path: str | Path) -> Experiment:
     methods = _table(data, "methods", where)
     if not methods and not scripted:
         raise ConfigError(f"{where}: no [methods.NAME] tables and no scripted policies: nothing to run")
-    cells = [Cell(name, seed, None, name) for name in scripted for seed in seeds]
+
+    def label(name: str, world_name: str) -> str:  # a method's name in a grid world: ppo@b2
+        return f"{name}@{world_name}" if world_name else name
+
+    cells = [Cell(label(name, w), seed, None, name, w) for w in grid for name in scripted for seed in seeds]
     for name, overrides in methods.items():
-        if name in scripted or not name.replace("-", "").replace("_", "").isalnum():
+        if name in scripted or not _is_name(name):
             raise ConfigError(f"{where}: bad method name {name!r} (letters, digits, - and _; unique)")
         if not isinstance(overrides, dict):
             raise ConfigError(f"{where}: methods.{name} must be a table of training settings")
@@ -223,43 +253,46 @@ def load_experiment(path: str | Path) -> Experiment:
             train_config(task, settings)
         except ConfigError as err:
             raise ConfigError(f"{where}: methods.{name}: {err}") from None
-        cells += [Cell(name, seed, settings) for seed in seeds]
+        cells += [Cell(label(name, w), seed, settings, None, w) for w in grid for seed in seeds]
     # Seed-major order (scripted cells first): a sweep stopped part-way has every method on its first seeds.
     cells.sort(key=lambda c: (c.train is not None, seeds.index(c.seed)))
     return Experiment(
         path.stem,
         world_name,
         world,
+        grid,
         tuple(seeds),
         episodes,
-        (*scripted, *methods),
+        tuple(label(name, w) for w in grid for name in (*scripted, *methods)),
         tuple(cells),
-        _evaluations(data, task, world, where),
+        _evaluations(data, task, [{**world, **settings} for settings in grid.values()], where),
     )
 
 
-def _evaluations(data: dict, task: Any, world: dict, where: str) -> tuple[Evaluation, ...]:
+def _evaluations(data: dict, task: Any, worlds: list[dict], where: str) -> tuple[Evaluation, ...]:
+    """The evaluations, each checked over every training world of the grid."""
     tables = _table(data, "evaluations", where)
-    training = build_config(task.config_class, world)
     if not tables:
         return (Evaluation("", {}, task.summary_columns),)
     found = []
     for name, table in tables.items():
         if not isinstance(table, dict) or set(table) - {"world", "columns"}:
             raise ConfigError(f"{where}: evaluations.{name} must be a table with keys world and columns")
-        if not name.replace("-", "").replace("_", "").isalnum():
+        if not _is_name(name):
             raise ConfigError(f"{where}: bad evaluation name {name!r} (letters, digits, - and _)")
         settings = table.get("world", {})
         if not isinstance(settings, dict):
             raise ConfigError(f"{where}: evaluations.{name}.world must be a table of world settings")
-        try:
-            config = build_config(task.config_class, {**world, **settings})
-        except ConfigError as err:
-            raise ConfigError(f"{where}: evaluations.{name}: {err}") from None
-        if task.make_core(config, "cpu").obs_dim != task.make_core(training, "cpu").obs_dim:
-            raise ConfigError(
-                f"{where}: evaluations.{name}: its observations differ in size from the training world's"
-            )
+        for world in worlds:
+            try:
+                config = build_config(task.config_class, {**world, **settings})
+            except ConfigError as err:
+                raise ConfigError(f"{where}: evaluations.{name}: {err}") from None
+            training = build_config(task.config_class, world)
+            if task.make_core(config, "cpu").obs_dim != task.make_core(training, "cpu").obs_dim:
+                raise ConfigError(
+                    f"{where}: evaluations.{name}: its observations differ in size from the training world's"
+                )
         columns = table.get("columns", list(task.summary_columns))
         if not isinstance(columns, list) or not columns:
             raise ConfigError(f"{where}: evaluations.{name}.columns must be a non-empty list of metrics")
@@ -271,6 +304,10 @@ def _evaluations(data: dict, task: Any, world: dict, where: str) -> tuple[Evalua
             )
         found.append(Evaluation(name, settings, tuple(columns)))
     return tuple(found)
+
+
+def _is_name(name: str) -> bool:
+    return bool(name) and name.replace("-", "").replace("_", "").isalnum()
 
 
 def _is_int(value: Any, lo: int, hi: int) -> bool:
@@ -290,7 +327,7 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
     cell whose JSON exists is only re-evaluated, with the mother its run saved: resuming a finished run
     would still rewrite its metrics.csv, speed.csv and plots."""
     task = experiment.task
-    world = build_config(task.config_class, experiment.world)
+    world = experiment.world_of(cell)
     training_core = task.make_core(world, device)
     row: dict[str, Any] = {"method": cell.method, "seed": cell.seed, "eval_seed": EVAL_SEED_BASE + cell.seed}
     mother = None
@@ -316,9 +353,8 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
     row |= assay_scores(experiment, training_core, policy(training_core), EVAL_SEED_BASE + cell.seed)
     evaluations = {}
     for evaluation in experiment.evaluations:
-        core = task.make_core(
-            build_config(task.config_class, {**experiment.world, **evaluation.world}), device
-        )
+        settings = {**experiment.settings_of(cell), **evaluation.world}
+        core = task.make_core(build_config(task.config_class, settings), device)
         result = task.evaluate(core, policy(core), experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
         row |= {evaluation.key(k): result[k] for k in task.eval_metrics}
         evaluations[evaluation.name] = result
@@ -363,9 +399,8 @@ def run_dir(cell: Cell, out: Path) -> Path:
 
 def check_existing_runs(experiment: Experiment, out: Path) -> None:
     """Refuse to resume a run directory that was started with other settings than the file now gives."""
-    world = build_config(experiment.task.config_class, experiment.world)
     for cell in experiment.cells:
-        run = run_dir(cell, out)
+        run, world = run_dir(cell, out), experiment.world_of(cell)
         if cell.scripted is None and (run / "config.json").exists():
             config = train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed})
             if not started_with(run, world, config):
@@ -553,13 +588,15 @@ def add_derived(experiment: Experiment, out: Path, cells: list[tuple[Cell, dict[
         for evaluation, key in zip(later, experiment.drop_keys(), strict=True):
             reference = _number(row.get(first.key(experiment.headline)))
             row[key] = reference - _number(row.get(evaluation.key(experiment.headline)))
-    expert = [_number(r.get(first.key(experiment.headline))) for c, r in cells if c.scripted == EXPERT]
-    expert = [v for v in expert if not math.isnan(v)]
-    if not expert:  # no expert in the experiment, or none of its cells finished yet
-        return
-    target = REACH * sum(expert) / len(expert)
+    expert: dict[str, list[float]] = {}  # per grid world: the expert's first headlines
     for cell, row in cells:
-        if cell.train is not None:
+        value = _number(row.get(first.key(experiment.headline)))
+        if cell.scripted == EXPERT and not math.isnan(value):
+            expert.setdefault(cell.world, []).append(value)
+    for cell, row in cells:
+        found = expert.get(cell.world)  # none: no expert in the experiment, or none of its cells finished
+        if cell.train is not None and found:
+            target = REACH * sum(found) / len(found)
             row[REACH_KEY] = steps_to_reach(
                 run_dir(cell, out) / "metrics.csv", experiment.task.headline, target
             )

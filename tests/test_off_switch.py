@@ -134,12 +134,16 @@ def test_in_real_episodes_giving_up_buys_second_babies_only_when_births_are_left
 
 def test_the_experiment_loads_and_its_rows_score_abandonment(monkeypatch):
     experiment = sweep.load_experiment(EXPERIMENT)
-    assert experiment.world["births_per_life"] > 1 and set(experiment.seeds) >= set(range(5))
-    assert {"expert", "expert-gives-up"} <= set(experiment.methods)
+    births = {name: settings["births_per_life"] for name, settings in experiment.worlds.items()}
+    assert sorted(set(births.values())) == [1, 2, 4] and set(experiment.seeds) >= set(range(5))
+    assert {f"{n}@{w}" for n in ("expert", "expert-gives-up", "ppo") for w in births} <= set(
+        experiment.methods
+    )
     assert all(c.train["method"] == "ppo" for c in experiment.cells if c.train is not None)
     assert "assay_abandon" in experiment.assay_keys() and "assay_abandon" in experiment.result_keys()
     monkeypatch.setattr(sweep, "ASSAY_INSTANCES", 4)
-    core = NurseryCore(NurseryConfig(**experiment.world))
+    cell = next(c for c in experiment.cells if c.world == "two-soon")
+    core = NurseryCore(experiment.world_of(cell))
     rows = {
         n: sweep.assay_scores(experiment, core, SCRIPTED[n](core), 7) for n in ("expert", "expert-gives-up")
     }

@@ -37,6 +37,33 @@ beta_schedule = "exp"
 """
 
 
+def test_a_worlds_grid_trains_and_evaluates_every_method_in_each_world(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "ASSAY_INSTANCES", 4)
+    spec = tmp_path / "grid.toml"
+    grid = "[worlds]\nsmall = {height = 9, width = 9, n_walls = 2}\nlarge = {height = 14, width = 14}\n"
+    spec.write_text(
+        TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("[methods.rlmf-exp]", grid + "[methods.x]")
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in csv.DictReader((out / "results.csv").open())}
+    labels = [f"{m}@{w}" for w in ("small", "large") for m in ("expert", "negligent", "ppo", "x")]
+    assert sorted(rows) == sorted(labels)
+    for w, size in (("small", 9), ("large", 14)):
+        world = json.loads((out / "runs" / f"ppo@{w}" / "seed0" / "config.json").read_text())["world"]
+        assert (world["height"], world["width"], world["max_cycles"]) == (
+            size,
+            size,
+            40,
+        )  # grid over settings
+    assert rows["negligent@small"]["baby_survival_rate"] != rows["negligent@large"]["baby_survival_rate"]
+    assert "| ppo@large | 1 |" in (out / "summary.md").read_text()
+    bad = spec.read_text().replace("large = {height = 14, width = 14}", "large = {height = 99}")
+    spec.write_text(bad)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "bad")]) == 2
+    assert "worlds.large: height=99 is out of range" in capsys.readouterr().err
+
+
 def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sweep, "ASSAY_INSTANCES", 4)  # a busy 2-core machine: keep the assays tiny
     spec = tmp_path / "tiny.toml"
