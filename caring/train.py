@@ -24,7 +24,7 @@ import torch
 
 from caring import checkpoints, ppo
 from caring.episodes import episode_keys
-from caring.files import remove_temporaries, write_json
+from caring.files import fsync_dir, remove_temporaries, write_json
 from caring.networks import MotherNet
 from caring.protocols import Transition
 from caring.runs import run_config, run_training, run_world
@@ -249,6 +249,7 @@ def start_run(
             )
         trainer = Trainer(out, world, config, device)  # checks the world before anything is written
         out.mkdir(parents=True, exist_ok=True)
+        fsync_dir(out.parent)  # the new run directory's name survives a power cut with its files
         remove_temporaries(out)
         saved = {
             "world_name": trainer.task.name,
