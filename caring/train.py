@@ -164,6 +164,8 @@ class Trainer:
 
     def run(self, progress: Callable[[int, int, dict, float], None] | None = None) -> None:
         c, per_update, stream = self.config, self.per_update, self.stream
+        if c.snapshot_every and self.update == 0:
+            checkpoints.save_snapshot(self)  # the untrained mother: where every curve over training starts
         while self.update < self.updates_total:
             start = time.perf_counter()
             buf, stats, outcomes = self.collect_rollout()

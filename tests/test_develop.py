@@ -17,12 +17,12 @@ def test_develop_measures_every_snapshot_and_continues_where_it_stopped(tmp_path
                  "--train-set", "snapshot_every=2"]) == 0  # fmt: skip
     assert main(["develop", str(run), "--out", str(out), *QUICK]) == 0
     rows = list(csv.DictReader((out / "develop.csv").open()))
-    assert [int(r["update"]) for r in rows] == [2, 3]  # the snapshot, then the finished mother
-    assert [int(r["agent_steps"]) for r in rows] == [256, 384]
+    assert [int(r["update"]) for r in rows] == [0, 2, 3]  # untrained, a snapshot, the finished mother
+    assert [int(r["agent_steps"]) for r in rows] == [0, 256, 384]
     for row in rows:
         for key in ("baby_survival", "care_kin", "care_other", "care_novel", "self_care"):
             assert 0.0 <= float(row[key]) <= 1.0
-    assert rows[0]["care_kin"] != rows[1]["care_kin"]  # two different mothers, measured apart
+    assert rows[1]["care_kin"] != rows[2]["care_kin"]  # two different mothers, measured apart
     assert (out / "develop.png").stat().st_size > 10_000
 
     measured = []

@@ -62,11 +62,11 @@ def test_snapshots_keep_the_mother_along_the_way_and_survive_a_resume(tmp_path, 
     resume = ["train", "nursery", "--out", str(tmp_path / "cut"), "--resume", "--steps", str(4 * PER_UPDATE)]
     assert main(resume) == 0
     kept = snapshots(tmp_path / "whole")
-    assert [update for update, _ in kept] == [1, 2, 3, 4]
+    assert [update for update, _ in kept] == [0, 1, 2, 3, 4]
     assert [(u, p.read_bytes()) for u, p in snapshots(tmp_path / "cut")] == [
         (u, p.read_bytes()) for u, p in kept
     ]
-    first, last = load_file(kept[0][1]), load_file(kept[-1][1])
+    first, last = load_file(kept[0][1]), load_file(kept[-1][1])  # untrained, trained
     assert any(not (first[k] == last[k]).all() for k in first)  # she changed along the way
     mother = load_file(tmp_path / "whole" / "mother.safetensors")
     assert all((mother[k] == last[k]).all() for k in mother)  # the last snapshot is the trained mother
