@@ -89,6 +89,9 @@ class Task(Protocol):
     def outcome(self, tally: dict[str, torch.Tensor], after: Any) -> dict[str, torch.Tensor]:
         """(B,) float per outcome of each world's episode, if it ended now."""
 
+    def describe_outcome(self, outcome: dict[str, float]) -> str:
+        """One world's `outcome` in words, for the viewer's end-of-episode line."""
+
     def train_metrics(self, sums: dict[str, float], episodes: float) -> dict[str, float]:
         """`train_columns` from outcomes summed over the episodes that ended in an update."""
 

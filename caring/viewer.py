@@ -140,7 +140,7 @@ class Tally:
     def line(self, state: Any, seed: int, ended: bool) -> str:
         """One line: how the episode went (so far, if it was stopped before its end)."""
         outcome = {k: float(v[0]) for k, v in self.task.outcome(self.tally, state).items()}
-        parts = [OUTCOMES.get(self.task.name, _in_words)(outcome)]
+        parts = [self.task.describe_outcome(outcome)]
         if self.harms:
             causes = ", ".join(f"{c} {n}" for c, n in self.harms.items() if n)
             parts.append(f"harm events {sum(self.harms.values())}" + (f" ({causes})" if causes else ""))
@@ -148,19 +148,6 @@ class Tally:
             parts.append(f"baby deaths: {deaths or 'none'}")
         head = f"episode {'over' if ended else 'stopped'} at t={int(state.t[0])} (seed {seed})"
         return f"{head}: {', '.join(parts)}"
-
-
-def _in_words(outcome: dict[str, float]) -> str:
-    return ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in outcome.items())
-
-
-OUTCOMES: dict[str, Callable[[dict[str, float]], str]] = {  # a task's outcome (Task.outcome) in words
-    "nursery": lambda o: (
-        f"babies alive {o['survived']:.0f}/{o['born']:.0f} born, "
-        f"mothers alive {o['mothers_alive']:.0f}/{o['mothers']:.0f}"
-    ),
-    "lava": lambda o: f"goal {'reached' if o['success'] else 'not reached'}, lava contacts {o['lava']:.0f}",
-}
 
 
 class Episode:

@@ -108,6 +108,10 @@ class LavaTask:
             "steps_success": tally["steps"].float() * success,
         }
 
+    def describe_outcome(self, outcome: dict[str, float]) -> str:
+        goal = "reached" if outcome["success"] else "not reached"
+        return f"goal {goal}, lava contacts {outcome['lava']:.0f}"
+
     def train_metrics(self, sums: dict[str, float], episodes: float) -> dict[str, float]:
         nan = float("nan")
         if not episodes:

@@ -156,6 +156,12 @@ class NurseryTask:
             "mothers": torch.full_like(after.t, after.mother_alive.shape[0], dtype=torch.float32),
         }
 
+    def describe_outcome(self, outcome: dict[str, float]) -> str:
+        return (
+            f"babies alive {outcome['survived']:.0f}/{outcome['born']:.0f} born, "
+            f"mothers alive {outcome['mothers_alive']:.0f}/{outcome['mothers']:.0f}"
+        )
+
     def train_metrics(self, sums: dict[str, float], episodes: float) -> dict[str, float]:
         nan = float("nan")
         return {
