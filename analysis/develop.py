@@ -26,7 +26,7 @@ from analysis import assays
 from analysis.circuits import check_hidden_site, load_run
 from analysis.hooks import ablate
 from analysis.localize import ablation_effects, care_and_self
-from analysis.probes import FACTS, activations, collect, fit_and_score
+from analysis.probes import FACTS, activations, collect, fit_and_score, heldout
 from caring.checkpoints import committed_update
 from caring.files import read_json, write_atomic, write_json
 from caring.plots import save_figure
@@ -88,7 +88,7 @@ def develop(
         final, assays.build_battery(core, settings.instances, settings.seed + 2), settings.site, reference
     )
     top = ranking.argsort(descending=True)[: settings.units].tolist()
-    test = data.world >= max(1, round((int(data.world.max()) + 1) * 0.75))  # held-out expert episodes
+    test = heldout(data)  # held-out expert episodes
 
     rows = []
     for update, path in points:
@@ -123,11 +123,11 @@ def _measure(
     own = care_and_self(net, batteries["kin"])
     row |= {"care_kin": own["care"], "self_care": own["self"]}
     row |= {f"care_{m}": care_and_self(net, batteries[m])["care"] for m in ("other", "novel")}
-    x = activations(net, data.obs)[settings.site].cpu()
+    reference = activations(net, data.obs)[settings.site]  # (N, units): probed, and the ablation's mean
+    x = reference.cpu()
     for fact, (kind, _) in FACTS.items():
         y = data.facts[fact].cpu()
         row[f"probe_{fact}"] = fit_and_score(x[~test], y[~test], x[test], y[test], kind)
-    reference = activations(net, data.obs)[settings.site]
     with ablate(net, settings.site, top, "mean", reference):
         row["care_without_final_units"] = care_and_self(net, batteries["kin"])["care"]
     return row

@@ -136,6 +136,13 @@ def fit_and_score(x_train, y_train, x_test, y_test, kind: str, l2: float = 1e-2)
     return float(sum(recalls) / 2)
 
 
+def heldout(data: ProbeData, test_fraction: float = 0.25) -> torch.Tensor:
+    """(N,) bool on the CPU: rows of the last `test_fraction` of episodes (at least the first episode
+    trains), so a probe is scored on episodes it never saw."""
+    worlds = int(data.world.max()) + 1
+    return (data.world >= max(1, round(worlds * (1 - test_fraction)))).cpu()
+
+
 def probe_all(
     net: MotherNet, data: ProbeData, seed: int = 0, test_fraction: float = 0.25, shuffles: int = 5
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -147,8 +154,7 @@ def probe_all(
             f"(got {data.obs.shape[0]} rows); use more episodes"
         )
     generator = torch.Generator().manual_seed(seed)
-    worlds = int(data.world.max()) + 1
-    test = (data.world >= max(1, round(worlds * (1 - test_fraction)))).cpu()
+    test = heldout(data, test_fraction)
     with torch.random.fork_rng(devices=[]):  # the control's weights, without touching global randomness
         torch.manual_seed(seed)
         random_net = MotherNet(net.obs_dim, net.n_actions, net.hidden, net.predicts_baby).to(data.obs.device)

@@ -98,9 +98,15 @@ def _meta(trainer: Any) -> dict[str, Any]:
     }
 
 
+def mother_bytes(trainer: Any, metadata: dict[str, str] | None = None) -> bytes:
+    """The mother's weights alone as safetensors (what eval, probes and snapshots load)."""
+    weights = {k: v.cpu().contiguous() for k, v in trainer.net.state_dict().items()}
+    return serialize(weights, metadata=metadata)
+
+
 def export_mother(trainer: Any) -> None:
     """Write mother.safetensors (the weights alone) unless it already holds exactly these weights."""
-    data = serialize({k: v.cpu().contiguous() for k, v in trainer.net.state_dict().items()})
+    data = mother_bytes(trainer)
     path = trainer.out / MOTHER
     if not path.exists() or path.read_bytes() != data:
         write_atomic(path, data)
@@ -115,8 +121,7 @@ def save_snapshot(trainer: Any) -> None:
     header). Written before the update's checkpoint: a resume from an earlier one writes it again, with
     the same bytes, when it gets here."""
     meta = {SEAL: json.dumps({"update": trainer.update, "agent_steps": trainer.update * trainer.per_update})}
-    data = serialize({k: v.cpu().contiguous() for k, v in trainer.net.state_dict().items()}, metadata=meta)
-    write_atomic(trainer.out / SNAPSHOTS / snapshot_name(trainer.update), data)
+    write_atomic(trainer.out / SNAPSHOTS / snapshot_name(trainer.update), mother_bytes(trainer, meta))
 
 
 def restore(trainer: Any) -> None:
