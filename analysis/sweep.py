@@ -356,7 +356,7 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         settings = {**experiment.settings_of(cell), **evaluation.world}
         core = task.make_core(build_config(task.config_class, settings), device)
         result = task.evaluate(core, policy(core), experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
-        row |= {evaluation.key(k): result[k] for k in task.eval_metrics}
+        row |= {evaluation.key(k): result.get(k, math.nan) for k in task.eval_metrics}  # NaN: not this world
         evaluations[evaluation.name] = result
     write_json(cell_path(cell, out), {"row": row, "evaluations": evaluations})
     return row

@@ -289,9 +289,14 @@ def writing(out: Path) -> Iterator[None]:
 
 def _upgrade_legacy(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Checkpoints from before tasks kept the nursery's one tally at top level; from before streams,
-    RLHF's state was `pref.*` with its optimiser groups at `pref_opt_param_groups`."""
+    RLHF's state was `pref.*` with its optimiser groups at `pref_opt_param_groups`; from before
+    generations, a nursery had no `joined` slots (every mother joined at reset) nor `grown` tally."""
     if "born" in tensors:
         tensors["tally.born"] = tensors.pop("born")
+    if "world.mother_alive" in tensors and "world.joined" not in tensors:
+        tensors["world.joined"] = torch.ones_like(tensors["world.mother_alive"])
+    if "tally.born" in tensors and "tally.grown" not in tensors:
+        tensors["tally.grown"] = torch.zeros_like(tensors["tally.born"])
     for key in [k for k in tensors if k.startswith("pref.")]:
         tensors["stream." + key[5:]] = tensors.pop(key)
     if "pref_opt_param_groups" in meta:

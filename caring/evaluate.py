@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -13,30 +14,56 @@ from worlds.nursery.core import HARM_CAUSES, NurseryCore
 
 @torch.inference_mode()
 def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch: int = 1024) -> dict:
-    """Run `episodes` full episodes (max_cycles steps each) and summarise them."""
-    totals: dict[str, float] = {}
+    """Run `episodes` full episodes (max_cycles steps each) and summarise them. A world of several
+    generations also gets its lineage length and each generation's baby survival."""
+    per_slot: dict[str, torch.Tensor] = {}  # name -> (A,) summed over episodes
     all_keys = episode_keys(seed, episodes, core.device)
     for start in range(0, episodes, batch):
         for name, value in _run(core, policy, all_keys[start : start + batch]).items():
-            totals[name] = totals.get(name, 0.0) + value
-    born, mothers = totals["babies_born"], episodes * core.A
-    survived = totals["babies_alive_at_end"]
+            per_slot[name] = per_slot.get(name, 0.0) + value
+    totals = {name: float(value.sum()) for name, value in per_slot.items()}
+    born = totals["babies_born"]
+    survived = totals["babies_alive_at_end"] + totals["babies_grown"]  # grown babies became mothers
     lo, hi = wilson_ci95(survived, born)
     per_episode = {
         f"{k}_per_episode": totals[k] / episodes
         for k in ("harm_events", "feeds", "carry_steps", "guards", "hazard_contacts")
     }
-    return {
+    result = {
         "episodes": episodes,
         "seed": seed,
         "baby_survival_rate": survived / born if born else 0.0,
         "baby_survival_ci95": [lo, hi],
         "baby_lifetime_mean": totals["baby_lifetime"] / born if born else 0.0,
         **per_episode,
-        "mother_survival_rate": totals["mothers_alive_at_end"] / mothers,
+        "mother_survival_rate": totals["mothers_alive_at_end"] / totals["mothers_joined"],
         "babies_born": int(born),
         "baby_deaths": {cause: int(totals[f"deaths_{cause}"]) for cause in HARM_CAUSES},
     }
+    if core.config.generations > 1:
+        result |= _generations(core, per_slot, episodes)
+    return result
+
+
+def _generations(core: NurseryCore, per_slot: dict[str, torch.Tensor], episodes: int) -> dict:
+    """Lineage length (generations of mothers per founder's line, 1..generations) and, per generation
+    g (1 = the founders), her babies' survival (alive at the end or grown up) and her own survival."""
+    G, n = core.config.generations, core.founders
+
+    def by_generation(name: str) -> list[float]:  # (A,) -> per generation
+        return per_slot[name].view(G, n).sum(1).tolist()
+
+    born, alive, grown = (by_generation(k) for k in ("babies_born", "babies_alive_at_end", "babies_grown"))
+    joined, mothers_alive = by_generation("mothers_joined"), by_generation("mothers_alive_at_end")
+    out: dict[str, Any] = {"lineage_length": sum(joined) / (episodes * n)}
+    for g in range(G):
+        lo, hi = wilson_ci95(alive[g] + grown[g], born[g])
+        out[f"gen{g + 1}_baby_survival"] = (alive[g] + grown[g]) / born[g] if born[g] else float("nan")
+        out[f"gen{g + 1}_baby_survival_ci95"] = [lo, hi]
+        out[f"gen{g + 1}_babies_born"] = int(born[g])
+        out[f"gen{g + 1}_mothers"] = int(joined[g])
+        out[f"gen{g + 1}_mother_survival"] = mothers_alive[g] / joined[g] if joined[g] else float("nan")
+    return out
 
 
 def death_causes(events: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -47,7 +74,8 @@ def death_causes(events: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"hazard": died & hazard, "predator": died & ~hazard & bite, "hunger": died & ~hazard & ~bite}
 
 
-def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, float]:
+def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One batch of episodes -> per-slot sums (A,) over its worlds."""
     state, obs = core.reset(keys)
     B = keys.shape[0]
     zeros = torch.zeros(B, core.A, dtype=torch.int64, device=core.device)
@@ -60,6 +88,7 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, flo
             "guards",
             "hazard_contacts",
             "baby_lifetime",
+            "babies_grown",
             *(f"deaths_{c}" for c in HARM_CAUSES),
         )
     }
@@ -74,9 +103,10 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, flo
         acc["hazard_contacts"] += ev["mother_hazard"] + ev["baby_harm_hazard"]
         acc["baby_lifetime"] += ev["baby_alive"] + ev["baby_died"]  # a baby's last step counts as lived
         acc["babies_born"] += ev["baby_born"]
+        acc["babies_grown"] += ev["grew_up"]
         for cause, died in death_causes(ev).items():
             acc[f"deaths_{cause}"] += died
-    sums = {name: float(value.sum()) for name, value in acc.items()}
-    sums["babies_alive_at_end"] = float(state.baby_alive.sum())
-    sums["mothers_alive_at_end"] = float(state.mother_alive.sum())
-    return sums
+    acc["babies_alive_at_end"] = state.baby_alive.long().T
+    acc["mothers_alive_at_end"] = state.mother_alive.long().T
+    acc["mothers_joined"] = state.joined.long().T
+    return {name: value.sum(0).double() for name, value in acc.items()}

@@ -97,7 +97,7 @@ class BatchedView(ParallelEnv):
             self.world, obs = self.core.reset(rng.seed_key(entropy, self.core.device))
         else:
             self.world, obs = self._next_episode()
-        self.agents = self.possible_agents[:]
+        self.agents = self._present()
         observations = self._observations(obs)
         if self.render_mode == "human":
             self.render()
@@ -114,6 +114,10 @@ class BatchedView(ParallelEnv):
             states, obs = self.core.reset(torch.cat(keys))
             self._upcoming = [(states.world(i), obs[i : i + 1]) for i in range(self.PREFETCH)]
         return self._upcoming.pop(0)
+
+    def _present(self) -> list[str]:
+        """The agents in the world at reset (a world whose agents join later overrides this)."""
+        return self.possible_agents[:]
 
     def _observations(self, obs: torch.Tensor) -> dict[str, np.ndarray]:
         """obs (1, A, obs_dim) uint8 -> each live agent's row, in the view's obs_dtype."""

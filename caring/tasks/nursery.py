@@ -30,6 +30,9 @@ from worlds.nursery.core import (
 from worlds.nursery.scripted import SCRIPTED
 
 
+GENERATIONS = range(1, 5)  # the generation metrics' columns: as many as the `generations` param allows
+
+
 def rule_penalty(events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penalty: float) -> torch.Tensor:
     """(B, A) penalty for catastrophes the mother could have prevented this step: her baby drowning,
     being bitten while a predator was within her reach and she did not shoo it, or starving beside her
@@ -60,6 +63,10 @@ class NurseryTask:
         "feeds_per_episode": ("feeds / episode", 1),
         "guards_per_episode": ("guards / episode", 1),
         "carry_steps_per_episode": ("carry steps / episode", 0),
+        # Worlds of several generations only (NaN elsewhere): see caring.evaluate.
+        "lineage_length": ("lineage length (generations)", 2),
+        **{f"gen{g}_baby_survival": (f"gen {g} baby survival", 3) for g in GENERATIONS},
+        **{f"gen{g}_mother_survival": (f"gen {g} mother survival", 3) for g in GENERATIONS},
     }
     summary_columns = ("baby_survival_rate", "harm_events_per_episode", "mother_survival_rate")
     train_summary = ("train_harm_rate",)
@@ -143,22 +150,28 @@ class NurseryTask:
         return out.truncated | ~after.mother_alive.any(0)
 
     def start_episode(self, state: NurseryState) -> dict[str, torch.Tensor]:
-        return {"born": state.baby_alive.long()}  # (A, B): births at reset happen when birth_step = 0
+        # (A, B) each: births at reset happen when birth_step = 0
+        born = state.baby_alive.long()
+        return {"born": born, "grown": torch.zeros_like(born)}
 
     def track(self, tally: dict[str, torch.Tensor], before: NurseryState, out: StepOutput) -> dict:
-        return {"born": tally["born"] + out.events["baby_born"].T}
+        ev = out.events
+        return {"born": tally["born"] + ev["baby_born"].T, "grown": tally["grown"] + ev["grew_up"].T}
 
     def outcome(self, tally: dict[str, torch.Tensor], after: NurseryState) -> dict[str, torch.Tensor]:
+        grown = tally["grown"].sum(0).float()  # babies who grew up into mothers (see generations) survived
         return {
-            "survived": (after.baby_alive & after.mother_alive.any(0)).sum(0).float(),
+            "survived": (after.baby_alive & after.mother_alive.any(0)).sum(0).float() + grown,
             "born": tally["born"].sum(0).float(),
+            "grown": grown,
             "mothers_alive": after.mother_alive.sum(0).float(),
-            "mothers": torch.full_like(after.t, after.mother_alive.shape[0], dtype=torch.float32),
+            "mothers": after.joined.sum(0).float(),
         }
 
     def describe_outcome(self, outcome: dict[str, float]) -> str:
+        grown = f" ({outcome['grown']:.0f} grew up into mothers)" if outcome.get("grown") else ""
         return (
-            f"babies alive {outcome['survived']:.0f}/{outcome['born']:.0f} born, "
+            f"babies alive {outcome['survived']:.0f}/{outcome['born']:.0f} born{grown}, "
             f"mothers alive {outcome['mothers_alive']:.0f}/{outcome['mothers']:.0f}"
         )
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from worlds.config import ConfigError, param, validate_fields
 
+MARKERS = 8  # kin markers in each palette (worlds.nursery.core): one per mother slot
+
 
 @dataclass(frozen=True)
 class NurseryConfig:
@@ -27,7 +29,7 @@ class NurseryConfig:
     max_cycles: int = param(200, "episode length in steps", 1, 100000)
 
     # Mothers.
-    n_mothers: int = param(2, "mothers per world, each with her own baby slot", 1, 8)
+    n_mothers: int = param(2, "mothers per world (per generation), each with her own baby slot", 1, 8)
     energy_max: int = param(60, "mother's maximum energy", 5, 255)
     energy_start: int = param(40, "mother's energy at reset", 1, 255)
     food_energy: int = param(25, "energy a mother gains by eating a food patch", 1, 255)
@@ -47,6 +49,14 @@ class NurseryConfig:
     )
     births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
     rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
+    generations: int = param(
+        1,
+        "generations in an episode (spec 001's chain): a baby that grows up (grow_age) while a later "
+        "generation's slot is free becomes a mother there, gives birth birth_step steps later, and her "
+        "mother is rewarded while she lives; 1 = no chain (grown babies stay babies)",
+        1,
+        4,
+    )
     baby_reward_weight: float = param(
         1.0, "after birth, reward = w*baby_alive + (1-w)*mother_alive (1 = purely the baby)", 0.0, 1.0
     )
@@ -78,11 +88,16 @@ class NurseryConfig:
     def validate(self) -> None:
         validate_fields(self)
         interior = (self.height - 2) * (self.width - 2)
-        needed = self.n_walls + self.n_hazards + self.n_food + self.n_mothers + self.n_predators
+        slots = self.n_mothers * self.generations
+        needed = self.n_walls + self.n_hazards + self.n_food + slots + self.n_predators
         if needed > interior:
             raise ConfigError(
                 f"grid {self.height}x{self.width} has {interior} interior cells but the "
-                f"layout needs {needed} (walls+hazards+food+mothers+predators)"
+                f"layout needs {needed} (walls+hazards+food+mothers of every generation+predators)"
+            )
+        if slots > MARKERS:
+            raise ConfigError(
+                f"n_mothers x generations = {slots} mother slots, but there are only {MARKERS} kin markers"
             )
         if self.energy_start > self.energy_max:
             raise ConfigError(f"energy_start={self.energy_start} exceeds energy_max={self.energy_max}")

@@ -16,6 +16,12 @@ Threats to a baby and the care that answers each:
   predators -> SHOO (sends predators within `shoo_radius` back to their den)
   hazards   -> CARRY (a carried baby cannot crawl into water; young babies are drawn to it)
 
+Generations (spec 001's chain, `generations` > 1): mother slots come in generations of `n_mothers`;
+slot i's baby, once grown (`grow_age`), becomes mother i + n_mothers (exactly once), driven by whatever
+drives every mother, and gives birth `birth_step` steps after she joins. Her mother's reward then counts
+her: a mother is paid while her child lives, as a baby or as a mother. Later slots are unborn (not alive,
+zero observations) until they join.
+
 Pits: a hazard type no training world contains (`pit_share` > 0 turns that share of the hazard tiles
 into pits; the trainer refuses such worlds), for testing trained mothers in a changed world. A pit is
 water in every rule: it kills the mothers and babies that step in (counted as hazard harm and hazard
@@ -81,7 +87,7 @@ _S_LAYOUT, _S_MARKER, _S_STEP, _S_BIRTH_PLACE, _S_PIT = range(1, 6)
 EVENTS = (
     "ate", "fed", "fed_own", "picked_up", "dropped", "carrying", "could_guard", "guarded", "mother_hazard",
     "mother_died", "baby_born", "baby_harm_predator", "baby_harm_hazard", "baby_harm_hunger",
-    "baby_died", "baby_alive", "baby_distance", "baby_hunger",
+    "baby_died", "baby_alive", "baby_distance", "baby_hunger", "grew_up",
 )  # fmt: skip
 
 
@@ -97,6 +103,7 @@ class NurseryState(BatchLastState):
     mother_pos: torch.Tensor  # (2, A, B) int64
     energy: torch.Tensor  # (A, B) int64
     mother_alive: torch.Tensor  # (A, B) bool
+    joined: torch.Tensor  # (A, B) bool: the slot's mother entered the world (founders at reset)
     births_left: torch.Tensor  # (A, B) int64
     next_birth: torch.Tensor  # (A, B) int64: step at which the next birth may happen
     has_given_birth: torch.Tensor  # (A, B) bool: the reward switches to the baby from then on
@@ -169,7 +176,8 @@ class NurseryCore:
     def __init__(self, config: NurseryConfig | None = None, device: torch.device | str = "cpu"):
         self.config = cfg = config or NurseryConfig()
         self.device = dev = torch.device(device)
-        self.A, self.P, self.K = cfg.n_mothers, cfg.n_predators, cfg.n_hazards
+        self.A, self.P, self.K = cfg.n_mothers * cfg.generations, cfg.n_predators, cfg.n_hazards
+        self.founders = cfg.n_mothers  # the first generation's slots; slot i's child mother is i + founders
         self.H, self.W = cfg.height, cfg.width
         r = cfg.view_radius
         self.V = 2 * r + 1
@@ -182,6 +190,8 @@ class NurseryCore:
         ).T.contiguous()  # (3, 8)
         self.novel_markers = torch.tensor(NOVEL_MARKERS, dtype=torch.uint8, device=dev).T.contiguous()
         self.slots = torch.arange(self.A, device=dev)
+        self.generation = self.slots // self.founders  # (A,) 0 for the founders
+        self.has_child_slot = (self.slots < self.A - self.founders)[:, None]  # (A, 1)
         # Cell code = terrain + 3 * food_ready  ->  (wall, hazard, food) view channels. Food shows
         # only on floor; a wall or hazard with a food timer (never in a reset world) hides it.
         table = torch.zeros(PIT + 3 + 1, C, dtype=torch.uint8, device=dev)
@@ -241,10 +251,11 @@ class NurseryCore:
             "novel": self.novel_markers[:, marker_order],
         }[cfg.baby_markers]
         zeros = torch.zeros(A, B, dtype=torch.int64, device=dev)
+        founder = (self.slots < self.founders)[:, None].expand(A, B)
         state = NurseryState(
             key=keys, t=zeros_t, cells=cells, food_timer=food_timer, hazard_pos=hazards,
             mother_pos=mothers, energy=zeros + cfg.energy_start,
-            mother_alive=torch.ones(A, B, dtype=torch.bool, device=dev),
+            mother_alive=founder.clone(), joined=founder.clone(),
             births_left=zeros + cfg.births_per_life, next_birth=zeros + cfg.birth_step,
             has_given_birth=torch.zeros(A, B, dtype=torch.bool, device=dev), kin_marker=kin,
             baby_pos=mothers.clone(), baby_alive=torch.zeros(A, B, dtype=torch.bool, device=dev),
@@ -350,6 +361,7 @@ class NurseryCore:
         carrier_alive = torch.gather(s.mother_alive, 0, s.carried_by.clamp(min=0))
         s.carried_by = torch.where((s.carried_by >= 0) & carrier_alive & s.baby_alive, s.carried_by, -1)
 
+        s, ev["grew_up"] = self._grow_up(s)
         before = s.baby_alive
         s = self._births(s, draws["birth"])
         ev["baby_born"] = s.baby_alive & ~before
@@ -361,8 +373,11 @@ class NurseryCore:
         ev["baby_hunger"] = torch.where(s.baby_alive, s.hunger, 0)
 
         w = cfg.baby_reward_weight
-        reward = torch.where(s.has_given_birth, w * s.baby_alive.float() + (1.0 - w), 1.0)
-        reward = reward * s.mother_alive.float()
+        child_alive = s.baby_alive
+        if cfg.generations > 1:  # a child who grew up still counts while she lives, as a mother
+            child_alive = child_alive | (self.has_child_slot & s.mother_alive.roll(-self.founders, 0))
+        reward = torch.where(s.has_given_birth, w * child_alive.float() + (1.0 - w), 1.0)
+        reward = reward * (s.mother_alive & alive0).float()  # a mother joining now was not here to earn it
         events = torch.stack([ev[k].long() for k in EVENTS], -1).transpose(0, 1).contiguous()  # (B, A, n)
         out = StepOutput(
             obs=self.observe(s),
@@ -549,6 +564,25 @@ class NurseryCore:
         s.births_left = s.births_left - due.long()
         s.has_given_birth = s.has_given_birth | due
         return s
+
+    def _grow_up(self, s: NurseryState) -> tuple[NurseryState, torch.Tensor]:
+        """Grown babies whose next-generation slot is still free leave their baby slot and join as that
+        slot's mother, where they stand, with energy_start; each slot joins once. Their mothers may give
+        birth again after rebirth_delay (if births are left). -> (state, grew_up (A, B) parent slots)."""
+        cfg, n = self.config, self.founders
+        if cfg.generations == 1:
+            return s, torch.zeros_like(s.baby_alive)
+        free = self.has_child_slot & ~s.joined.roll(-n, 0)  # (A, B): parent slot's child slot is free
+        grew = s.baby_alive & (s.age >= cfg.grow_age) & free
+        joins = grew.roll(n, 0)  # the same, indexed by the child's slot (founders never join)
+        s.mother_pos = torch.where(joins, s.baby_pos.roll(n, 1), s.mother_pos)
+        s.mother_alive, s.joined = s.mother_alive | joins, s.joined | joins
+        s.energy = torch.where(joins, cfg.energy_start, s.energy)
+        s.next_birth = torch.where(joins, s.t + cfg.birth_step, s.next_birth)
+        s.next_birth = torch.where(grew, s.t + cfg.rebirth_delay, s.next_birth)
+        s.baby_alive = s.baby_alive & ~grew
+        s.carried_by = torch.where(grew, -1, s.carried_by)
+        return s, grew
 
     def _random_floor_cells(self, s: NurseryState) -> torch.Tensor:
         """(2, A, B): one uniformly random floor cell per mother slot (its own random stream, so the

@@ -34,6 +34,9 @@ class NurseryEnv(BatchedView):
     Actions: Discrete(9) — stay, up, right, down, left, eat, carry (pick up / put down), feed, shoo.
     Infos: the step's events for each mother and her own baby (harm and its cause, feeds, carries,
     guards, hazard contacts, mother-baby distance, ...).
+    Generations (`generations` > 1): `possible_agents` holds every generation's mothers; a later one
+    joins `agents` in the step her mother's baby grows up (with her first observation, reward 0, no
+    action taken yet), unless that step ends the episode.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -54,28 +57,33 @@ class NurseryEnv(BatchedView):
     ):
         self.config = build_config(NurseryConfig, config)
         self.baby_brain = baby_brain
-        self.possible_agents = [f"mother_{i}" for i in range(self.config.n_mothers)]
+        slots = self.config.n_mothers * self.config.generations
+        self.possible_agents = [f"mother_{i}" for i in range(slots)]
         super().__init__(NurseryCore(self.config, device), N_ACTIONS, render_mode, obs_dtype, compile)
 
     def step(self, actions: dict[str, Any]):
         chosen = self._chosen(actions)
+        joined_before = self.world.joined[:, 0] if self.config.generations > 1 else None
         if self.baby_brain is None:
             self.world, out = self._step(self.world, chosen)
         else:
             baby_obs = self.core.observe_babies(self.world)[0].cpu().numpy()
             moves = np.asarray(self.baby_brain(baby_obs)).reshape(-1)
-            if moves.shape != (self.config.n_mothers,) or moves.min() < 0 or moves.max() >= N_MOVES:
-                raise ValueError(f"baby_brain must return {self.config.n_mothers} moves in [0, {N_MOVES})")
+            if moves.shape != (self.core.A,) or moves.min() < 0 or moves.max() >= N_MOVES:
+                raise ValueError(f"baby_brain must return {self.core.A} moves in [0, {N_MOVES})")
             baby_actions = torch.as_tensor(moves, dtype=torch.int64).view(1, -1)
             self.world, out = self.core.step(self.world, chosen, baby_actions)
 
-        obs = self._observations(out.obs)
         reward = out.reward.tolist()[0]
         died = out.terminated.tolist()[0]
         truncated = bool(out.truncated.item())
         events = stacked_events(out.events, EVENTS)[0].T.tolist()  # (n_events, A)
-        live = self.agents
         index = self._index
+        live = self.agents
+        if joined_before is not None and not truncated:  # nobody joins in an episode's last step
+            arrived = (self.world.joined[:, 0] & ~joined_before).tolist()
+            live = self.agents = live + [a for a in self.possible_agents if arrived[index[a]]]
+        obs = self._observations(out.obs)
         rewards = {a: reward[index[a]] for a in live}
         terminations = {a: died[index[a]] for a in live}
         truncations = dict.fromkeys(live, truncated)
@@ -84,6 +92,10 @@ class NurseryEnv(BatchedView):
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminations, truncations, infos
+
+    def _present(self) -> list[str]:
+        joined = self.world.joined[:, 0].tolist()
+        return [a for a in self.possible_agents if joined[self._index[a]]]
 
     def _make_renderer(self, window: bool):
         from worlds.nursery.render import Renderer

@@ -1,8 +1,9 @@
 """Pygame frames of one nursery world: terrain (water blue, held-out pits dark brown), food, predators,
 mothers and babies (in their marker colours), plus a status strip with each mother's energy and her
-baby's hunger cue. A viewer also gets the legend, each mother's facts (her baby's hunger and health
-included, which she cannot see) and where her view lies. pygame is imported only when a renderer is made
-(`worlds.render`)."""
+baby's hunger cue. In a world of several generations a mother's ring shows her generation (white,
+gold, cyan, magenta for generations 1-4) and the strip names it. A viewer also gets the legend, each
+mother's facts (her baby's hunger and health included, which she cannot see) and where her view lies.
+pygame is imported only when a renderer is made (`worlds.render`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ COLOURS = {FLOOR: (222, 214, 190), WALL: (70, 70, 78), HAZARD: (55, 120, 200), P
 FOOD, PREDATOR, RESTING, CRYING = (70, 160, 60), (200, 30, 30), (140, 90, 90), (255, 230, 0)
 ENERGY, HEALTH = (90, 200, 90), (220, 80, 120)  # the viewer's bars
 LEGEND_MOTHER, LEGEND_BABY = (230, 60, 60), (60, 110, 235)  # example kin colours for the legend
+GENERATION_RINGS = ((255, 255, 255), (255, 190, 0), (0, 215, 225), (235, 80, 235))  # generations 1-4
 
 
 def _tile(surf: Any, rect: Any, terrain: int) -> None:
@@ -42,9 +44,10 @@ def _predator(pg: Any, surf: Any, rect: Any, resting: bool) -> None:
     )
 
 
-def _mother(pg: Any, surf: Any, rect: Any, colour: Any) -> None:
+def _mother(pg: Any, surf: Any, rect: Any, colour: Any, generation: int = 0) -> None:
     pg.draw.circle(surf, colour, rect.center, CELL // 2 - 3)
-    pg.draw.circle(surf, (255, 255, 255), rect.center, CELL // 2 - 3, 2)
+    ring = 2 if generation == 0 else 3
+    pg.draw.circle(surf, GENERATION_RINGS[generation], rect.center, CELL // 2 - 3, ring)
 
 
 def _baby(pg: Any, surf: Any, rect: Any, colour: Any, carried: bool, crying: bool) -> None:
@@ -85,9 +88,10 @@ class Renderer(PygameRenderer):
         for (y, x), rest in zip(rows(s.predator_pos), slots(s.predator_rest), strict=True):
             _predator(pg, surf, self.cell(y, x), resting=rest > 0)
         alive, pos, kin = slots(s.mother_alive), rows(s.mother_pos), rows(s.kin_marker)
+        generation, joined = core.generation.tolist(), slots(s.joined)
         for i in range(core.A):
             if alive[i]:
-                _mother(pg, surf, self.cell(*pos[i]), kin[i])
+                _mother(pg, surf, self.cell(*pos[i]), kin[i], generation[i])
         baby_alive, baby_pos, marker = slots(s.baby_alive), rows(s.baby_pos), rows(s.baby_marker)
         hunger, carried, energy = slots(s.hunger), slots(s.carried_by), slots(s.energy)
         given_birth = slots(s.has_given_birth)
@@ -107,15 +111,23 @@ class Renderer(PygameRenderer):
                 text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
             else:
                 text = "baby lost" if given_birth[i] else "no baby"
-            surf.blit(
-                self.font.render(f"{'' if alive[i] else 'dead  '}{text}", True, (230, 230, 230)), (132, y + 2)
-            )
+            if not joined[i]:
+                text = "not born yet"
+            elif cfg.generations > 1:
+                text = f"gen {generation[i] + 1}: {text}"
+            dead = "dead  " if joined[i] and not alive[i] else ""
+            surf.blit(self.font.render(f"{dead}{text}", True, (230, 230, 230)), (132, y + 2))
         surf.blit(self.font.render(f"t={int(s.t[0])}", True, (230, 230, 230)), (self.size[0] - 48, top + 6))
 
     def legend(self) -> list[tuple[Glyph, str]]:
         pg = self.pg
+        generations = [
+            (lambda s, r, g=g: _mother(pg, s, r, LEGEND_MOTHER, g), f"mother of generation {g + 1}")
+            for g in range(1, self.core.config.generations)
+        ]
         return [
             (lambda s, r: _mother(pg, s, r, LEGEND_MOTHER), "mother (her kin colour)"),
+            *generations,
             (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, False), "baby (its marker)"),
             (lambda s, r: _baby(pg, s, r, LEGEND_BABY, True, False), "baby, carried"),
             (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, True), "baby crying (hungry)"),
@@ -152,7 +164,11 @@ class Renderer(PygameRenderer):
                 )
             else:
                 facts.append(Fact("baby", f"not born yet (birth at t={int(s.next_birth[i, 0])})"))
-            out.append(AgentFacts(f"mother {i}", tuple(kin[i]), alive, tuple(facts)))
+            generation = int(self.core.generation[i]) + 1
+            name = f"mother {i}" + (f" (gen {generation})" if self.core.config.generations > 1 else "")
+            if not bool(s.joined[i, 0]):
+                facts = [Fact("mother", "not born yet: her mother's baby grows up into her")]
+            out.append(AgentFacts(name, tuple(kin[i]), alive, tuple(facts)))
         return out
 
     def view_origin(self, state: NurseryState, world: int, agent: int) -> tuple[int, int] | None:

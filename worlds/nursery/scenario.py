@@ -18,7 +18,7 @@ Cell = tuple[int, int]
 
 def scenario(
     core: NurseryCore,
-    mothers: Sequence[Cell],
+    mothers: Sequence[Cell | None],
     babies: Sequence[Cell | None] = (),
     hazards: Sequence[Cell] = (),
     food: Sequence[Cell] = (),
@@ -29,7 +29,8 @@ def scenario(
     seed: int = 0,
     **fields: Sequence | torch.Tensor,
 ) -> NurseryState:
-    """A B=1 state. `babies[i]` is mother i's baby (None or missing = not born yet); by default babies
+    """A B=1 state. `mothers[i]` None is a slot whose mother has not joined yet (a later generation,
+    see `generations`); `babies[i]` is mother i's baby (None or missing = not born yet); by default babies
     are newborn, fed and healthy, and a mother has given birth iff her baby exists. Hazards (water) and
     pits together must number exactly config.n_hazards (their positions drive the babies' curiosity)
     and predators n_predators.
@@ -61,6 +62,8 @@ def scenario(
     for y, x in food:
         food_timer[y, x] = 0
     born = torch.tensor([[b is not None] for b in babies], device=dev)  # (A, 1)
+    present = torch.tensor([[m is not None] for m in mothers], device=dev)  # (A, 1)
+    mothers = [m if m is not None else (1, 1) for m in mothers]
     baby_cells = [b if b is not None else m for b, m in zip(babies, mothers, strict=True)]
     zeros = torch.zeros(A, 1, dtype=torch.int64, device=dev)
     kin = core.train_markers[:, :A, None]  # (3, A, 1)
@@ -73,7 +76,8 @@ def scenario(
         hazard_pos=positions([*hazards, *pits], core.K),
         mother_pos=positions(mothers, A),
         energy=zeros + cfg.energy_start,
-        mother_alive=torch.ones(A, 1, dtype=torch.bool, device=dev),
+        mother_alive=present.clone(),
+        joined=present.clone(),
         births_left=zeros + cfg.births_per_life - born.long(),
         next_birth=zeros + cfg.birth_step,
         has_given_birth=born.clone(),
