@@ -12,6 +12,8 @@ from typing import Any
 
 from analysis.circuits import ProbeSettings, run_probe
 from analysis.develop import DevelopSettings, develop
+from analysis.lineage import LineageSettings, run_lineage
+from analysis.lineage import format_lineage as format_lineage_table
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
 from analysis.sweep import load_experiment, run_sweep
@@ -104,6 +106,20 @@ def cmd_develop(args: argparse.Namespace) -> None:
     for row in rows:
         print(" ".join(f"{row[k]:17.3f}" if isinstance(row[k], float) else f"{row[k]:17,d}" for k in shown))
     print(f"wrote {out}/: develop.png, develop.csv, develop.json")
+
+
+QUICK_LINEAGE = {"episodes": 32, "instances": 8, "random_sets": 1}
+
+
+def cmd_lineage(args: argparse.Namespace) -> None:
+    """Ablate the caring units in one generation's mothers at a time; print each generation's survival."""
+    names = ("episodes", "instances", "site", "units", "random_sets", "seed")
+    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    settings = LineageSettings(**{**(QUICK_LINEAGE if args.quick else {}), **values})
+    out = Path(args.out or Path(args.run) / "lineage")
+    report = run_lineage(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
+    print(format_lineage_table(report), end="")
+    print(f"wrote {out}/: report.json, report.md")
 
 
 QUICK_RETARGET = {
@@ -274,6 +290,24 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="small settings for a first look")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_develop)
+    add_lineage(sub)
+
+
+def add_lineage(sub: Any) -> None:
+    p = sub.add_parser(
+        "lineage", help="a chain of generations: the caring units ablated in one generation at a time"
+    )
+    p.add_argument("run", help="a nursery run directory trained with generations > 1")
+    p.add_argument("--out", help="directory for report.json and report.md (default: RUN/lineage)")
+    p.add_argument("--episodes", type=EPISODES, help="evaluation episodes per condition (200)")
+    p.add_argument("--instances", type=int, help="instances of each assay situation, for the ranking (32)")
+    p.add_argument("--site", help="hidden layer whose units are ranked and ablated (hook_trunk_2)")
+    p.add_argument("--units", type=int, help="top-ranked units ablated (16)")
+    p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets per generation (5)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_lineage)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from worlds.nursery.core import (
 )
 from worlds.nursery.scripted import SCRIPTED
 
-
 GENERATIONS = range(1, 5)  # the generation metrics' columns: as many as the `generations` param allows
 
 

@@ -89,6 +89,10 @@ class Renderer(PygameRenderer):
             _predator(pg, surf, self.cell(y, x), resting=rest > 0)
         alive, pos, kin = slots(s.mother_alive), rows(s.mother_pos), rows(s.kin_marker)
         generation, joined = core.generation.tolist(), slots(s.joined)
+
+        def grown_up(i: int) -> bool:  # her baby became the next generation's mother
+            return i + core.founders < core.A and joined[i + core.founders]
+
         for i in range(core.A):
             if alive[i]:
                 _mother(pg, surf, self.cell(*pos[i]), kin[i], generation[i])
@@ -109,6 +113,8 @@ class Renderer(PygameRenderer):
             if baby_alive[i]:
                 cue = "crying" if hunger[i] >= cfg.cry_threshold else "content"
                 text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
+            elif grown_up(i):
+                text = f"her baby grew up (mother {i + core.founders})"
             else:
                 text = "baby lost" if given_birth[i] else "no baby"
             if not joined[i]:
@@ -157,6 +163,8 @@ class Renderer(PygameRenderer):
                     Fact("baby health", f"{health}/{cfg.baby_health}", health / cfg.baby_health, HEALTH),
                     Fact("baby", f"{cue}, {where}, age {int(s.age[i, 0])}"),
                 ]
+            elif i + self.core.founders < self.core.A and bool(s.joined[i + self.core.founders, 0]):
+                facts.append(Fact("baby", f"grew up: she is mother {i + self.core.founders}"))
             elif bool(s.has_given_birth[i, 0]):
                 again = int(s.births_left[i, 0]) > 0 and alive
                 facts.append(
