@@ -182,6 +182,18 @@ class Experiment:
         trained = self.train_keys() if cell.train is not None else ()
         return (*self.eval_keys(), *self.assay_keys(), *trained)
 
+    def grid(self) -> dict[str, dict[str, str]]:
+        """A [worlds] grid's cells as {method as the file names it: {world: method@world}}, both in
+        file order; empty without a grid."""
+        if len(self.worlds) < 2:
+            return {}
+        grid: dict[str, dict[str, str]] = {}
+        for cell in self.cells:
+            grid.setdefault(cell.method.removesuffix(f"@{cell.world}"), {})[cell.world] = cell.method
+        return {
+            base: {w: by_world[w] for w in self.worlds if w in by_world} for base, by_world in grid.items()
+        }
+
     def result_keys(self) -> tuple[str, ...]:
         return (
             *self.eval_keys(),
@@ -574,7 +586,8 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     seconds = {c.key: train_seconds(run_dir(c, out)) for c, _ in cells if c.train is not None}
     write_json(out / "summary.json", summary)
     write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds, "train_seconds": seconds})
-    _write_text(out / "summary.md", summary_table(summary, experiment) + speed_line(speeds))
+    tables = summary_table(summary, experiment) + grid_tables(summary, experiment) + "\n" + speed_line(speeds)
+    _write_text(out / "summary.md", tables)
     plot_sweep(experiment, out, summary)
     return summary
 
@@ -693,6 +706,38 @@ def summary_table(summary: dict, experiment: Experiment) -> str:
         f"{EXPERT}'s mean first-evaluation headline, mean over the seeds that reached it.\n"
     )
     return "\n".join(lines) + "\n" + note
+
+
+def grid_tables(summary: dict, experiment: Experiment) -> str:
+    """Markdown for a [worlds] grid: per headline and assay column one table, a row per world and a
+    column per method, each mean [95% bootstrap CI] over seeds (empty without a grid)."""
+    grid = experiment.grid()
+    if not grid:
+        return ""
+    label, digits = experiment.task.eval_metrics[experiment.headline]
+    shown = [(label, experiment.evaluations[0].key(experiment.headline), digits)]
+    shown += [(ASSAY_LABELS[key], key, 3) for key in experiment.assay_keys()]
+    parts = []
+    for title, key, places in shown:
+        lines = [
+            f"\n{title}, by world:\n",
+            "| world | " + " | ".join(grid) + " |",
+            "|---|" + "---|" * len(grid),
+        ]
+        for world in experiment.worlds:
+            cells = []
+            for by_world in grid.values():
+                stats = summary.get(by_world.get(world, ""), {}).get(key)
+                if not stats or not stats["n"] or math.isnan(stats["mean"]):
+                    cells.append("–")
+                    continue
+                lo, hi = stats["mean_ci95"]
+                cells.append(
+                    f"{stats['mean']:.{places}f} [{lo:.{places}f}, {hi:.{places}f}] (n={stats['n']})"
+                )
+            lines.append(f"| {world} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
 
 
 def _reach(stats: dict) -> str:

@@ -37,6 +37,8 @@ def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
     fig.suptitle(f"{experiment.name}: mean over seeds, 95% bootstrap CI")
     written.append(save_figure(fig, out / "summary_bars.png"))
     written.append(_headline_by_world(experiment, out, summary, methods))
+    if experiment.grid():
+        written.append(_across_grid(experiment, out, summary))
 
     curves = {m: _curves(out / "runs" / m, curves_shown) for m in methods}
     curves = {m: c for m, c in curves.items() if c is not None}
@@ -76,6 +78,33 @@ def _headline_by_world(experiment, out: Path, summary: dict, methods: list[str])
         f"{experiment.name}: {label} per evaluation world (mean over seeds, 95% bootstrap CI)", fontsize=9
     )
     return save_figure(fig, out / "headline_by_world.png")
+
+
+def _across_grid(experiment, out: Path, summary: dict) -> Path:
+    """across_worlds.png for a [worlds] grid: the headline and each assay score of every method across
+    the grid's worlds (file order), mean over seeds with 95% bootstrap CIs."""
+    import matplotlib.pyplot as plt
+
+    from analysis.sweep import ASSAY_LABELS
+
+    grid, worlds = experiment.grid(), list(experiment.worlds)
+    label = experiment.task.eval_metrics[experiment.headline][0]
+    panels = [(experiment.evaluations[0].key(experiment.headline), label)]
+    panels += [(key, ASSAY_LABELS[key]) for key in experiment.assay_keys()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    x = np.arange(len(worlds))
+    for ax, (key, title) in zip(axes[0], panels, strict=True):
+        for i, (base, by_world) in enumerate(grid.items()):
+            names = [by_world.get(w, "") for w in worlds]
+            means, err = _means({n: summary.get(n, {}) for n in names}, names, key)
+            shift = (i - (len(grid) - 1) / 2) * 0.06  # keep overlapping error bars apart
+            ax.errorbar(x + shift, means, yerr=err, marker="o", capsize=3, label=base)
+        ax.set_xticks(x, worlds, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{experiment.name}: across the worlds of its grid (mean over seeds, 95% bootstrap CI)")
+    return save_figure(fig, out / "across_worlds.png")
 
 
 def _means(summary: dict, methods: list[str], key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -57,7 +57,15 @@ def test_a_worlds_grid_trains_and_evaluates_every_method_in_each_world(tmp_path,
             40,
         )  # grid over settings
     assert rows["negligent@small"]["baby_survival_rate"] != rows["negligent@large"]["baby_survival_rate"]
-    assert "| ppo@large | 1 |" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "| ppo@large | 1 |" in summary
+    # The grid's own tables: a row per world, a column per method, the cell's value in its place.
+    table = summary[summary.index("baby survival, by world:") :].split("\n\n")[1].splitlines()
+    assert table[0] == "| world | expert | negligent | ppo | x |"
+    expected = float(rows["negligent@large"]["baby_survival_rate"])
+    assert table[3].startswith("| large | ") and f"| {expected:.3f} [" in table[3]
+    assert "abandonment assays (P gives up), by world:" in summary
+    assert (out / "across_worlds.png").stat().st_size > 10_000
     bad = spec.read_text().replace("large = {height = 14, width = 14}", "large = {height = 99}")
     spec.write_text(bad)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "bad")]) == 2
