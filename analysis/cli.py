@@ -16,7 +16,7 @@ from analysis.lineage import LineageSettings, run_lineage
 from analysis.lineage import format_lineage as format_lineage_table
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
-from analysis.sweep import load_experiment, run_sweep
+from analysis.sweep import cell_path, load_experiment, run_sweep, write_results
 from caring.commands import EPISODES, SEED, device, finite_float, run
 from caring.files import write_json
 from caring.policies import load_policy
@@ -34,6 +34,17 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     def log(message: str) -> None:
         print(message, flush=True)
 
+    plots = "summary_bars.png, headline_by_world.png, learning_curves.png"
+    plots += ", across_worlds.png" if experiment.grid() else ""
+    if args.summarize:  # a sweep spanning sessions: its tables so far, nothing run
+        done = sum(cell_path(c, out).exists() for c in experiment.cells)
+        if not done:
+            raise ConfigError(f"{out} holds no finished cell of {args.experiment}: nothing to summarize")
+        write_results(experiment, out)
+        written = f"results.csv, summary.md/.json, {plots}"
+        print(f"{done} of {len(experiment.cells)} cells finished; wrote {out}/: {written}")
+        print((out / "summary.md").read_text())
+        return
     if args.backend == "ray":
         from analysis.sweep_ray import ray_cluster  # Ray is an optional extra: imported only here
 
@@ -43,7 +54,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise ConfigError("--address and --gpus-per-cell are for --backend ray")
     else:
         failures = run_sweep(experiment, out, args.workers, device(args.device), log=log)
-    plots = "summary_bars.png, headline_by_world.png, learning_curves.png"
     print(f"wrote {out}/: results.csv, summary.md/.json, speed.json, {plots}")
     print((out / "summary.md").read_text())
     if failures:
@@ -209,6 +219,11 @@ def add_commands(sub: Any) -> None:
         "--gpus-per-cell",
         type=float,
         help="with --backend ray and --device cuda: the share of a GPU each cell gets (default 1)",
+    )
+    p.add_argument(
+        "--summarize",
+        action="store_true",
+        help="write the tables and plots of the cells finished so far; run nothing (e.g. while it runs)",
     )
     p.set_defaults(func=cmd_sweep)
 

@@ -104,6 +104,16 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys, monkeypatch)
     stamp = (out / "cells" / "ppo__seed0.json").stat().st_mtime_ns
     (out / "cells" / "ppo__seed1.json").unlink()
     capsys.readouterr()
+    # --summarize: the tables of the cells finished so far, nothing run
+    (out / "summary.md").unlink()
+    assert main(["sweep", str(spec), "--out", str(out), "--summarize"]) == 0
+    assert (
+        "7 of 8 cells finished" in capsys.readouterr().out
+        and "| ppo | 1 |" in (out / "summary.md").read_text()
+    )
+    assert not (out / "cells" / "ppo__seed1.json").exists()
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "empty"), "--summarize"]) == 2
+    assert "no finished cell" in capsys.readouterr().err
     assert main(["sweep", str(spec), "--out", str(out)]) == 0
     log = capsys.readouterr().out
     assert "8 cells, 7 already finished" in log and "ppo__seed1" in log and "ppo__seed0" not in log
