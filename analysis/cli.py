@@ -17,6 +17,7 @@ from analysis.lineage import format_lineage as format_lineage_table
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
 from analysis.sweep import cell_path, load_experiment, run_sweep, write_results
+from analysis.switch import SwitchSettings, format_switch, run_switch
 from caring.commands import EPISODES, SEED, device, finite_float, run
 from caring.files import write_json
 from caring.policies import load_policy
@@ -129,6 +130,20 @@ def cmd_lineage(args: argparse.Namespace) -> None:
     out = Path(args.out or Path(args.run) / "lineage")
     report = run_lineage(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
     print(format_lineage_table(report), end="")
+    print(f"wrote {out}/: report.json, report.md")
+
+
+QUICK_SWITCH = {"episodes": 32, "instances": 8, "random_sets": 2}
+
+
+def cmd_switch(args: argparse.Namespace) -> None:
+    """Probe "another baby is possible" in a mother's network and ablate the units that carry it."""
+    names = ("episodes", "instances", "site", "units", "random_sets", "seed")
+    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    settings = SwitchSettings(**{**(QUICK_SWITCH if args.quick else {}), **values})
+    out = Path(args.out or Path(args.run) / "switch")
+    report = run_switch(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
+    print(format_switch(report), end="")
     print(f"wrote {out}/: report.json, report.md")
 
 
@@ -306,6 +321,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_develop)
     add_lineage(sub)
+    add_switch(sub)
 
 
 def add_lineage(sub: Any) -> None:
@@ -323,6 +339,23 @@ def add_lineage(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="small settings for a first look")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_lineage)
+
+
+def add_switch(sub: Any) -> None:
+    p = sub.add_parser(
+        "switch", help="the off switch: probe 'another baby is possible' in a mother, ablate what carries it"
+    )
+    p.add_argument("run", help="a nursery run directory trained with births_per_life > 1")
+    p.add_argument("--out", help="directory for report.json and report.md (default: RUN/switch)")
+    p.add_argument("--episodes", type=EPISODES, help="rollout episodes for the probes (200)")
+    p.add_argument("--instances", type=int, help="instances of each abandonment situation (32)")
+    p.add_argument("--site", help="hidden layer whose units are ranked and ablated (hook_trunk_2)")
+    p.add_argument("--units", type=int, help="units ablated (16)")
+    p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets (10)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_switch)
 
 
 def main(argv: list[str] | None = None) -> int:

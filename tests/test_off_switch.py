@@ -154,3 +154,41 @@ def test_the_experiment_loads_and_its_rows_score_abandonment(monkeypatch):
         math.isnan(v)
         for v in sweep.assay_scores(experiment, one_mother, SCRIPTED["expert"](one_mother), 0).values()
     )
+
+
+def test_another_baby_is_possible_while_a_birth_is_left_and_fits_in_the_episode():
+    from analysis.switch import another_baby_possible
+    from worlds.nursery.scenario import scenario
+
+    core = NurseryCore(NurseryConfig(births_per_life=2, rebirth_delay=10, max_cycles=200, n_hazards=0))
+    cases = {(1, 20): True, (0, 20): False, (1, 189): True, (1, 190): False}  # (births left, t)
+    for (left, t), expected in cases.items():
+        state = scenario(core, mothers=[(2, 2), (5, 5)], babies=[(2, 3), (5, 6)], predators=[(8, 8)], t=t)
+        state.births_left = torch.tensor([[left], [0]])
+        assert another_baby_possible(core, state)[:, 0].tolist() == [expected, False]
+
+
+def test_switch_command_probes_and_ablates_on_a_tiny_run(tmp_path, capsys):
+    import json
+
+    from analysis.cli import main
+
+    run, one = tmp_path / "run", tmp_path / "one"
+    tiny = ["--method", "ppo", "--seed", "3", "--train-set", "worlds=8", "--train-set", "rollout=8",
+            "--train-set", "hidden=16", "--steps", "128"]  # fmt: skip
+    world = ["--set", "births_per_life=3", "--set", "max_cycles=60", "--set", "rebirth_delay=30"]
+    assert main(["train", "nursery", *world, "--out", str(run), *tiny]) == 0  # possible before t = 30 only
+    quick = ["--quick", "--episodes", "12", "--instances", "4", "--units", "4", "--random-sets", "2"]
+    assert main(["switch", str(run), "--out", str(tmp_path / "sw"), *quick]) == 0
+    report = json.loads((tmp_path / "sw" / "report.json").read_text())
+    assert 0.0 < report["share_possible"] < 1.0  # late in an episode no next baby fits in
+    assert set(report["probe"]) >= {"hook_trunk_1", "hook_trunk_2"}
+    for scores in report["probe"].values():
+        assert all(0.0 <= v <= 1.0 for v in scores.values() if not math.isnan(v))
+    ablation = report["ablation"]
+    assert len(ablation["top_units"]) == 4 and len(ablation["random"]) == 2
+    assert 0.0 <= ablation["intact"] <= 1.0 and "| hook_trunk_2 |" in capsys.readouterr().out
+    assert main(["train", "nursery", "--out", str(one), *tiny]) == 0
+    capsys.readouterr()
+    assert main(["switch", str(one), *quick]) == 2
+    assert "one birth per life" in capsys.readouterr().err

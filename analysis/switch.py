@@ -1,0 +1,169 @@
+"""`caring switch RUN`: does a mother's network carry "another baby is possible", and does that carry
+her giving up? (spec 001's off switch)
+
+No mother observes how many births she has left: the fact can only reach her network through the clock
+(late in an episode no next baby fits in) and her history. So the probe is compared with two controls
+that see as much of that for free: the same probe on a freshly initialised network of the same shape
+(what the input alone gives) and on the observed time alone. Then the units of one hidden layer that
+separate the two cases best (standardised mean difference) are mean-ablated, top k against random k
+sets, and scored on the abandonment assays with a birth left: if the network's switch lives in those
+units, ablating them should lower P(gives up) where ablating random units does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis import assays
+from analysis.circuits import check_hidden_site, load_run
+from analysis.hooks import ablate
+from analysis.probes import ProbeData, activations, fit_and_score, heldout
+from caring.episodes import episode_keys, play
+from caring.files import write_atomic, write_json
+from caring.networks import MotherNet
+from caring.policies import TrainedMother
+from worlds.config import ConfigError, param, validate_fields
+from worlds.nursery.core import SCALARS, NurseryCore, NurseryState
+
+
+@dataclass(frozen=True)
+class SwitchSettings:
+    episodes: int = param(200, "rollout episodes for the probes", 4, 10**6)
+    instances: int = param(32, "instances of each abandonment situation", 2, 10**5)
+    site: str = param("hook_trunk_2", "hidden layer whose units are ranked and ablated")
+    units: int = param(16, "units ablated (the top-ranked, and each random set)", 1, 4096)
+    random_sets: int = param(10, "random unit sets of the same size", 0, 1000)
+    seed: int = param(
+        0, "seed of the rollouts, the probe split, the battery and the random sets", 0, 2**31 - 1
+    )
+
+    def validate(self) -> None:
+        validate_fields(self)
+
+
+def another_baby_possible(core: NurseryCore, s: NurseryState) -> torch.Tensor:
+    """(A, B) bool: were her baby to die now, another would be born before the episode ends."""
+    cfg = core.config
+    return (s.births_left > 0) & (s.t + cfg.rebirth_delay < cfg.max_cycles)[None]
+
+
+def collect_switch(core: NurseryCore, net: MotherNet, episodes: int, seed: int, every: int = 4) -> ProbeData:
+    """The mother's own rollouts: every `every`-th step, each living mother with a living baby, with the
+    fact "another_baby" (1/0) and the observed time."""
+    state, obs = core.reset(episode_keys(seed, episodes, core.device))
+    world = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)
+    rows: dict[str, list[torch.Tensor]] = {"obs": [], "world": [], "another_baby": []}
+    for t, step in enumerate(play(core, TrainedMother(net), state, obs)):
+        if t % every == 0:
+            keep = (step.before.baby_alive & step.before.mother_alive).T  # (B, A)
+            rows["obs"].append(step.obs[keep])
+            rows["world"].append(world[keep])
+            rows["another_baby"].append(another_baby_possible(core, step.before).T[keep].float())
+    data = {k: torch.cat(v) for k, v in rows.items()}
+    return ProbeData(data["obs"], {"another_baby": data["another_baby"]}, data["world"])
+
+
+def run_switch(
+    run: str | Path,
+    out: Path,
+    settings: SwitchSettings,
+    device: str = "cpu",
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    settings.validate()
+    _, core, net = load_run(run, device)
+    if core.config.births_per_life < 2:
+        raise ConfigError(f"{run} was trained with one birth per life: no other baby is ever possible there")
+    check_hidden_site(net, settings.site)
+    if settings.units > net.hidden:
+        raise ConfigError(f"--units must be at most the layer's {net.hidden} units, got {settings.units}")
+    out.mkdir(parents=True, exist_ok=True)
+    progress(f"rollouts: {settings.episodes} episodes")
+    data = collect_switch(core, net, settings.episodes, settings.seed)
+    y, test = data.facts["another_baby"].cpu(), heldout(data)
+    if int(data.world.max()) < 1 or len(y[~test].unique()) < 2 or len(y[test].unique()) < 2:
+        raise ConfigError("too little probe data: both cases must occur in the train and test episodes")
+
+    def score(x: torch.Tensor) -> float:
+        x = x.cpu().double()
+        return fit_and_score(x[~test], y[~test], x[test], y[test], "classification")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        fresh = MotherNet(net.obs_dim, net.n_actions, net.hidden, net.predicts_baby).to(data.obs.device)
+    trained, untrained = activations(net, data.obs), activations(fresh, data.obs)
+    time = data.obs[:, core.view_dim + SCALARS.index("time")][:, None].float()  # the clock she sees
+    report: dict[str, Any] = {
+        "run": str(run),
+        "settings": dataclasses.asdict(settings),
+        "rows": len(y),
+        "share_possible": float(y.mean()),
+        "probe": {
+            site: {"trained": score(trained[site]), "fresh_net": score(untrained[site])} for site in trained
+        },
+        "time_only": score(time),
+    }
+    progress(f"probe (balanced accuracy) at {settings.site}: {report['probe'][settings.site]['trained']:.3f}")
+
+    acts = trained[settings.site].cpu()
+    gap = (acts[y > 0.5].mean(0) - acts[y < 0.5].mean(0)).abs() / acts.std(0).clamp(min=1e-6)
+    top = gap.argsort(descending=True)[: settings.units].tolist()
+    battery = assays.build_battery(
+        core, settings.instances, settings.seed + 1, situations=assays.ABANDONMENT, another_baby=True
+    )
+    reference = trained[settings.site]
+
+    def gives_up(units: list[int]) -> float:
+        with ablate(net, settings.site, units, "mean", reference):
+            return assays.summary(assays.score(TrainedMother(net), battery), ("abandon",))["abandon"]
+
+    generator = torch.Generator().manual_seed(settings.seed)
+    randoms = [
+        gives_up(torch.randperm(net.hidden, generator=generator)[: settings.units].tolist())
+        for _ in range(settings.random_sets)
+    ]
+    report["ablation"] = {
+        "site": settings.site,
+        "top_units": top,
+        "intact": gives_up([]),
+        "top": gives_up(top),
+        "random": randoms,
+    }
+    write_json(out / "report.json", report)
+    write_atomic(out / "report.md", format_switch(report))
+    return report
+
+
+def format_switch(report: dict[str, Any]) -> str:
+    """Markdown: the probe at every hook point against its controls, then the ablation."""
+    lines = [
+        f"Another baby possible in {report['share_possible']:.1%} of {report['rows']:,} rows; probe "
+        "scores are held-out balanced accuracies (0.5 = chance).\n",
+        "| hook point | trained | fresh network | time alone |",
+        "|---|---:|---:|---:|",
+    ]
+    for site, scores in report["probe"].items():
+        lines.append(
+            f"| {site} | {scores['trained']:.3f} | {scores['fresh_net']:.3f} | {report['time_only']:.3f} |"
+        )
+    ab = report["ablation"]
+    k = len(ab["top_units"])
+    randoms = ab["random"]
+    spread = f"{min(randoms):.3f}–{max(randoms):.3f}" if randoms else "–"
+    lines += [
+        "",
+        f"P(gives up) in the abandonment assays with a birth left, units of {ab['site']} mean-ablated:",
+        "",
+        "| intact | top " + str(k) + " | random " + str(k) + " (mean; range) |",
+        "|---:|---:|---:|",
+        f"| {ab['intact']:.3f} | {ab['top']:.3f} | "
+        + (f"{sum(randoms) / len(randoms):.3f} ({spread})" if randoms else "–")
+        + " |",
+    ]
+    return "\n".join(lines) + "\n"
