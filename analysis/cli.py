@@ -350,7 +350,7 @@ def add_switch(sub: Any) -> None:
     p.add_argument("--episodes", type=EPISODES, help="rollout episodes for the probes (200)")
     p.add_argument("--instances", type=int, help="instances of each abandonment situation (32)")
     p.add_argument("--site", help="hidden layer whose units are ranked and ablated (hook_trunk_2)")
-    p.add_argument("--units", type=int, help="units ablated (16)")
+    p.add_argument("--units", type=int, help="units edited (16)")
     p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets (10)")
     p.add_argument("--seed", type=SEED)
     p.add_argument("--quick", action="store_true", help="small settings for a first look")

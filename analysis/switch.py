@@ -5,9 +5,11 @@ No mother observes how many births she has left: the fact can only reach her net
 (late in an episode no next baby fits in) and her history. So the probe is compared with two controls
 that see as much of that for free: the same probe on a freshly initialised network of the same shape
 (what the input alone gives) and on the observed time alone. Then the units of one hidden layer that
-separate the two cases best (standardised mean difference) are mean-ablated, top k against random k
-sets, and scored on the abandonment assays with a birth left: if the network's switch lives in those
-units, ablating them should lower P(gives up) where ablating random units does not.
+separate the two cases best (standardised mean difference) are set to their mean over the rows where
+no other baby is possible (telling the network "this is your last baby"), top k against random k sets,
+and scored on the abandonment assays with a birth left: if the network's switch lives in those units,
+P(gives up) should fall where the same edit of random units leaves it. (A plain mean ablation would
+prove nothing here: another baby is possible in most rows, so their mean already says so.)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class SwitchSettings:
     episodes: int = param(200, "rollout episodes for the probes", 4, 10**6)
     instances: int = param(32, "instances of each abandonment situation", 2, 10**5)
     site: str = param("hook_trunk_2", "hidden layer whose units are ranked and ablated")
-    units: int = param(16, "units ablated (the top-ranked, and each random set)", 1, 4096)
+    units: int = param(16, "units edited (the top-ranked, and each random set)", 1, 4096)
     random_sets: int = param(10, "random unit sets of the same size", 0, 1000)
     seed: int = param(
         0, "seed of the rollouts, the probe split, the battery and the random sets", 0, 2**31 - 1
@@ -117,10 +119,10 @@ def run_switch(
     battery = assays.build_battery(
         core, settings.instances, settings.seed + 1, situations=assays.ABANDONMENT, another_baby=True
     )
-    reference = trained[settings.site]
+    last_baby = trained[settings.site][(y < 0.5).to(trained[settings.site].device)]  # (R, units)
 
     def gives_up(units: list[int]) -> float:
-        with ablate(net, settings.site, units, "mean", reference):
+        with ablate(net, settings.site, units, "mean", last_baby):
             return assays.summary(assays.score(TrainedMother(net), battery), ("abandon",))["abandon"]
 
     generator = torch.Generator().manual_seed(settings.seed)
@@ -158,7 +160,8 @@ def format_switch(report: dict[str, Any]) -> str:
     spread = f"{min(randoms):.3f}–{max(randoms):.3f}" if randoms else "–"
     lines += [
         "",
-        f"P(gives up) in the abandonment assays with a birth left, units of {ab['site']} mean-ablated:",
+        f"P(gives up) in the abandonment assays with a birth left, units of {ab['site']} set to their mean "
+        "where no other baby is possible:",
         "",
         "| intact | top " + str(k) + " | random " + str(k) + " (mean; range) |",
         "|---:|---:|---:|",
