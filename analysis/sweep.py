@@ -588,7 +588,7 @@ def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     write_json(out / "speed.json", {"training_agent_steps_per_s_median": speeds, "train_seconds": seconds})
     tables = summary_table(summary, experiment) + grid_tables(summary, experiment) + "\n" + speed_line(speeds)
     _write_text(out / "summary.md", tables)
-    plot_sweep(experiment, out, summary)
+    plot_sweep(experiment, out, summary, ASSAY_LABELS)
     return summary
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from caring.plots import save_figure, smooth
 
 
-def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
+def plot_sweep(experiment, out: Path, summary: dict, assay_labels: dict[str, str]) -> list[Path]:
     """summary_bars.png: every column of the summary table but the training ones; headline_by_world.png:
     the headline of each method in each evaluation world; learning_curves.png: the task's training
     curves and β₁."""
@@ -38,7 +38,7 @@ def plot_sweep(experiment, out: Path, summary: dict) -> list[Path]:
     written.append(save_figure(fig, out / "summary_bars.png"))
     written.append(_headline_by_world(experiment, out, summary, methods))
     if experiment.grid():
-        written.append(_across_grid(experiment, out, summary))
+        written.append(_across_grid(experiment, out, summary, assay_labels))
 
     curves = {m: _curves(out / "runs" / m, curves_shown) for m in methods}
     curves = {m: c for m, c in curves.items() if c is not None}
@@ -80,17 +80,15 @@ def _headline_by_world(experiment, out: Path, summary: dict, methods: list[str])
     return save_figure(fig, out / "headline_by_world.png")
 
 
-def _across_grid(experiment, out: Path, summary: dict) -> Path:
+def _across_grid(experiment, out: Path, summary: dict, assay_labels: dict[str, str]) -> Path:
     """across_worlds.png for a [worlds] grid: the headline and each assay score of every method across
     the grid's worlds (file order), mean over seeds with 95% bootstrap CIs."""
     import matplotlib.pyplot as plt
 
-    from analysis.sweep import ASSAY_LABELS
-
     grid, worlds = experiment.grid(), list(experiment.worlds)
     label = experiment.task.eval_metrics[experiment.headline][0]
     panels = [(experiment.evaluations[0].key(experiment.headline), label)]
-    panels += [(key, ASSAY_LABELS[key]) for key in experiment.assay_keys()]
+    panels += [(key, assay_labels[key]) for key in experiment.assay_keys()]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     x = np.arange(len(worlds))
     for ax, (key, title) in zip(axes[0], panels, strict=True):
