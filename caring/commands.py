@@ -164,6 +164,8 @@ def check_render_args(args: argparse.Namespace) -> None:
         raise ConfigError("--at is the step of a --screenshot; give --screenshot FILE.png")
     if args.screenshot and args.steps is not None:
         raise ConfigError("--steps does not apply to --screenshot; --at chooses its step")
+    if args.every is not None and not args.out:
+        raise ConfigError("--every is for --out GIFs")
     if args.panel and not args.out:
         raise ConfigError("--panel is for --out GIFs; the window and --screenshot always show the panel")
 
@@ -196,6 +198,8 @@ def cmd_render(args: argparse.Namespace) -> None:
         elif args.out:
             frames, episode = viewer.record(args.seed, args.steps, args.panel)
             episode.report()
+            if args.every:
+                frames = frames[:: args.every] + ([frames[-1]] if (len(frames) - 1) % args.every else [])
             save_gif(frames, args.out, args.fps)
             print(f"wrote {args.out} ({len(frames)} frames)")
         else:  # with --steps the window closes after them; without, it waits at the episode's end
@@ -523,6 +527,12 @@ def add_commands(sub: Any) -> None:
         help=f"a trained mother's attribution, as a heat map on the cells she sees: {OVERLAY_HELP}",
     )
     p.add_argument("--out", help="write the episode to this .gif instead of opening a window")
+    p.add_argument(
+        "--every",
+        type=bounded_int(1, 1000),
+        help="with --out: keep every k-th step (and the last) in the GIF, shown 1/fps each (a long episode "
+        "in a small file)",
+    )
     p.add_argument(
         "--panel",
         action="store_true",

@@ -69,7 +69,7 @@ def save_gif(frames: list, path: str, fps: int = 8) -> None:
 
     images = [Image.fromarray(f) for f in frames]
     images[0].save(
-        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=False
+        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=True
     )
 
 

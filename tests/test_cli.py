@@ -40,6 +40,15 @@ def test_render_writes_a_gif(tmp_path, capsys):
     assert main(["render", "nursery", "--policy", "expert", "--out", str(out), "--steps", "12"]) == 0
     gif = Image.open(out)
     assert gif.n_frames == 13 and gif.size[0] == 12 * 36
+    sparse = tmp_path / "sparse.gif"
+    args = ["render", "nursery", "--policy", "expert", "--steps", "12", "--every", "5", "--out", str(sparse)]
+    assert main(args) == 0
+    assert Image.open(sparse).n_frames == 4  # states 0, 5, 10 and the last, 12
+    gif.seek(12)
+    last = np.asarray(gif.convert("RGB"))
+    sparse_gif = Image.open(sparse)
+    sparse_gif.seek(3)
+    assert np.array_equal(np.asarray(sparse_gif.convert("RGB")), last)
 
 
 def test_rgb_array_frames_show_the_world_change():
