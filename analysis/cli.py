@@ -12,7 +12,7 @@ from typing import Any
 
 from analysis.circuits import ProbeSettings, run_probe
 from analysis.develop import DevelopSettings, develop
-from analysis.lineage import LineageSettings, run_lineage
+from analysis.lineage import LineageSettings, finished_lineage, format_pooled, pooled_lineage, run_lineage
 from analysis.lineage import format_lineage as format_lineage_table
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
@@ -123,14 +123,29 @@ QUICK_LINEAGE = {"episodes": 32, "instances": 8, "random_sets": 1}
 
 
 def cmd_lineage(args: argparse.Namespace) -> None:
-    """Ablate the caring units in one generation's mothers at a time; print each generation's survival."""
+    """Ablate the caring units in one generation's mothers at a time; print each generation's survival
+    (several runs: each into OUT/runI, then the pooled drops over them)."""
     names = ("episodes", "instances", "site", "units", "random_sets", "seed")
     values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     settings = LineageSettings(**{**(QUICK_LINEAGE if args.quick else {}), **values})
-    out = Path(args.out or Path(args.run) / "lineage")
-    report = run_lineage(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
-    print(format_lineage_table(report), end="")
-    print(f"wrote {out}/: report.json, report.md")
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if len(args.run) == 1:
+        out = Path(args.out or Path(args.run[0]) / "lineage")
+        report = run_lineage(args.run[0], out, settings, device(args.device), log)
+        print(format_lineage_table(report), end="")
+        print(f"wrote {out}/: report.json, report.md")
+        return
+    if not args.out:
+        raise ConfigError("several runs need --out (one directory for all of them)")
+    out, reports = Path(args.out), []
+    for i, path in enumerate(args.run):
+        report = finished_lineage(path, out / f"run{i}", settings)
+        log(f"run {i + 1}/{len(args.run)}: {path}" + (" (finished earlier: reused)" if report else ""))
+        reports.append(report or run_lineage(path, out / f"run{i}", settings, device(args.device), log))
+    pooled = pooled_lineage(reports)
+    write_json(out / "summary.json", pooled)
+    print(format_pooled(pooled), end="")
+    print(f"wrote {out}/: run*/report.json, run*/report.md, summary.json")
 
 
 QUICK_SWITCH = {"episodes": 32, "instances": 8, "random_sets": 2}
@@ -328,8 +343,12 @@ def add_lineage(sub: Any) -> None:
     p = sub.add_parser(
         "lineage", help="a chain of generations: the caring units ablated in one generation at a time"
     )
-    p.add_argument("run", help="a nursery run directory trained with generations > 1")
-    p.add_argument("--out", help="directory for report.json and report.md (default: RUN/lineage)")
+    p.add_argument(
+        "run", nargs="+", help="nursery run directories trained with generations > 1 (several: pooled)"
+    )
+    p.add_argument(
+        "--out", help="directory for report.json and report.md (default: RUN/lineage; several runs: needed)"
+    )
     p.add_argument("--episodes", type=EPISODES, help="evaluation episodes per condition (200)")
     p.add_argument("--instances", type=int, help="instances of each assay situation, for the ranking (32)")
     p.add_argument("--site", help="hidden layer whose units are ranked and ablated (hook_trunk_2)")

@@ -13,6 +13,7 @@ ablation; every condition is evaluated on the same episodes (paired).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from analysis.circuits import check_hidden_site, load_run
 from analysis.hooks import ablate
 from analysis.localize import rank_units
 from analysis.probes import activations, collect
+from analysis.stats import summarize
 from caring.files import write_atomic, write_json
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
@@ -114,6 +116,71 @@ def run_lineage(
     write_json(out / "report.json", report)
     write_atomic(out / "report.md", format_lineage(report))
     return report
+
+
+def finished_lineage(run: str | Path, out: Path, settings: LineageSettings) -> dict[str, Any] | None:
+    """The report a finished `caring lineage` of this run with these settings left in `out` (None: none,
+    or another's), so a study over several runs resumes where it stopped."""
+    try:
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = report.get("settings") == json.loads(json.dumps(dataclasses.asdict(settings)))
+    return report if report.get("run") == str(run) and same else None
+
+
+def pooled_lineage(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over runs (training seeds): per generation g, how much ablating the drive in g's mothers costs
+    g's babies (intact minus ablated), for the top units and the mean of the random sets, each as mean
+    and IQM with bootstrap 95% CIs over runs; and the intact survival."""
+    G = len(reports[0]["intact"])
+    if any(len(r["intact"]) != G for r in reports):
+        raise ConfigError("the runs pooled by `caring lineage` must have the same number of generations")
+    pooled: dict[str, Any] = {"runs": [r["run"] for r in reports], "generations": []}
+    for g in range(G):
+        intact = [_number(r["intact"][g]) for r in reports]
+        top = [_number(r["intact"][g]) - _number(r["ablated_in"][g]["top"][g]) for r in reports]
+        rand = [_number(r["intact"][g]) - _mean_at(r["ablated_in"][g]["random"], g) for r in reports]
+        pooled["generations"].append(
+            {
+                "generation": g + 1,
+                "intact": summarize(intact),
+                "top_drop": summarize(top),
+                "random_drop": summarize(rand),
+            }
+        )
+    return pooled
+
+
+def _number(value: float | None) -> float:
+    """A survival from a report (JSON keeps NaN, "no baby of that generation born", as null)."""
+    return float("nan") if value is None else float(value)
+
+
+def _mean_at(rows: list[list[float | None]], g: int) -> float:
+    """Mean of entry g over rows (NaN without rows)."""
+    return sum(_number(row[g]) for row in rows) / len(rows) if rows else float("nan")
+
+
+def format_pooled(pooled: dict[str, Any]) -> str:
+    """Markdown: per generation, intact survival and the drops, mean [95% CI] over runs."""
+
+    def cell(stats: dict[str, Any]) -> str:
+        if not stats["n"]:
+            return "–"
+        lo, hi = stats["mean_ci95"]
+        return f"{stats['mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    n = len(pooled["runs"])
+    lines = [
+        f"| generation | baby survival, intact (n={n}) | drop, top units ablated in her generation | "
+        "drop, random units |",
+        "|---|---|---|---|",
+    ]
+    for row in pooled["generations"]:
+        cells = [cell(row[k]) for k in ("intact", "top_drop", "random_drop")]
+        lines.append(f"| {row['generation']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _survivals(values: list[float]) -> str:

@@ -218,6 +218,7 @@ def test_ablating_in_one_generation_leaves_the_others_intact():
 
 def test_lineage_command_on_a_tiny_chain_run(tmp_path, capsys):
     import json
+    import shutil
 
     from analysis.cli import main
 
@@ -229,6 +230,18 @@ def test_lineage_command_on_a_tiny_chain_run(tmp_path, capsys):
     assert len(report["intact"]) == 3 and [r["generation"] for r in report["ablated_in"]] == [1, 2, 3]
     assert len(report["top_units"]) == 4 and len(report["ablated_in"][0]["random"]) == 1
     assert "top 4 ablated in gen 3" in capsys.readouterr().out
+    # Several runs pool: finished reports are reused, not recomputed; drops are intact minus ablated.
+    pooled = tmp_path / "pooled"
+    for i in range(2):
+        shutil.copytree(out, pooled / f"run{i}")
+    assert main(["lineage", str(run), str(run), "--out", str(pooled), *quick]) == 0
+    assert capsys.readouterr().out.count("(finished earlier: reused)") == 2
+    summary = json.loads((pooled / "summary.json").read_text())
+    first = summary["generations"][0]  # founders' babies are born in every episode
+    expected = report["intact"][0] - report["ablated_in"][0]["top"][0]
+    assert first["top_drop"]["n"] == 2 and first["top_drop"]["mean"] == pytest.approx(expected)
+    assert main(["lineage", str(run), str(run), *quick]) == 2
+    assert "need --out" in capsys.readouterr().err
     flat = tmp_path / "flat"
     assert main(["train", "nursery", "--steps", "128", "--out", str(flat), *TINY]) == 0
     capsys.readouterr()
