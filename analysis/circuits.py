@@ -67,6 +67,14 @@ def check_hidden_site(net: MotherNet, site: str) -> None:
         raise ConfigError(f"--site must be a hidden layer's hook point: {', '.join(hidden)}; got {site!r}")
 
 
+def check_units(net: MotherNet, site: str, units: int) -> None:
+    """An analysis that edits `units` units of hidden layer `site`: the site must be a hidden layer's hook
+    point and have that many units."""
+    check_hidden_site(net, site)
+    if units > net.hidden:
+        raise ConfigError(f"--units must be at most the layer's {net.hidden} units, got {units}")
+
+
 def run_probe(
     run: str | Path,
     out: Path,

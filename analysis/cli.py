@@ -85,15 +85,18 @@ def cmd_audit(args: argparse.Namespace) -> None:
 QUICK_PROBE = {"episodes": 32, "instances": 8, "sizes": (0, 4, 8), "random_sets": 3}
 
 
+def settings_from(args: argparse.Namespace, kind: type, quick: dict[str, Any], **given: Any) -> Any:
+    """A command's settings dataclass: its --quick preset, then every flag of a field of `kind` that was
+    given, then `given` (flags that need converting first); None means "not given"."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(kind) if hasattr(args, f.name)}
+    values = {k: v for k, v in {**flags, **given}.items() if v is not None}
+    return kind(**{**(quick if args.quick else {}), **values})
+
+
 def cmd_probe(args: argparse.Namespace) -> None:
     """Assays, attribution, probes and the ablation curve of one nursery run, as figures and JSON."""
-    values = {
-        k: getattr(args, k)
-        for k in ("episodes", "instances", "site", "ranking", "mode", "random_sets", "seed")
-    }
-    values["sizes"] = tuple(args.sizes) if args.sizes else None
-    values = {k: v for k, v in values.items() if v is not None}
-    settings = ProbeSettings(**{**(QUICK_PROBE if args.quick else {}), **values})
+    sizes = tuple(args.sizes) if args.sizes else None
+    settings = settings_from(args, ProbeSettings, QUICK_PROBE, sizes=sizes)
     out = Path(args.out)
     run_probe(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
     print((out / "report.md").read_text())
@@ -107,9 +110,7 @@ QUICK_DEVELOP = {"episodes": 32, "instances": 8, "probe_episodes": 16}
 
 def cmd_develop(args: argparse.Namespace) -> None:
     """Measure a run's snapshots; print the table and where the figure went."""
-    names = ("episodes", "instances", "probe_episodes", "site", "units", "seed")
-    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    settings = DevelopSettings(**{**(QUICK_DEVELOP if args.quick else {}), **values})
+    settings = settings_from(args, DevelopSettings, QUICK_DEVELOP)
     out = Path(args.out or Path(args.run) / "develop")
     rows = develop(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
     shown = ("agent_steps", "baby_survival", "care_kin", "care_other", "self_care", "probe_baby_hunger")
@@ -125,9 +126,7 @@ QUICK_LINEAGE = {"episodes": 32, "instances": 8, "random_sets": 1}
 def cmd_lineage(args: argparse.Namespace) -> None:
     """Ablate the caring units in one generation's mothers at a time; print each generation's survival
     (several runs: each into OUT/runI, then the pooled drops over them)."""
-    names = ("episodes", "instances", "site", "units", "random_sets", "seed")
-    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    settings = LineageSettings(**{**(QUICK_LINEAGE if args.quick else {}), **values})
+    settings = settings_from(args, LineageSettings, QUICK_LINEAGE)
     log = lambda m: print(m, flush=True)  # noqa: E731
     if len(args.run) == 1:
         out = Path(args.out or Path(args.run[0]) / "lineage")
@@ -153,9 +152,7 @@ QUICK_SWITCH = {"episodes": 32, "instances": 8, "random_sets": 2}
 
 def cmd_switch(args: argparse.Namespace) -> None:
     """Probe "another baby is possible" in a mother's network and ablate the units that carry it."""
-    names = ("episodes", "instances", "site", "units", "random_sets", "seed")
-    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    settings = SwitchSettings(**{**(QUICK_SWITCH if args.quick else {}), **values})
+    settings = settings_from(args, SwitchSettings, QUICK_SWITCH)
     out = Path(args.out or Path(args.run) / "switch")
     report = run_switch(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
     print(format_switch(report), end="")
@@ -185,22 +182,9 @@ RETARGET_KEYS = (
 
 def cmd_retarget(args: argparse.Namespace) -> None:
     """Make a nursery mother care for foster babies: steering, unit patching or fine-tuning."""
-    names = (
-        "method",
-        "site",
-        "episodes",
-        "vector_episodes",
-        "random_vectors",
-        "finetune_steps",
-        "finetune_checks",
-        "transfer_size",
-        "seed",
-    )
-    values: dict[str, Any] = {k: getattr(args, k) for k in names}
-    values["coefficients"] = tuple(args.coefficients) if args.coefficients else None
-    values["units"] = tuple(args.units) if args.units else None
-    values = {k: v for k, v in values.items() if v is not None}
-    settings = RetargetSettings(**{**(QUICK_RETARGET if args.quick else {}), **values})
+    coefficients = tuple(args.coefficients) if args.coefficients else None
+    units = tuple(args.units) if args.units else None
+    settings = settings_from(args, RetargetSettings, QUICK_RETARGET, coefficients=coefficients, units=units)
     out = Path(args.out)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     if len(args.run) == 1:

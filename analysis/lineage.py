@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from analysis import assays
-from analysis.circuits import check_hidden_site, load_run
+from analysis.circuits import check_units, load_run
 from analysis.hooks import ablate
 from analysis.localize import rank_units
 from analysis.probes import activations, collect
@@ -77,9 +77,7 @@ def run_lineage(
         raise ConfigError(
             f"{run} was trained in a world of one generation: `caring lineage` needs generations > 1"
         )
-    check_hidden_site(net, settings.site)
-    if settings.units > net.hidden:
-        raise ConfigError(f"--units must be at most the layer's {net.hidden} units, got {settings.units}")
+    check_units(net, settings.site, settings.units)
     out.mkdir(parents=True, exist_ok=True)
     progress(f"ranking the units of {settings.site} on the caring assays")
     reference = activations(net, collect(core, TrainedMother(net), settings.episodes, settings.seed).obs)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from analysis import assays
-from analysis.circuits import check_hidden_site, load_run
+from analysis.circuits import check_units, load_run
 from analysis.hooks import ablate
 from analysis.probes import ProbeData, activations, fit_and_score, heldout
 from caring.episodes import episode_keys, play
@@ -82,9 +82,7 @@ def run_switch(
     _, core, net = load_run(run, device)
     if core.config.births_per_life < 2:
         raise ConfigError(f"{run} was trained with one birth per life: no other baby is ever possible there")
-    check_hidden_site(net, settings.site)
-    if settings.units > net.hidden:
-        raise ConfigError(f"--units must be at most the layer's {net.hidden} units, got {settings.units}")
+    check_units(net, settings.site, settings.units)
     out.mkdir(parents=True, exist_ok=True)
     progress(f"rollouts: {settings.episodes} episodes")
     data = collect_switch(core, net, settings.episodes, settings.seed)
