@@ -551,11 +551,14 @@ def run_sweep(
 
 
 def missing_keys(cell: Cell, experiment: Experiment, out: Path) -> set[str] | None:
-    """Results the experiment now asks of a finished cell that its JSON lacks (None: not finished)."""
+    """Results the experiment now asks of a finished cell that its JSON lacks (None: not finished). The
+    metrics only some worlds have (`Task.some_worlds_only`) are never asked: a cell evaluated before such
+    a metric existed was evaluated in a world without it, and lacks only a NaN."""
     path = cell_path(cell, out)
     if not path.exists():
         return None
-    return set(experiment.cell_keys(cell)) - set(json.loads(path.read_text())["row"])
+    optional = {e.key(m) for e in experiment.evaluations for m in experiment.task.some_worlds_only}
+    return set(experiment.cell_keys(cell)) - set(json.loads(path.read_text())["row"]) - optional
 
 
 def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:

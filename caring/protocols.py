@@ -46,6 +46,7 @@ class Task(Protocol):
     train_columns: tuple[str, ...]  # per-update outcome columns of metrics.csv; the first two are rates
     headline: str  # the train column a progress bar shows
     eval_metrics: dict[str, tuple[str, int]]  # scalar keys of `evaluate`'s result -> (label, digits)
+    some_worlds_only: frozenset[str]  # eval metrics only some configs of the world have (NaN elsewhere)
     summary_columns: tuple[str, ...]  # eval metrics a sweep's table shows by default (first: headline)
     train_summary: tuple[str, ...]  # training summaries (`analysis.sweep.training_summary`) it shows
     curves: tuple[tuple[str, str], ...]  # metrics.csv (column, label) a sweep plots over training

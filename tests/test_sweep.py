@@ -354,3 +354,17 @@ def test_feedback_budget_is_read_from_the_run(tmp_path):
         (run / "metrics.csv").write_text(f"update{extra[0]}\n1{extra[1]}\n2{extra[2]}\n")
         budget = sweep.feedback_budget(run)
         assert (budget["demo_episodes"], budget["preference_labels"]) == expected, method
+
+
+def test_cells_from_before_a_some_worlds_metric_existed_are_not_re_evaluated_for_it(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    experiment = sweep.load_experiment(spec)
+    cell = next(c for c in experiment.cells if c.scripted == "expert")
+    optional = experiment.task.some_worlds_only
+    assert "lineage_length" in optional and "gen2_baby_survival" in optional
+    keys = [k for k in experiment.cell_keys(cell) if k not in optional]  # a row written before generations
+    write_json(sweep.cell_path(cell, tmp_path), {"row": dict.fromkeys(keys, 0.5), "evaluations": {}})
+    assert sweep.missing_keys(cell, experiment, tmp_path) == set()
+    write_json(sweep.cell_path(cell, tmp_path), {"row": dict.fromkeys(keys[1:], 0.5), "evaluations": {}})
+    assert sweep.missing_keys(cell, experiment, tmp_path) == {keys[0]}  # any other key is still asked

@@ -47,6 +47,7 @@ class LavaTask:
         "steps_to_goal": ("steps to goal (successes)", 2),
         "return_mean": ("return", 3),
     }
+    some_worlds_only: frozenset[str] = frozenset()
     summary_columns = ("success_rate", "lava_episode_rate", "lava_contacts_per_episode", "steps_to_goal")
     train_summary = ("train_lava_episode_rate", "train_lava_per_episode")
     curves = (
