@@ -10,6 +10,7 @@ on full episodes. Writes figures, `report.json` (every number) and `report.md` (
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,17 @@ def check_hidden_site(net: MotherNet, site: str) -> None:
     hidden = [name for name in net.hook_points() if name.startswith("hook_trunk")]
     if site not in hidden:
         raise ConfigError(f"--site must be a hidden layer's hook point: {', '.join(hidden)}; got {site!r}")
+
+
+def finished_report(run: str | Path, out: Path, settings: Any) -> dict[str, Any] | None:
+    """The report.json an earlier, finished analysis of this run with these settings (a dataclass) left
+    in `out`, so a study over several runs resumes where it stopped (None: none, or a different one)."""
+    try:
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same_settings = report.get("settings") == json.loads(json.dumps(dataclasses.asdict(settings)))
+    return report if report.get("run") == str(run) and same_settings else None
 
 
 def check_units(net: MotherNet, site: str, units: int) -> None:

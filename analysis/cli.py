@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.circuits import ProbeSettings, run_probe
+from analysis.circuits import ProbeSettings, finished_report, run_probe
 from analysis.develop import DevelopSettings, develop
-from analysis.lineage import LineageSettings, finished_lineage, format_pooled, pooled_lineage, run_lineage
+from analysis.lineage import LineageSettings, format_pooled, pooled_lineage, run_lineage
 from analysis.lineage import format_lineage as format_lineage_table
 from analysis.maternal_audit import action_preferences, format_audit, load_judge
-from analysis.retarget import RetargetSettings, finished_report, pooled, run_retarget
+from analysis.retarget import RetargetSettings, pooled, run_retarget
 from analysis.sweep import cell_path, load_experiment, run_sweep, write_results
 from analysis.switch import SwitchSettings, format_switch, run_switch
 from caring.commands import EPISODES, SEED, device, finite_float, run
@@ -138,7 +138,7 @@ def cmd_lineage(args: argparse.Namespace) -> None:
         raise ConfigError("several runs need --out (one directory for all of them)")
     out, reports = Path(args.out), []
     for i, path in enumerate(args.run):
-        report = finished_lineage(path, out / f"run{i}", settings)
+        report = finished_report(path, out / f"run{i}", settings)
         log(f"run {i + 1}/{len(args.run)}: {path}" + (" (finished earlier: reused)" if report else ""))
         reports.append(report or run_lineage(path, out / f"run{i}", settings, device(args.device), log))
     pooled = pooled_lineage(reports)

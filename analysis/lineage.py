@@ -13,7 +13,6 @@ ablation; every condition is evaluated on the same episodes (paired).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,17 +113,6 @@ def run_lineage(
     write_json(out / "report.json", report)
     write_atomic(out / "report.md", format_lineage(report))
     return report
-
-
-def finished_lineage(run: str | Path, out: Path, settings: LineageSettings) -> dict[str, Any] | None:
-    """The report a finished `caring lineage` of this run with these settings left in `out` (None: none,
-    or another's), so a study over several runs resumes where it stopped."""
-    try:
-        report = json.loads((out / "report.json").read_text())
-    except (OSError, ValueError):
-        return None
-    same = report.get("settings") == json.loads(json.dumps(dataclasses.asdict(settings)))
-    return report if report.get("run") == str(run) and same else None
 
 
 def pooled_lineage(reports: list[dict[str, Any]]) -> dict[str, Any]:

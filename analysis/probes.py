@@ -11,6 +11,7 @@ mean's skill).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -57,21 +58,29 @@ def baby_facts(core: NurseryCore, s: NurseryState) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def collect(core: NurseryCore, policy: Policy, episodes: int, seed: int, every: int = 4) -> ProbeData:
+def collect(
+    core: NurseryCore,
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    every: int = 4,
+    facts: Callable[[NurseryCore, NurseryState], dict[str, torch.Tensor]] | None = None,
+) -> ProbeData:
     """Roll `policy` out for `episodes` episodes and keep (obs, facts) of every mother with a living
-    baby, every `every`-th step."""
+    baby, every `every`-th step. `facts` gives each fact (A, B) of a state (default: `baby_facts`)."""
+    facts = facts or baby_facts
     keys = episode_keys(seed, episodes, core.device)
     state, obs = core.reset(keys)
     world = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)  # (B, A)
     rows_obs, rows_world = [], []
-    rows_facts: dict[str, list[torch.Tensor]] = {name: [] for name in FACTS}
+    rows_facts: dict[str, list[torch.Tensor]] = {}
     for t, step in enumerate(play(core, policy, state, obs)):
         if t % every == 0:
             keep = (step.before.baby_alive & step.before.mother_alive).T  # (B, A)
             rows_obs.append(step.obs[keep])
             rows_world.append(world[keep])
-            for name, value in baby_facts(core, step.before).items():
-                rows_facts[name].append(value.T[keep])
+            for name, value in facts(core, step.before).items():
+                rows_facts.setdefault(name, []).append(value.T[keep])
     return ProbeData(
         torch.cat(rows_obs), {k: torch.cat(v) for k, v in rows_facts.items()}, torch.cat(rows_world)
     )

@@ -18,7 +18,6 @@ The coefficient (or k) is chosen on selection episodes and reported on different
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -228,18 +227,6 @@ def run_retarget(
     write_json(out / "report.json", report)
     circuit_plots.plot_dose_response(report, out / "dose_response.png")
     return report
-
-
-def finished_report(run: str | Path, out: Path, settings: RetargetSettings) -> dict[str, Any] | None:
-    """The report an earlier, finished retargeting of this run with these settings left in `out`, so
-    an interrupted study over several runs resumes where it stopped (None: none, or a different one)."""
-    path = out / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    same_settings = report.get("settings") == json.loads(json.dumps(dataclasses.asdict(settings)))
-    return report if report.get("run") == str(run) and same_settings else None
 
 
 def _goal_met(measured: dict[str, Any]) -> bool:

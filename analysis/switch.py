@@ -25,8 +25,7 @@ import torch
 from analysis import assays
 from analysis.circuits import check_units, load_run
 from analysis.hooks import ablate
-from analysis.probes import ProbeData, activations, fit_and_score, heldout
-from caring.episodes import episode_keys, play
+from analysis.probes import activations, collect, fit_and_score, heldout
 from caring.files import write_atomic, write_json
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
@@ -55,20 +54,9 @@ def another_baby_possible(core: NurseryCore, s: NurseryState) -> torch.Tensor:
     return (s.births_left > 0) & (s.t + cfg.rebirth_delay < cfg.max_cycles)[None]
 
 
-def collect_switch(core: NurseryCore, net: MotherNet, episodes: int, seed: int, every: int = 4) -> ProbeData:
-    """The mother's own rollouts: every `every`-th step, each living mother with a living baby, with the
-    fact "another_baby" (1/0) and the observed time."""
-    state, obs = core.reset(episode_keys(seed, episodes, core.device))
-    world = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)
-    rows: dict[str, list[torch.Tensor]] = {"obs": [], "world": [], "another_baby": []}
-    for t, step in enumerate(play(core, TrainedMother(net), state, obs)):
-        if t % every == 0:
-            keep = (step.before.baby_alive & step.before.mother_alive).T  # (B, A)
-            rows["obs"].append(step.obs[keep])
-            rows["world"].append(world[keep])
-            rows["another_baby"].append(another_baby_possible(core, step.before).T[keep].float())
-    data = {k: torch.cat(v) for k, v in rows.items()}
-    return ProbeData(data["obs"], {"another_baby": data["another_baby"]}, data["world"])
+def switch_facts(core: NurseryCore, s: NurseryState) -> dict[str, torch.Tensor]:
+    """The one fact the switch probe reads: "another_baby" (1/0), (A, B)."""
+    return {"another_baby": another_baby_possible(core, s).float()}
 
 
 def run_switch(
@@ -85,7 +73,7 @@ def run_switch(
     check_units(net, settings.site, settings.units)
     out.mkdir(parents=True, exist_ok=True)
     progress(f"rollouts: {settings.episodes} episodes")
-    data = collect_switch(core, net, settings.episodes, settings.seed)
+    data = collect(core, TrainedMother(net), settings.episodes, settings.seed, facts=switch_facts)
     y, test = data.facts["another_baby"].cpu(), heldout(data)
     if int(data.world.max()) < 1 or len(y[~test].unique()) < 2 or len(y[test].unique()) < 2:
         raise ConfigError("too little probe data: both cases must occur in the train and test episodes")

@@ -402,8 +402,9 @@ def test_retargeting_several_runs_pools_their_babies(tiny_run, tmp_path, capsys)
     assert main(argv) == 0  # again: both finished reports are reused, and the summary is the same
     again = capsys.readouterr()
     assert again.err.count("reused") == 2 and json.loads(again.out) == summary
+    from analysis.circuits import finished_report
     from analysis.cli import QUICK_RETARGET
-    from analysis.retarget import RetargetSettings, finished_report
+    from analysis.retarget import RetargetSettings
 
     quick = RetargetSettings(**QUICK_RETARGET)
     assert finished_report(other_run, out / "run1", quick) is not None
