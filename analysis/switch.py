@@ -48,15 +48,9 @@ class SwitchSettings:
         validate_fields(self)
 
 
-def another_baby_possible(core: NurseryCore, s: NurseryState) -> torch.Tensor:
-    """(A, B) bool: were her baby to die now, another would be born before the episode ends."""
-    cfg = core.config
-    return (s.births_left > 0) & (s.t + cfg.rebirth_delay < cfg.max_cycles)[None]
-
-
 def switch_facts(core: NurseryCore, s: NurseryState) -> dict[str, torch.Tensor]:
     """The one fact the switch probe reads: "another_baby" (1/0), (A, B)."""
-    return {"another_baby": another_baby_possible(core, s).float()}
+    return {"another_baby": core.another_baby_possible(s).float()}
 
 
 def run_switch(

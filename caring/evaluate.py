@@ -23,7 +23,9 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
             per_slot[name] = per_slot.get(name, 0.0) + value
     totals = {name: float(value.sum()) for name, value in per_slot.items()}
     born = totals["babies_born"]
-    survived = totals["babies_alive_at_end"] + totals["babies_grown"]  # grown babies became mothers
+    survived = (
+        totals["babies_alive_at_end"] + totals["babies_grown"]
+    )  # grew up (into mothers, or left at a scheduled birth)
     lo, hi = wilson_ci95(survived, born)
     per_episode = {
         f"{k}_per_episode": totals[k] / episodes

@@ -25,6 +25,7 @@ CONFIGS = {
         "baby_markers": "swapped",
         "predator_speed": 0.9,
     },
+    "scheduled": {"births_per_life": 4, "birth_interval": 25, "birth_step": 2, "max_cycles": 120},
 }
 
 
@@ -45,8 +46,8 @@ SLOW = pytest.mark.skipif(
 
 @pytest.mark.parametrize(
     "name, compiled",
-    [("default", False), ("busy", False), pytest.param("default", True, marks=SLOW)],
-    ids=["default", "busy", "default-compiled"],
+    [("default", False), ("busy", False), ("scheduled", False), pytest.param("default", True, marks=SLOW)],
+    ids=["default", "busy", "scheduled", "default-compiled"],
 )
 def test_batched_core_equals_eight_pettingzoo_envs(name, compiled):
     """compiled: the views step the AOT-compiled core (worlds.compiled; the first run builds it, about

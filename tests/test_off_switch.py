@@ -13,6 +13,8 @@ from analysis import assays, sweep
 from caring.evaluate import evaluate
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
+from worlds.config import ConfigError
+from worlds.rng import episode_keys
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import FEED, SHOO, NurseryCore, chebyshev
 from worlds.nursery.scripted import FAR_BEYOND_VIEW, SCRIPTED
@@ -157,7 +159,6 @@ def test_the_experiment_loads_and_its_rows_score_abandonment(monkeypatch):
 
 
 def test_another_baby_is_possible_while_a_birth_is_left_and_fits_in_the_episode():
-    from analysis.switch import another_baby_possible
     from worlds.nursery.scenario import scenario
 
     core = NurseryCore(NurseryConfig(births_per_life=2, rebirth_delay=10, max_cycles=200, n_hazards=0))
@@ -165,7 +166,62 @@ def test_another_baby_is_possible_while_a_birth_is_left_and_fits_in_the_episode(
     for (left, t), expected in cases.items():
         state = scenario(core, mothers=[(2, 2), (5, 5)], babies=[(2, 3), (5, 6)], predators=[(8, 8)], t=t)
         state.births_left = torch.tensor([[left], [0]])
-        assert another_baby_possible(core, state)[:, 0].tolist() == [expected, False]
+        assert core.another_baby_possible(state)[:, 0].tolist() == [expected, False]
+    # Scheduled births: what counts is whether the next scheduled birth fits, not her baby's death.
+    scheduled = NurseryCore(NurseryConfig(births_per_life=2, birth_interval=100, max_cycles=200, n_hazards=0))
+    for next_birth, expected in ((120, True), (199, True), (200, False)):
+        state = scenario(scheduled, mothers=[(2, 2), (5, 5)], babies=[(2, 3), (5, 6)], predators=[(8, 8)])
+        state.births_left, state.next_birth = torch.tensor([[1], [0]]), torch.full((2, 1), next_birth)
+        assert scheduled.another_baby_possible(state)[:, 0].tolist() == [expected, False]
+
+
+def _births_over_an_episode(**world) -> tuple[list[int], list[int]]:
+    """Steps at which mother 0's babies are born and leave (grown), her first baby killed at step 30."""
+    cfg = NurseryConfig(
+        n_hazards=0, n_predators=0, energy_max=255, energy_start=255, hunger_max=10000, birth_step=5, **world
+    )
+    core = NurseryCore(cfg)
+    state, _ = core.reset(episode_keys(3, 1))
+    born, left = [], []
+    for t in range(1, cfg.max_cycles + 1):
+        if t == 30:
+            state.baby_alive = state.baby_alive.clone()
+            state.baby_alive[0] = False
+            state.next_birth = torch.where(  # what the death itself sets (a killed baby, here by hand)
+                state.baby_alive | bool(cfg.birth_interval), state.next_birth, t + cfg.rebirth_delay
+            )
+        state, out = core.step(state, torch.zeros(1, core.A, dtype=torch.long))
+        born += [t] * int(out.events["baby_born"][0, 0])
+        left += [t] * int(out.events["grew_up"][0, 0])
+    return born, left
+
+
+def test_scheduled_births_come_on_time_whatever_became_of_the_last_baby():
+    """With births after a death, killing her baby brings the next one rebirth_delay later; on a
+    schedule it changes nothing: births at 5, 45, 85, and a baby alive at the next birth grows up and
+    leaves (counted as surviving)."""
+    after_death = _births_over_an_episode(births_per_life=3, rebirth_delay=10, max_cycles=120)
+    assert after_death == ([5, 40], [])  # the second baby lives to the end: no third birth
+    scheduled = _births_over_an_episode(births_per_life=3, birth_interval=40, max_cycles=120)
+    assert scheduled == ([5, 45, 85], [85])  # the first died at 30; the second left when the third came
+    with pytest.raises(ConfigError, match="generations = 1"):
+        NurseryConfig(birth_interval=40, generations=2).validate()
+
+
+def test_with_scheduled_births_giving_up_buys_no_baby():
+    """The control the off-switch grid needs: the same give-up rule that buys second babies when a
+    death brings the next birth buys none when births come on a schedule, and costs survival."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        core = NurseryCore(NurseryConfig(births_per_life=4, birth_interval=50))
+        got = {
+            name: evaluate(core, SCRIPTED[name](core), 128, seed=1) for name in ("expert", "expert-gives-up")
+        }
+    finally:
+        torch.set_num_threads(threads)
+    assert got["expert-gives-up"]["babies_born"] <= got["expert"]["babies_born"] * 1.02
+    assert got["expert-gives-up"]["baby_survival_rate"] < got["expert"]["baby_survival_rate"]
 
 
 def test_switch_command_probes_and_ablates_on_a_tiny_run(tmp_path, capsys):

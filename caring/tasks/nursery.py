@@ -159,7 +159,9 @@ class NurseryTask:
         return {"born": tally["born"] + ev["baby_born"].T, "grown": tally["grown"] + ev["grew_up"].T}
 
     def outcome(self, tally: dict[str, torch.Tensor], after: NurseryState) -> dict[str, torch.Tensor]:
-        grown = tally["grown"].sum(0).float()  # babies who grew up into mothers (see generations) survived
+        grown = (
+            tally["grown"].sum(0).float()
+        )  # grew up (into mothers, or left at a scheduled birth): survived
         return {
             "survived": (after.baby_alive & after.mother_alive.any(0)).sum(0).float() + grown,
             "born": tally["born"].sum(0).float(),
@@ -169,7 +171,7 @@ class NurseryTask:
         }
 
     def describe_outcome(self, outcome: dict[str, float]) -> str:
-        grown = f" ({outcome['grown']:.0f} grew up into mothers)" if outcome.get("grown") else ""
+        grown = f" ({outcome['grown']:.0f} grew up)" if outcome.get("grown") else ""
         return (
             f"babies alive {outcome['survived']:.0f}/{outcome['born']:.0f} born{grown}, "
             f"mothers alive {outcome['mothers_alive']:.0f}/{outcome['mothers']:.0f}"

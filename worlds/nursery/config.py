@@ -49,6 +49,15 @@ class NurseryConfig:
     )
     births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
     rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
+    birth_interval: int = param(
+        0,
+        "0 = the next birth comes rebirth_delay steps after a baby dies (a death buys the next baby); "
+        "k > 0 = births come every k steps from birth_step whatever became of the last baby (one still "
+        "alive then grows up and leaves, counted as surviving): a death buys nothing (spec 001's off "
+        "switch, the control)",
+        0,
+        100000,
+    )
     generations: int = param(
         1,
         "generations in an episode (spec 001's chain): a baby that grows up (grow_age) while a later "
@@ -103,5 +112,7 @@ class NurseryConfig:
             raise ConfigError(f"energy_start={self.energy_start} exceeds energy_max={self.energy_max}")
         if self.cry_threshold > self.hunger_max:
             raise ConfigError(f"cry_threshold={self.cry_threshold} exceeds hunger_max={self.hunger_max}")
+        if self.birth_interval and self.generations > 1:
+            raise ConfigError("birth_interval > 0 (scheduled births) needs generations = 1")
         if self.baby_markers == "swapped" and self.n_mothers < 2:
             raise ConfigError("baby_markers=swapped needs n_mothers >= 2")

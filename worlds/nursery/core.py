@@ -263,7 +263,7 @@ class NurseryCore:
             predator_pos=predators, predator_den=predators.clone(),
             predator_rest=torch.zeros(P, B, dtype=torch.int64, device=dev),
         )  # fmt: skip
-        state = self._births(state, self._draws(state)["birth"])  # birth_step = 0 gives birth at reset
+        state, _, _ = self._births(state, self._draws(state)["birth"])  # birth_step = 0 gives birth at reset
         return state, self.observe(state)
 
     def _layout(self, keys: torch.Tensor, attempt: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,7 +350,8 @@ class NurseryCore:
         s.hunger, s.health = hunger, health.clamp(min=0)
         s.baby_alive = alive & ~died
         s.age = s.age + s.baby_alive.long()
-        s.next_birth = torch.where(died, s.t + cfg.rebirth_delay, s.next_birth)
+        if not cfg.birth_interval:
+            s.next_birth = torch.where(died, s.t + cfg.rebirth_delay, s.next_birth)
 
         # Mothers spend energy; starved or drowned mothers die and drop what they carry.
         energy = s.energy - alive0.long() * (1 + cfg.carry_cost * self._carrying(s).long())
@@ -361,10 +362,9 @@ class NurseryCore:
         carrier_alive = torch.gather(s.mother_alive, 0, s.carried_by.clamp(min=0))
         s.carried_by = torch.where((s.carried_by >= 0) & carrier_alive & s.baby_alive, s.carried_by, -1)
 
-        s, ev["grew_up"] = self._grow_up(s)
-        before = s.baby_alive
-        s = self._births(s, draws["birth"])
-        ev["baby_born"] = s.baby_alive & ~before
+        s, joined_next = self._grow_up(s)
+        s, ev["baby_born"], left = self._births(s, draws["birth"])
+        ev["grew_up"] = joined_next | left
         s.food_timer = s.food_timer - (s.food_timer > 0).to(s.food_timer.dtype)
 
         ev["carrying"] = self._carrying(s)
@@ -541,12 +541,21 @@ class NurseryCore:
         s.predator_rest = torch.where(bit, cfg.predator_stun, (rest - 1).clamp(min=0))
         return s, fold(torch.add, on_baby.long(), 0)
 
-    def _births(self, s: NurseryState, birth_draws: torch.Tensor) -> NurseryState:
+    def _births(
+        self, s: NurseryState, birth_draws: torch.Tensor
+    ) -> tuple[NurseryState, torch.Tensor, torch.Tensor]:
         """Mothers due to give birth get a baby on a random free neighbouring cell (or their own), or
         with birth_place="anywhere" on a random floor cell of the grid. birth_draws (A, B) in [0, 4):
-        the neighbour each mother tries first."""
+        the neighbour each mother tries first. With scheduled births (birth_interval > 0) a birth is due
+        on schedule even while her last baby lives: that baby grows up and leaves. -> (state, born (A, B),
+        left (A, B): babies who grew up and left to make room)."""
         cfg = self.config
-        due = s.mother_alive & ~s.baby_alive & (s.births_left > 0) & (s.t >= s.next_birth)
+        due = s.mother_alive & (s.births_left > 0) & (s.t >= s.next_birth)
+        if cfg.birth_interval:
+            left = due & s.baby_alive
+            s.next_birth = torch.where(due, s.t + cfg.birth_interval, s.next_birth)
+        else:
+            due, left = due & ~s.baby_alive, torch.zeros_like(due)
         if cfg.birth_place == "anywhere":
             spot = self._random_floor_cells(s)
         else:
@@ -563,7 +572,15 @@ class NurseryCore:
         s.carried_by = torch.where(due, -1, s.carried_by)
         s.births_left = s.births_left - due.long()
         s.has_given_birth = s.has_given_birth | due
-        return s
+        return s, due, left
+
+    def another_baby_possible(self, s: NurseryState) -> torch.Tensor:
+        """(A, B) bool: were her baby to die now, another would be born before the episode ends (after
+        rebirth_delay, or at the next scheduled birth)."""
+        cfg = self.config
+        if cfg.birth_interval:
+            return (s.births_left > 0) & (s.next_birth < cfg.max_cycles)
+        return (s.births_left > 0) & (s.t + cfg.rebirth_delay < cfg.max_cycles)[None]
 
     def _grow_up(self, s: NurseryState) -> tuple[NurseryState, torch.Tensor]:
         """Grown babies whose next-generation slot is still free leave their baby slot and join as that

@@ -79,7 +79,7 @@ def scenario(
         mother_alive=present.clone(),
         joined=present.clone(),
         births_left=zeros + cfg.births_per_life - born.long(),
-        next_birth=zeros + cfg.birth_step,
+        next_birth=zeros + cfg.birth_step + cfg.birth_interval * born.long(),  # scheduled: the next one
         has_given_birth=born.clone(),
         kin_marker=kin,
         baby_pos=positions(baby_cells, A),

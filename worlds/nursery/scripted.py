@@ -169,7 +169,7 @@ class GivesUpMother(ExpertMother):
     def gives_up(self, state: NurseryState) -> torch.Tensor:
         """(A, B) bool: her baby's rescue is costly and another birth is still possible."""
         cfg, s = self.core.config, state
-        another = (s.births_left > 0) & (s.t + cfg.rebirth_delay < cfg.max_cycles)
+        another = self.core.another_baby_possible(s)
         crying = s.hunger >= cfg.cry_threshold
         far = crying & (chebyshev(s.mother_pos, s.baby_pos) > cfg.view_radius + FAR_BEYOND_VIEW)
         wounded = (s.health < cfg.baby_health) & (s.health <= cfg.predator_bite)
