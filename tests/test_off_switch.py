@@ -14,10 +14,10 @@ from caring.evaluate import evaluate
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
 from worlds.config import ConfigError
-from worlds.rng import episode_keys
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import FEED, SHOO, NurseryCore, chebyshev
 from worlds.nursery.scripted import FAR_BEYOND_VIEW, SCRIPTED
+from worlds.rng import episode_keys
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "analysis" / "experiments" / "off_switch.toml"
 NAMES = [s.name for s in assays.ABANDONMENT]
