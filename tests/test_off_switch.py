@@ -208,6 +208,19 @@ def test_scheduled_births_come_on_time_whatever_became_of_the_last_baby():
         NurseryConfig(birth_interval=40, generations=2).validate()
 
 
+def test_the_viewer_tells_when_the_next_scheduled_baby_comes(monkeypatch):
+    from worlds.nursery.render import Renderer
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    for interval, expected in ((40, "t=60 (this baby leaves)"), (0, None)):
+        core = NurseryCore(NurseryConfig(births_per_life=2, birth_interval=interval))
+        state, _ = core.reset(episode_keys(3, 1))
+        for _ in range(core.config.birth_step):
+            state, _ = core.step(state, torch.zeros(1, core.A, dtype=torch.long))
+        facts = {f.label: f.text for f in Renderer(core).agents(state)[0].facts}
+        assert "baby" in facts and facts.get("next birth") == expected
+
+
 def test_with_scheduled_births_giving_up_buys_no_baby():
     """The control the off-switch grid needs: the same give-up rule that buys second babies when a
     death brings the next birth buys none when births come on a schedule, and costs survival."""
