@@ -431,8 +431,8 @@ def _place(
     s.has_given_birth = s.baby_alive.clone()
     s.mother_alive = torch.ones(A, 1, dtype=torch.bool, device=dev)
     s.births_left = torch.full((A, 1), births_left, dtype=torch.int64, device=dev)
-    # Her baby was born at birth_step; with scheduled births the next one is due an interval later.
-    s.next_birth = torch.full((A, 1), cfg.birth_step + cfg.birth_interval, dtype=torch.int64, device=dev)
+    if cfg.birth_interval:  # scheduled births: the next is due on schedule after now
+        s.next_birth = torch.full((A, 1), core.next_scheduled_birth(int(s.t)), dtype=torch.int64, device=dev)
     s.age = s.baby_alive.long() * 30
     s.health = s.baby_alive.long() * cfg.baby_health
     if setup.health is not None:

@@ -53,11 +53,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
 import io
 import json
 import math
 import multiprocessing
+import os
+import signal
 import statistics
+import sys
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -103,6 +107,7 @@ ASSAY_LABELS = {
     "assay_abandon": "abandonment assays (P gives up)",
 }
 ASSAY_INSTANCES = 32  # instances per assay situation: about a second per cell on one thread
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
 EXPERT, REACH = "expert", 0.8  # steps to reach REACH × the scripted EXPERT's headline
 REACH_KEY = "steps_to_80pct_expert"
 REACH_WINDOW = 5  # updates in the trailing mean of the training curve that must reach it
@@ -458,6 +463,19 @@ def one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+def start_worker() -> None:
+    """A pool worker: one torch thread, and on Linux killed with its sweep (a sweep killed by a signal
+    cannot tell its workers, which would otherwise train on into run directories a resumed sweep
+    writes; the run lock refuses the second writer, this ends the first)."""
+    one_torch_thread()
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        sweep = multiprocessing.parent_process()
+        if sweep is not None and os.getppid() != sweep.pid:  # it died before the request was made
+            os._exit(1)
+
+
 def finish_cell(job: CellJob) -> Outcome:
     """Run one cell unless its JSON already holds every result the experiment asks for (then return that
     row): idempotent, so a cell that runs twice (a retried task, a re-run command) is never redone once
@@ -499,7 +517,7 @@ class LocalPool:
             finally:
                 torch.set_num_threads(threads)
             return
-        pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=one_torch_thread)
+        pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=start_worker)
         try:
             yield from pool.imap_unordered(finish_cell, jobs)
         finally:

@@ -13,6 +13,7 @@ written), "FILE:written" (a temporary file complete and fsynced, not yet renamed
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import math
 import os
@@ -80,6 +81,25 @@ def fsync_file(path: Path) -> None:
     if path.exists():
         with _naming(path), path.open("rb") as f:
             os.fsync(f.fileno())
+
+
+@contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold the run directory exclusively while writing it: a second process writing the same run (a
+    sweep worker orphaned by a killed sweep, two `--resume`s) gets one clear error instead of
+    interleaving checkpoints. The kernel drops the lock when its holder dies, even by kill -9."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{directory} is being written by another process (a training or sweep worker still "
+                "running); stop it, or wait for it, before resuming this run"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

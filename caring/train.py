@@ -24,7 +24,7 @@ import torch
 
 from caring import checkpoints, ppo
 from caring.episodes import episode_keys
-from caring.files import fsync_dir, remove_temporaries, write_json
+from caring.files import fsync_dir, remove_temporaries, run_lock, write_json
 from caring.networks import MotherNet
 from caring.protocols import Transition
 from caring.runs import run_config, run_training, run_world
@@ -163,6 +163,10 @@ class Trainer:
         return self.updates_weaning_starts + -(-self.config.wean_steps // self.per_update)
 
     def run(self, progress: Callable[[int, int, dict, float], None] | None = None) -> None:
+        with run_lock(self.out):
+            self._train(progress)
+
+    def _train(self, progress: Callable[[int, int, dict, float], None] | None) -> None:
         c, per_update, stream = self.config, self.per_update, self.stream
         if c.snapshot_every and self.update == 0:
             checkpoints.save_snapshot(self)  # the untrained mother: where every curve over training starts
@@ -227,18 +231,8 @@ def start_run(
     with checkpoints.writing(out):
         if resume:
             previous = run_config(out)
-            name, world_saved = run_world(out, previous)
-            if name != task_of(world).name:
-                raise ConfigError(
-                    f"{out} holds a {name} run, not a {task_of(world).name} one; "
-                    f"resume it with `caring train {name} --out {out} --resume`"
-                )
-            config = dataclasses.replace(run_training(out, previous), steps=config.steps)
-            trainer = Trainer(out, world_saved, config, device)
-            trainer.stream.prepare(log)
-            trainer.load_checkpoint()
-            remove_temporaries(out)
-            return trainer
+            with run_lock(out):
+                return _resume(out, previous, world, config, device, log)
         if config_path.exists():
             raise ConfigError(
                 f"{out} already holds a run; use --resume to continue it or choose another --out"
@@ -252,12 +246,32 @@ def start_run(
         trainer = Trainer(out, world, config, device)  # checks the world before anything is written
         out.mkdir(parents=True, exist_ok=True)
         fsync_dir(out.parent)  # the new run directory's name survives a power cut with its files
-        remove_temporaries(out)
-        saved = {
-            "world_name": trainer.task.name,
-            "world": dataclasses.asdict(world),
-            "train": dataclasses.asdict(config),
-        }
-        write_json(config_path, saved)
-        trainer.stream.prepare(log)
+        with run_lock(out):
+            remove_temporaries(out)
+            saved = {
+                "world_name": trainer.task.name,
+                "world": dataclasses.asdict(world),
+                "train": dataclasses.asdict(config),
+            }
+            write_json(config_path, saved)
+            trainer.stream.prepare(log)
         return trainer
+
+
+def _resume(
+    out: Path, previous: dict, world: Any, config: Any, device: str, log: Callable[[str], None]
+) -> Trainer:
+    """The trainer of the run in `out` (its own world and settings, this `config`'s step budget), at its
+    last checkpoint."""
+    name, world_saved = run_world(out, previous)
+    if name != task_of(world).name:
+        raise ConfigError(
+            f"{out} holds a {name} run, not a {task_of(world).name} one; "
+            f"resume it with `caring train {name} --out {out} --resume`"
+        )
+    config = dataclasses.replace(run_training(out, previous), steps=config.steps)
+    trainer = Trainer(out, world_saved, config, device)
+    trainer.stream.prepare(log)
+    trainer.load_checkpoint()
+    remove_temporaries(out)
+    return trainer

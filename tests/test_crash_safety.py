@@ -572,3 +572,51 @@ def test_a_maternal_model_stored_as_int8_is_refused_not_cast(reference, tmp_path
     err = one_line(capsys)
     assert "maternal.safetensors does not fit this world's M: " in err and "is int8, expected float32" in err
     assert snapshot(run) == before
+
+
+def test_a_run_being_written_by_another_process_is_refused_in_one_line(tmp_path, capsys):
+    """Two writers of one run (a sweep worker orphaned by a killed sweep, two `--resume`s) would
+    interleave checkpoints: while one trains, the other is refused, and the run is left as it was."""
+    out = tmp_path / "run"
+    train(out, "ppo")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with files.run_lock(out):  # another process's open description of the directory, in effect
+        with pytest.raises(files.ConfigError, match="being written by another process"):
+            task = get_task("nursery")
+            config = train_config(task, {**SETTINGS, "steps": 4 * PER_UPDATE})
+            start_run(out, build_config(task.config_class, WORLD), config, "cpu", True)
+        code = main(["train", "nursery", "--out", str(out), "--resume", "--steps", str(4 * PER_UPDATE)])
+    assert code != 0 and "being written by another process" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    with files.run_lock(out):  # released: the lock is held only while writing
+        pass
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="parent-death signals are Linux's (prctl)")
+def test_sweep_workers_die_with_their_sweep(tmp_path):
+    """A sweep killed by a signal cannot stop its pool; its workers must not train on."""
+    script = (
+        "import multiprocessing, time\n"
+        "from analysis.sweep import start_worker\n"
+        "import os\n"
+        "pool = multiprocessing.get_context('spawn').Pool(1, initializer=start_worker)\n"
+        "worker = pool.apply(os.getpid)\n"
+        "pool.apply_async(time.sleep, (60,))  # busy, like a training cell: deaf to its task queue\n"
+        "time.sleep(1)\n"
+        "print(worker, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    sweep = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(sweep.stdout.readline())
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:  # gone, or a zombie nobody has reaped yet (field 3 of /proc/PID/stat is its state)
+            if Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the sweep's worker outlived it")

@@ -60,6 +60,7 @@ def random_config(r: random.Random) -> NurseryConfig:
             predator_speed=r.random(),
             predator_bite=r.randint(1, 3),
             predator_stun=r.randint(0, 15),
+            birth_interval=r.choice([0, r.randint(1, 30)]),
         ),
     )
 
@@ -97,9 +98,13 @@ def check_invariants(core, before, after, out):
     reward = out.reward.T
     assert (reward[~s.mother_alive] == 0).all() and ((reward >= 0) & (reward <= 1)).all()
     assert (out.obs[~s.mother_alive.T] == 0).all()
-    # Babies appear only by birth and vanish only by death; births use up births_left.
+    # Babies appear only by birth and vanish only by death; births use up births_left. A birth where a
+    # baby lived is a scheduled one, and that baby left (grew up); otherwise no baby leaves.
     assert torch.equal(s.baby_alive, (before.baby_alive & ~ev["baby_died"]) | ev["baby_born"])
-    assert not (ev["baby_born"] & before.baby_alive).any()
+    assert torch.equal(ev["grew_up"], ev["baby_born"] & before.baby_alive & ~ev["baby_died"])
+    assert not (ev["grew_up"] & ~before.baby_alive).any()
+    if not cfg.birth_interval:
+        assert not (ev["baby_born"] & before.baby_alive).any()
     assert not (ev["baby_died"] & ~before.baby_alive).any()
     assert torch.equal(s.births_left, before.births_left - ev["baby_born"].long())
     assert not (ev["baby_harm_hazard"] & ~ev["baby_died"]).any(), "water is always fatal"

@@ -175,8 +175,19 @@ def test_another_baby_is_possible_while_a_birth_is_left_and_fits_in_the_episode(
         assert scheduled.another_baby_possible(state)[:, 0].tolist() == [expected, False]
 
 
+def test_hand_made_states_keep_the_birth_schedule():
+    from worlds.nursery.scenario import scenario
+
+    core = NurseryCore(NurseryConfig(births_per_life=4, birth_interval=50, birth_step=20, n_hazards=0))
+    assert [core.next_scheduled_birth(t) for t in (0, 19, 20, 69, 70, 100)] == [20, 20, 70, 70, 120, 120]
+    state = scenario(core, mothers=[(2, 2), (5, 5)], babies=[(2, 3), None], predators=[(8, 8)], t=100)
+    assert state.next_birth[:, 0].tolist() == [120, 20]  # hers on schedule; the unborn one's first birth
+    state, out = core.step(state, torch.zeros(1, core.A, dtype=torch.long))
+    assert not out.events["grew_up"].any()  # her baby stays until the next scheduled birth
+
+
 def _births_over_an_episode(**world) -> tuple[list[int], list[int]]:
-    """Steps at which mother 0's babies are born and leave (grown), her first baby killed at step 30."""
+    """Steps at which mother 0's babies are born and leave (grown), her first baby dying at step 30."""
     cfg = NurseryConfig(
         n_hazards=0, n_predators=0, energy_max=255, energy_start=255, hunger_max=10000, birth_step=5, **world
     )
@@ -184,13 +195,11 @@ def _births_over_an_episode(**world) -> tuple[list[int], list[int]]:
     state, _ = core.reset(episode_keys(3, 1))
     born, left = [], []
     for t in range(1, cfg.max_cycles + 1):
-        if t == 30:
-            state.baby_alive = state.baby_alive.clone()
-            state.baby_alive[0] = False
-            state.next_birth = torch.where(  # what the death itself sets (a killed baby, here by hand)
-                state.baby_alive | bool(cfg.birth_interval), state.next_birth, t + cfg.rebirth_delay
-            )
+        if t == 30:  # her first baby, at its last health point, starves to death in this step
+            state.health, state.hunger = state.health.clone(), state.hunger.clone()
+            state.health[0], state.hunger[0] = 1, cfg.hunger_max - 1
         state, out = core.step(state, torch.zeros(1, core.A, dtype=torch.long))
+        assert bool(out.events["baby_died"][0, 0]) == (t == 30)
         born += [t] * int(out.events["baby_born"][0, 0])
         left += [t] * int(out.events["grew_up"][0, 0])
     return born, left

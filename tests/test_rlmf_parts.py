@@ -162,6 +162,9 @@ def test_rules_penalise_only_preventable_catastrophes():
     assert penalty.tolist() == [[-5.0, -5.0, 0.0, -5.0]]
     tired = rule_penalty(ev, energy_ok=torch.tensor([[True, True, True, False]]), penalty=5.0)
     assert tired[0, 3] == 0.0  # she had no energy to feed it
+    # A scheduled birth: the baby beside her is the newborn; the one that starved has just left.
+    left = events(baby_harm_hunger=[0, 0, 0, 1], baby_distance=[3, 1, 1, 1], grew_up=[0, 0, 0, 1])
+    assert rule_penalty(left, energy_ok=torch.ones(1, 4, dtype=torch.bool), penalty=5.0)[0, 3] == 0.0
 
 
 def test_maternal_reward_weighs_the_learned_judgement_and_pays_it_only_while_the_baby_lives():

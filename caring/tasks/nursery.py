@@ -40,7 +40,13 @@ def rule_penalty(events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penal
     bitten_unguarded = (
         (events["baby_harm_predator"] > 0) & (events["could_guard"] > 0) & (events["guarded"] == 0)
     )
-    starved_beside = (events["baby_harm_hunger"] > 0) & (events["baby_distance"] <= 1) & energy_ok
+    # baby_distance is the newborn's where a baby left at a scheduled birth: not the one that starved
+    starved_beside = (
+        (events["baby_harm_hunger"] > 0)
+        & (events["baby_distance"] <= 1)
+        & energy_ok
+        & (events["grew_up"] == 0)
+    )
     return -penalty * (drowned | bitten_unguarded | starved_beside).float()
 
 
@@ -119,6 +125,7 @@ class NurseryTask:
         theory-of-mind head learns to predict."""
         dy, dx = after.baby_pos - before.baby_pos  # (A, B) each
         own = before.baby_alive & after.baby_alive & (before.carried_by < 0) & (after.carried_by < 0)
+        own = own & (after.age > 0)  # not a newborn in the slot of a baby who left (scheduled births)
         move = torch.where(dy < 0, UP, torch.where(dx > 0, RIGHT, torch.where(dy > 0, DOWN, LEFT)))
         move = torch.where((dy == 0) & (dx == 0), STAY, move)
         return torch.where(own & (dy.abs() + dx.abs() <= 1), move, -1).T

@@ -47,8 +47,12 @@ class NurseryConfig:
         "it, and tell it from the other mothers' babies by its marker)",
         choices=("beside", "anywhere"),
     )
-    births_per_life: int = param(1, "births per mother per episode (rebirth after a baby dies)", 0, 100)
-    rebirth_delay: int = param(10, "steps after a baby's death before the next birth", 1, 100000)
+    births_per_life: int = param(
+        1, "births per mother per episode (the next after a death, or on a schedule: birth_interval)", 0, 100
+    )
+    rebirth_delay: int = param(
+        10, "steps after a baby's death before the next birth (unused with birth_interval > 0)", 1, 100000
+    )
     birth_interval: int = param(
         0,
         "0 = the next birth comes rebirth_delay steps after a baby dies (a death buys the next baby); "

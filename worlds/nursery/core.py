@@ -574,6 +574,13 @@ class NurseryCore:
         s.has_given_birth = s.has_given_birth | due
         return s, due, left
 
+    def next_scheduled_birth(self, t: int) -> int:
+        """With scheduled births: the first birth due after step t (birth_step, then every interval)."""
+        cfg = self.config
+        if t < cfg.birth_step:
+            return cfg.birth_step
+        return cfg.birth_step + cfg.birth_interval * ((t - cfg.birth_step) // cfg.birth_interval + 1)
+
     def another_baby_possible(self, s: NurseryState) -> torch.Tensor:
         """(A, B) bool: were her baby to die now, another would be born before the episode ends (after
         rebirth_delay, or at the next scheduled birth)."""

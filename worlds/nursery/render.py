@@ -163,7 +163,7 @@ class Renderer(PygameRenderer):
                     Fact("baby health", f"{health}/{cfg.baby_health}", health / cfg.baby_health, HEALTH),
                     Fact("baby", f"{cue}, {where}, age {int(s.age[i, 0])}"),
                 ]
-                if cfg.birth_interval and int(s.births_left[i, 0]) > 0:  # scheduled: she leaves then
+                if cfg.birth_interval and alive and bool(self.core.another_baby_possible(s)[i, 0]):
                     facts.append(Fact("next birth", f"t={int(s.next_birth[i, 0])} (this baby leaves)"))
             elif i + self.core.founders < self.core.A and bool(s.joined[i + self.core.founders, 0]):
                 facts.append(Fact("baby", f"grew up: she is mother {i + self.core.founders}"))

@@ -79,7 +79,9 @@ def scenario(
         mother_alive=present.clone(),
         joined=present.clone(),
         births_left=zeros + cfg.births_per_life - born.long(),
-        next_birth=zeros + cfg.birth_step + cfg.birth_interval * born.long(),  # scheduled: the next one
+        next_birth=torch.where(born, core.next_scheduled_birth(step), cfg.birth_step)
+        if cfg.birth_interval
+        else zeros + cfg.birth_step,
         has_given_birth=born.clone(),
         kin_marker=kin,
         baby_pos=positions(baby_cells, A),
