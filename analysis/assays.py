@@ -348,11 +348,13 @@ def build_battery(
     marker: str = "kin",
     situations: tuple[Situation, ...] = SITUATIONS,
     another_baby: bool | None = None,
+    at: int | None = None,
 ) -> Battery:
     """`instances` of each situation, on layouts of episode keys drawn from `seed`. The same seed gives
     the same instances for every marker and `another_baby`, so variants are exact pairs. A world without
     predators skips the predator situations. `another_baby`: whether the mothers have a birth left
-    (None: as the world has it while her first baby lives)."""
+    (None: as the world has it while her first baby lives). `at`: the step the situations happen at, her
+    baby 30 steps old (None: 30 steps after birth_step); the clock is in every mother's observation."""
     if marker not in MARKERS:
         raise ConfigError(f"unknown marker {marker!r}; valid markers: {', '.join(MARKERS)}")
     if core.A < 2:
@@ -362,6 +364,11 @@ def build_battery(
         raise ConfigError(
             f"the 'other' marker needs a training marker no mother of the {n_mothers} wears; "
             f"the palette has {palette}"
+        )
+    at = core.config.birth_step + 30 if at is None else at
+    if not 0 <= at < core.config.max_cycles:
+        raise ConfigError(
+            f"the situations' step {at} is outside the episode (0 to {core.config.max_cycles - 1})"
         )
     situations = tuple(s for s in situations if core.P or not s.needs_predator)
     births_left = max(0, core.config.births_per_life - 1) if another_baby is None else int(another_baby)
@@ -381,7 +388,7 @@ def build_battery(
             layout = Layout(base.cells[:, :, 0].cpu(), rnd, core.config)
             try:
                 setup = situation.setup(layout)
-                state = _place(core, base, layout, setup, marker, births_left)
+                state = _place(core, base, layout, setup, marker, births_left, at)
             except PlacementError:
                 continue
             states.append(state)
@@ -393,7 +400,7 @@ def build_battery(
 
 
 def _place(
-    core: NurseryCore, base: NurseryState, lay: Layout, setup: Setup, marker: str, births_left: int
+    core: NurseryCore, base: NurseryState, lay: Layout, setup: Setup, marker: str, births_left: int, at: int
 ) -> NurseryState:
     """A B=1 state of `base`'s terrain (laid out in `lay`) with the setup's entities; the rest placed
     out of the way."""
@@ -424,7 +431,7 @@ def _place(
     def column(values: list) -> torch.Tensor:  # -> (2, n, 1)
         return torch.tensor(values, dtype=torch.int64, device=dev).T.reshape(2, len(values), 1)
 
-    s.t = torch.tensor([cfg.birth_step + 30], device=dev)
+    s.t = torch.tensor([at], device=dev)
     s.mother_pos = column(mothers)
     s.baby_pos = column([b if b is not None else m for b, m in zip(babies, mothers, strict=True)])
     s.baby_alive = torch.tensor([[b is not None] for b in babies], device=dev)

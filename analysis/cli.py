@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analysis.abandon import AbandonSettings, format_abandon, run_abandon
 from analysis.circuits import ProbeSettings, finished_report, run_probe
 from analysis.develop import DevelopSettings, develop
 from analysis.lineage import LineageSettings, format_pooled, pooled_lineage, run_lineage
@@ -156,6 +157,20 @@ def cmd_switch(args: argparse.Namespace) -> None:
     out = Path(args.out or Path(args.run) / "switch")
     report = run_switch(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
     print(format_switch(report), end="")
+    print(f"wrote {out}/: report.json, report.md")
+
+
+QUICK_ABANDON = {"instances": 8}
+
+
+def cmd_abandon(args: argparse.Namespace) -> None:
+    """P(gives up) early and late in each mother, pooled by group (a sweep's METHOD@WORLD)."""
+    settings = settings_from(args, AbandonSettings, QUICK_ABANDON)
+    if not args.out and len(args.run) > 1:
+        raise ConfigError("several runs need --out (one directory for all of them)")
+    out = Path(args.out or Path(args.run[0]) / "abandon")
+    report = run_abandon(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
+    print(format_abandon(report), end="")
     print(f"wrote {out}/: report.json, report.md")
 
 
@@ -321,6 +336,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_develop)
     add_lineage(sub)
     add_switch(sub)
+    add_abandon(sub)
 
 
 def add_lineage(sub: Any) -> None:
@@ -359,6 +375,24 @@ def add_switch(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="small settings for a first look")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_switch)
+
+
+def add_abandon(sub: Any) -> None:
+    p = sub.add_parser(
+        "abandon", help="the off switch by the clock: giving up early (another baby fits) vs late, per mother"
+    )
+    p.add_argument(
+        "run", nargs="+", help="nursery run directories, or sweep directories (every trained run in them)"
+    )
+    p.add_argument(
+        "--out", help="directory for report.json and report.md (default: RUN/abandon; several: needed)"
+    )
+    p.add_argument("--instances", type=int, help="instances of each assay situation at each time (64)")
+    p.add_argument("--late", type=int, help="the late situations happen this many steps before the end (5)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_abandon)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,7 @@ from analysis.stats import summarize
 from analysis.sweep_plots import plot_sweep
 from caring.config import train_config
 from caring.episodes import MAX_EPISODES, MAX_SEED
-from caring.files import write_json
+from caring.files import read_json, write_json
 from caring.plots import plot_run, smooth
 from caring.policies import TrainedMother
 from caring.runs import load_mother, run_training, started_with
@@ -412,6 +412,12 @@ def cell_path(cell: Cell, out: Path) -> Path:
 
 def run_dir(cell: Cell, out: Path) -> Path:
     return out / "runs" / cell.method / f"seed{cell.seed}"
+
+
+def finished_runs(out: Path) -> list[Path]:
+    """The run directories of a sweep's finished trained cells (in `out`), whatever experiment made it."""
+    rows = [read_json(path)["row"] for path in sorted((out / "cells").glob("*.json"))]
+    return [out / "runs" / r["method"] / f"seed{r['seed']}" for r in rows if r.get("kind") == "trained"]
 
 
 def check_existing_runs(experiment: Experiment, out: Path) -> None:

@@ -270,3 +270,56 @@ def test_switch_command_probes_and_ablates_on_a_tiny_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["switch", str(one), *quick]) == 2
     assert "one birth per life" in capsys.readouterr().err
+
+
+def test_the_clock_contrast_sees_the_scripted_switch_and_nothing_in_the_expert():
+    """`caring abandon`'s measure: the same situations early (another baby fits) and late (none fits).
+    expert-gives-up drops from 1 to 0 where births are left, by a death or on a schedule; with one baby
+    per life she is the expert, who never gives up."""
+    from analysis.abandon import AbandonSettings, clock_scores
+
+    settings = AbandonSettings(instances=4)
+    worlds = {
+        "one": {},
+        "soon": {"births_per_life": 4},
+        "scheduled": {"births_per_life": 4, "birth_interval": 50},
+    }
+    for name, world in worlds.items():
+        core = NurseryCore(NurseryConfig(**world))
+        switch = clock_scores(core, SCRIPTED["expert-gives-up"](core), settings)
+        expert = clock_scores(core, SCRIPTED["expert"](core), settings)
+        assert switch["abandon_drop"] == (0.0 if name == "one" else 1.0) and switch["abandon_late"] == 0.0
+        assert expert["abandon_early"] == expert["abandon_late"] == 0.0
+        assert switch["care_early"] == switch["care_late"] == expert["care_early"] > 0.8
+    with pytest.raises(ConfigError, match="outside the episode"):
+        assays.build_battery(core, 4, situations=assays.ABANDONMENT, at=core.config.max_cycles)
+    with pytest.raises(ConfigError, match="before the early ones"):
+        clock_scores(core, SCRIPTED["expert"](core), AbandonSettings(instances=4, late=160))
+
+
+def test_abandon_command_pools_a_sweeps_runs_by_world(tmp_path, capsys):
+    import json
+
+    from analysis.cli import main
+
+    tiny = ["--method", "ppo", "--train-set", "worlds=8", "--train-set", "rollout=8",
+            "--train-set", "hidden=16", "--steps", "128", "--set", "births_per_life=2"]  # fmt: skip
+    sweep_dir = tmp_path / "sweep"
+    runs = [sweep_dir / "runs" / "ppo@two" / f"seed{s}" for s in (0, 1)]
+    for seed, run in enumerate(runs):
+        assert main(["train", "nursery", "--seed", str(seed), "--out", str(run), *tiny]) == 0
+        row = {"method": "ppo@two", "seed": seed, "kind": "trained"}
+        (sweep_dir / "cells").mkdir(exist_ok=True)
+        (sweep_dir / "cells" / f"ppo@two__seed{seed}.json").write_text(json.dumps({"row": row}))
+    (sweep_dir / "cells" / "expert@two__seed0.json").write_text(json.dumps({"row": {"kind": "scripted"}}))
+    capsys.readouterr()
+    assert main(["abandon", str(sweep_dir), "--quick", "--out", str(tmp_path / "ab")]) == 0
+    report = json.loads((tmp_path / "ab" / "report.json").read_text())
+    group = report["groups"]["ppo@two"]
+    assert [r["run"] for r in group["runs"]] == [str(r) for r in runs]
+    assert group["summary"]["abandon_drop"]["n"] == 2 and group["control"]["abandon_drop"] == 1.0
+    drops = [r["abandon_early"] - r["abandon_late"] for r in group["runs"]]
+    assert group["summary"]["abandon_drop"]["mean"] == pytest.approx(sum(drops) / 2)
+    assert "| ppo@two | 2 |" in capsys.readouterr().out
+    assert main(["abandon", str(runs[0]), str(runs[1]), "--quick"]) == 2  # several runs need --out
+    assert "--out" in capsys.readouterr().err
