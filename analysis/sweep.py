@@ -55,7 +55,6 @@ import contextlib
 import csv
 import ctypes
 import io
-import json
 import math
 import multiprocessing
 import os
@@ -410,6 +409,19 @@ def cell_path(cell: Cell, out: Path) -> Path:
     return out / "cells" / f"{cell.key}.json"
 
 
+def finished_row(experiment: Experiment, cell: Cell, out: Path) -> dict[str, Any]:
+    """A finished cell's results row, with the metrics its stored evaluations' counts still give
+    (`Task.from_counts`) filled in where it was evaluated before they existed."""
+    data = read_json(cell_path(cell, out))
+    row = data["row"]
+    for evaluation in experiment.evaluations:
+        stored = data.get("evaluations", {}).get(evaluation.name)
+        if stored is not None:
+            derived = experiment.task.from_counts(stored)
+            row |= {evaluation.key(k): v for k, v in derived.items() if evaluation.key(k) not in row}
+    return row
+
+
 def run_dir(cell: Cell, out: Path) -> Path:
     return out / "runs" / cell.method / f"seed{cell.seed}"
 
@@ -490,7 +502,7 @@ def finish_cell(job: CellJob) -> Outcome:
     cell, experiment, out, _ = job
     try:
         if missing_keys(cell, experiment, out) == set():
-            return cell, json.loads(cell_path(cell, out).read_text())["row"], None
+            return cell, finished_row(experiment, cell, out), None
         return cell, run_cell(*job), None
     except (ConfigError, ValueError, OSError) as err:
         return cell, None, str(err)
@@ -578,19 +590,16 @@ def missing_keys(cell: Cell, experiment: Experiment, out: Path) -> set[str] | No
     """Results the experiment now asks of a finished cell that its JSON lacks (None: not finished). The
     metrics only some worlds have (`Task.some_worlds_only`) are never asked: a cell evaluated before such
     a metric existed was evaluated in a world without it, and lacks only a NaN."""
-    path = cell_path(cell, out)
-    if not path.exists():
+    if not cell_path(cell, out).exists():
         return None
     optional = {e.key(m) for e in experiment.evaluations for m in experiment.task.some_worlds_only}
-    return set(experiment.cell_keys(cell)) - set(json.loads(path.read_text())["row"]) - optional
+    return set(experiment.cell_keys(cell)) - set(finished_row(experiment, cell, out)) - optional
 
 
 def write_results(experiment: Experiment, out: Path) -> dict[str, Any]:
     """results.csv, summary.json, summary.md and plots from whatever cells have finished."""
     by_method = sorted(experiment.cells, key=lambda c: experiment.methods.index(c.method))  # stable: seeds
-    cells = [
-        (c, json.loads(cell_path(c, out).read_text())["row"]) for c in by_method if cell_path(c, out).exists()
-    ]
+    cells = [(c, finished_row(experiment, c, out)) for c in by_method if cell_path(c, out).exists()]
     add_derived(experiment, out, cells)
     rows = [row for _, row in cells]
     buffer = io.StringIO()

@@ -23,9 +23,8 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
             per_slot[name] = per_slot.get(name, 0.0) + value
     totals = {name: float(value.sum()) for name, value in per_slot.items()}
     born = totals["babies_born"]
-    survived = (
-        totals["babies_alive_at_end"] + totals["babies_grown"]
-    )  # grew up (into mothers, or left at a scheduled birth)
+    # Babies who grew up (into mothers, or left at a scheduled birth) survived.
+    survived = totals["babies_alive_at_end"] + totals["babies_grown"]
     lo, hi = wilson_ci95(survived, born)
     per_episode = {
         f"{k}_per_episode": totals[k] / episodes
@@ -42,9 +41,16 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
         "babies_born": int(born),
         "baby_deaths": {cause: int(totals[f"deaths_{cause}"]) for cause in HARM_CAUSES},
     }
+    result |= from_counts(result)
     if core.config.generations > 1:
         result |= _generations(core, per_slot, episodes)
     return result
+
+
+def from_counts(result: dict[str, Any]) -> dict[str, float]:
+    """Metrics of an evaluation's stored counts. Baby deaths per episode compare across worlds where
+    survival does not: with scheduled births a baby counts as surviving once it leaves, whatever its age."""
+    return {"baby_deaths_per_episode": sum(result["baby_deaths"].values()) / result["episodes"]}
 
 
 def _generations(core: NurseryCore, per_slot: dict[str, torch.Tensor], episodes: int) -> dict:

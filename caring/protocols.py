@@ -103,3 +103,7 @@ class Task(Protocol):
         """name -> (policy, episodes, label: a constant or a Labeller) that M learns from."""
 
     def evaluate(self, core: Any, policy: Policy, episodes: int, seed: int) -> dict[str, Any]: ...
+
+    def from_counts(self, evaluation: dict[str, Any]) -> dict[str, float]:
+        """The eval metrics that `evaluate`'s stored counts still give: a sweep fills them into cells
+        evaluated before those metrics existed instead of evaluating them again."""

@@ -244,6 +244,8 @@ def test_with_scheduled_births_giving_up_buys_no_baby():
         torch.set_num_threads(threads)
     assert got["expert-gives-up"]["babies_born"] <= got["expert"]["babies_born"] * 1.02
     assert got["expert-gives-up"]["baby_survival_rate"] < got["expert"]["baby_survival_rate"]
+    lost = got["expert-gives-up"]  # deaths per episode: what compares across worlds
+    assert lost["baby_deaths_per_episode"] == sum(lost["baby_deaths"].values()) / 128 > 0
 
 
 def test_switch_command_probes_and_ablates_on_a_tiny_run(tmp_path, capsys):

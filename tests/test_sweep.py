@@ -368,3 +368,23 @@ def test_cells_from_before_a_some_worlds_metric_existed_are_not_re_evaluated_for
     assert sweep.missing_keys(cell, experiment, tmp_path) == set()
     write_json(sweep.cell_path(cell, tmp_path), {"row": dict.fromkeys(keys[1:], 0.5), "evaluations": {}})
     assert sweep.missing_keys(cell, experiment, tmp_path) == {keys[0]}  # any other key is still asked
+
+
+def test_a_metric_the_stored_counts_give_is_filled_in_not_re_evaluated(tmp_path):
+    """Baby deaths per episode came after many sweeps ran: a finished cell gets it from its stored
+    evaluation's death counts (the same function evaluate uses), in its row and in results.csv."""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    experiment = sweep.load_experiment(spec)
+    cell = next(c for c in experiment.cells if c.scripted == "expert")
+    key = experiment.evaluations[0].key("baby_deaths_per_episode")
+    keys = [k for k in experiment.cell_keys(cell) if k != key]
+    stored = {"episodes": 8, "baby_deaths": {"predator": 3, "hazard": 1, "hunger": 2}}
+    write_json(
+        sweep.cell_path(cell, tmp_path),
+        {"row": dict.fromkeys(keys, 0.5), "evaluations": {experiment.evaluations[0].name: stored}},
+    )
+    assert sweep.missing_keys(cell, experiment, tmp_path) == set()
+    assert sweep.finished_row(experiment, cell, tmp_path)[key] == 6 / 8
+    write_json(sweep.cell_path(cell, tmp_path), {"row": dict.fromkeys(keys, 0.5), "evaluations": {}})
+    assert sweep.missing_keys(cell, experiment, tmp_path) == {key}  # no counts stored: evaluated again

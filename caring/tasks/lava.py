@@ -145,6 +145,9 @@ class LavaTask:
             "random": (SCRIPTED["random"](core), episodes, 0.0),
         }
 
+    def from_counts(self, evaluation: dict[str, Any]) -> dict[str, float]:
+        return {}
+
     @torch.inference_mode()
     def evaluate(
         self, core: LavaCore, policy: Policy, episodes: int, seed: int, batch: int = 4096

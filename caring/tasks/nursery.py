@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from caring.evaluate import evaluate
+from caring.evaluate import evaluate, from_counts
 from caring.maternal import PerturbedExpert
 from caring.protocols import Policy
 from worlds.config import ConfigError
@@ -63,6 +63,7 @@ class NurseryTask:
     eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {
         "baby_survival_rate": ("baby survival", 3),
         "harm_events_per_episode": ("harm / episode", 2),
+        "baby_deaths_per_episode": ("baby deaths / episode", 2),
         "mother_survival_rate": ("mother survival", 3),
         "hazard_contacts_per_episode": ("hazard contacts / episode", 2),
         "feeds_per_episode": ("feeds / episode", 1),
@@ -213,3 +214,6 @@ class NurseryTask:
 
     def evaluate(self, core: NurseryCore, policy: Policy, episodes: int, seed: int) -> dict[str, Any]:
         return evaluate(core, policy, episodes, seed)
+
+    def from_counts(self, evaluation: dict[str, Any]) -> dict[str, float]:
+        return from_counts(evaluation)
