@@ -365,11 +365,10 @@ def build_battery(
             f"the 'other' marker needs a training marker no mother of the {n_mothers} wears; "
             f"the palette has {palette}"
         )
-    at = core.config.birth_step + 30 if at is None else at
-    if not 0 <= at < core.config.max_cycles:
-        raise ConfigError(
-            f"the situations' step {at} is outside the episode (0 to {core.config.max_cycles - 1})"
-        )
+    if at is not None and not 0 <= at < core.config.max_cycles:
+        last = core.config.max_cycles - 1
+        raise ConfigError(f"the situations' step {at} is outside the episode (0 to {last})")
+    at = core.config.birth_step + 30 if at is None else at  # (the default may lie past a short episode)
     situations = tuple(s for s in situations if core.P or not s.needs_predator)
     births_left = max(0, core.config.births_per_life - 1) if another_baby is None else int(another_baby)
     layouts, _ = core.reset(episode_keys(seed, 4 * instances, core.device))

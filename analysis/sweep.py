@@ -745,13 +745,15 @@ def summary_table(summary: dict, experiment: Experiment) -> str:
 
 
 def grid_tables(summary: dict, experiment: Experiment) -> str:
-    """Markdown for a [worlds] grid: per headline and assay column one table, a row per world and a
-    column per method, each mean [95% bootstrap CI] over seeds (empty without a grid)."""
+    """Markdown for a [worlds] grid: per column of the first evaluation's table and per assay column one
+    table, a row per world and a column per method, each mean [95% bootstrap CI] over seeds (empty
+    without a grid)."""
     grid = experiment.grid()
     if not grid:
         return ""
-    label, digits = experiment.task.eval_metrics[experiment.headline]
-    shown = [(label, experiment.evaluations[0].key(experiment.headline), digits)]
+    first = experiment.evaluations[0]
+    shown = [(*experiment.task.eval_metrics[m], first.key(m)) for m in first.columns]
+    shown = [(label, key, digits) for label, digits, key in shown]
     shown += [(ASSAY_LABELS[key], key, 3) for key in experiment.assay_keys()]
     parts = []
     for title, key, places in shown:

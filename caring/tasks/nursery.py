@@ -75,7 +75,12 @@ class NurseryTask:
         **{f"gen{g}_mother_survival": (f"gen {g} mother survival", 3) for g in GENERATIONS},
     }
     some_worlds_only = frozenset(k for k in eval_metrics if k == "lineage_length" or k.startswith("gen"))
-    summary_columns = ("baby_survival_rate", "harm_events_per_episode", "mother_survival_rate")
+    summary_columns = (
+        "baby_survival_rate",
+        "harm_events_per_episode",
+        "baby_deaths_per_episode",
+        "mother_survival_rate",
+    )
     train_summary = ("train_harm_rate",)
     curves = (("baby_survival", "baby survival (training)"), ("harm_rate", "harm rate / baby-step"))
     harm_label = "harm rate (per baby-step)"
