@@ -101,7 +101,9 @@ def test_choice_training_pays_the_after_step_choice_and_refuses_a_world_without_
 def test_baby_moves_are_the_babys_own_steps():
     core = NurseryCore(NurseryConfig(n_hazards=2, n_predators=0))
     before = scenario(core, mothers=[(5, 5), (8, 8)], babies=[(5, 6), (2, 2)], hazards=[(1, 1), (1, 2)])
-    after = dataclasses.replace(before, baby_pos=before.baby_pos.clone())
+    after = dataclasses.replace(
+        before, baby_pos=before.baby_pos.clone(), age=before.age + 1
+    )  # a step ages them
     task = NurseryTask()
     assert task.baby_moves(before, after).tolist() == [[STAY, STAY]]
     for (dy, dx), move in (((-1, 0), UP), ((0, 1), RIGHT), ((1, 0), DOWN), ((0, -1), LEFT)):
@@ -111,6 +113,8 @@ def test_baby_moves_are_the_babys_own_steps():
     assert task.baby_moves(before, carried).tolist() == [[-1, STAY]]  # moved by its mother, not itself
     dead = dataclasses.replace(after, baby_alive=torch.tensor([[True], [False]]))
     assert task.baby_moves(before, dead)[0, 1] == -1
+    newborn = dataclasses.replace(after, age=torch.tensor([[0], [1]]))  # a scheduled birth replaced baby 0
+    assert task.baby_moves(dataclasses.replace(before, age=before.age + 7), newborn)[0, 0] == -1
 
 
 def test_theory_of_mind_heads_learn_only_from_their_own_loss():

@@ -131,7 +131,9 @@ class NurseryTask:
         theory-of-mind head learns to predict."""
         dy, dx = after.baby_pos - before.baby_pos  # (A, B) each
         own = before.baby_alive & after.baby_alive & (before.carried_by < 0) & (after.carried_by < 0)
-        own = own & (after.age > 0)  # not a newborn in the slot of a baby who left (scheduled births)
+        own = own & (
+            after.age > before.age
+        )  # a step ages her; a newborn in the slot of one who left does not
         move = torch.where(dy < 0, UP, torch.where(dx > 0, RIGHT, torch.where(dy > 0, DOWN, LEFT)))
         move = torch.where((dy == 0) & (dx == 0), STAY, move)
         return torch.where(own & (dy.abs() + dx.abs() <= 1), move, -1).T
