@@ -108,7 +108,8 @@ def format_audit(name: str, audit: dict) -> str:
 
 def load_judge(run: Path, core: Any, task: Task) -> Judge:
     """The judgement a run trained with (its stream's reward model of transitions), or one clear error."""
-    method = run_training(run).method
+    config = run_training(run)
+    method = config.method
     stream = get_stream(method)
     if not stream.judges:
         auditable = ", ".join(name for name, s in STREAMS.items() if s.judges)
@@ -116,4 +117,4 @@ def load_judge(run: Path, core: Any, task: Task) -> Judge:
             f"{run} was trained with --method {method}: it has no maternal model to audit "
             f"(auditable methods: {auditable})"
         )
-    return stream.judge(run, core, task)
+    return stream.judge(run, config, core, task)

@@ -166,7 +166,7 @@ def probe_all(
     test = heldout(data, test_fraction)
     with torch.random.fork_rng(devices=[]):  # the control's weights, without touching global randomness
         torch.manual_seed(seed)
-        random_net = MotherNet(net.obs_dim, net.n_actions, net.hidden, net.predicts_baby).to(data.obs.device)
+        random_net = net.blank().to(data.obs.device)
     nets = {"trained": activations(net, data.obs), "random_net": activations(random_net, data.obs)}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for fact, (kind, _) in FACTS.items():

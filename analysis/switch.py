@@ -27,7 +27,6 @@ from analysis.circuits import check_units, load_run
 from analysis.hooks import ablate
 from analysis.probes import activations, collect, fit_and_score, heldout
 from caring.files import write_atomic, write_json
-from caring.networks import MotherNet
 from caring.policies import TrainedMother
 from worlds.config import ConfigError, param, validate_fields
 from worlds.nursery.core import SCALARS, NurseryCore, NurseryState
@@ -78,7 +77,7 @@ def run_switch(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        fresh = MotherNet(net.obs_dim, net.n_actions, net.hidden, net.predicts_baby).to(data.obs.device)
+        fresh = net.blank().to(data.obs.device)
     trained, untrained = activations(net, data.obs), activations(fresh, data.obs)
     time = data.obs[:, core.view_dim + SCALARS.index("time")][:, None].float()  # the clock she sees
     report: dict[str, Any] = {

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from caring.episodes import MAX_SEED
+from caring.networks import CRITICS
+from caring.ppo import ADV_NORMS
 from caring.schedules import WEANING
 from caring.streams import STREAMS, get_stream
 from worlds.config import ConfigError, build_config, param, validate_fields
@@ -32,6 +34,13 @@ class TrainerSettings:
     harm_threshold: float = param(
         0.02,
         "adaptive: harm rate an update may have and count as clean (per baby-step, per walker-step)",
+        0.0,
+        1.0,
+    )
+    harm_threshold_relative: float = param(
+        0.0,
+        "adaptive: if > 0, an update is clean when its harm rate is at most this fraction of the run's "
+        "first update's (replaces harm_threshold, so weaning can happen in any world)",
         0.0,
         1.0,
     )
@@ -54,6 +63,16 @@ class TrainerSettings:
     vf_coef: float = param(0.5, "value loss weight (each critic)", 0.0, 100.0)
     max_grad_norm: float = param(0.5, "gradient clipping", 0.0, 100.0)
     hidden: int = param(128, "hidden units per trunk layer", 8, 4096)
+    critics: str = param(
+        "shared", "value heads on the policy's trunk, or critics with trunks of their own", choices=CRITICS
+    )
+    value_norm: bool = param(False, "PopArt: each critic learns its returns in running-normalised units")
+    adv_norm: str = param(
+        "per-stream",
+        "advantages standardised per stream before beta1 weighs them (a penalty's size cannot matter), "
+        "their weighted sum standardised (it can), or neither",
+        choices=ADV_NORMS,
+    )
     reward_scale: float = param(0.1, "task reward multiplier", 1e-6, 100.0)
     checkpoint_every: int = param(10, "updates between checkpoints", 1, 10**6)
     snapshot_every: int = param(

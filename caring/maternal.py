@@ -42,14 +42,13 @@ class Transitions:
     next_obs: torch.Tensor  # (N, obs_dim) uint8
     label: torch.Tensor  # (N,) float32: 1 = the expert's, 0 = not
     episode: torch.Tensor  # (N,) int64: which episode, for held-out splits by episode
+    expert_action: torch.Tensor  # (N,) int64: what the expert would do in the state (-1: not asked)
 
     def __len__(self) -> int:
         return self.label.shape[0]
 
     def select(self, mask: torch.Tensor) -> Transitions:
-        return Transitions(
-            self.obs[mask], self.action[mask], self.next_obs[mask], self.label[mask], self.episode[mask]
-        )
+        return Transitions(*(getattr(self, f)[mask] for f in Transitions.__dataclass_fields__))
 
     @staticmethod
     def cat(parts: list[Transitions]) -> Transitions:
@@ -79,10 +78,18 @@ class PerturbedExpert:
 
 @torch.inference_mode()
 def collect(
-    task: Task, core: Any, policy: Policy, episodes: int, seed: int, label: float | Labeller
+    task: Task,
+    core: Any,
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    label: float | Labeller,
+    expert: Policy | None = None,
 ) -> Transitions:
     """Every transition of `episodes` episodes that M would judge (in the nursery: the acting mother's
-    own baby was alive), labelled `label` (a constant, or a function of the state and the actions)."""
+    own baby was alive), labelled `label` (a constant, or a function of the state and the actions),
+    with what `expert` would have done in each state (-1 without one): the action-level judgements
+    learn the expert's choice in every demonstration's states, not only in her own."""
     state, obs = core.reset(episode_keys(seed, episodes, core.device))
     parts = []
     episode = torch.arange(episodes, device=core.device)[:, None].expand(-1, core.A)
@@ -95,7 +102,8 @@ def collect(
                 else torch.full(step.action.shape, label, device=core.device)
             )
             obs, next_obs = step.obs[keep], step.out.obs[keep]
-            parts.append(Transitions(obs, step.action[keep], next_obs, labels[keep], episode[keep]))
+            asked = expert(step.before, step.obs)[keep] if expert else torch.full_like(step.action[keep], -1)
+            parts.append(Transitions(obs, step.action[keep], next_obs, labels[keep], episode[keep], asked))
     return Transitions.cat(parts)
 
 
@@ -176,21 +184,39 @@ def train_maternal(
     return model, report
 
 
-def fit_maternal(task: Task, core: Any, demo_episodes: int, seed: int) -> tuple[MaternalModel, dict]:
-    """Collect the task's demonstrations (`demo_episodes` of the expert, the others in the task's
-    multiples) and fit M on them, frozen; the report adds M's balanced accuracy on the held-out episodes
-    of the expert against the task's negative demonstration alone, and the episodes used."""
+@dataclass
+class Demonstrations:
+    """What every maternal judgement learns from: each demonstration's transitions (with the expert's
+    choice in each state), its label (a constant for whole behaviours, a Labeller for the perturbed
+    expert's action contrasts) and its episodes."""
+
+    parts: dict[str, Transitions]
+    labels: dict[str, float | Labeller]
+    episodes: dict[str, int]
+
+
+def demonstrate(task: Task, core: Any, demo_episodes: int, seed: int) -> Demonstrations:
+    """The task's demonstrations: `demo_episodes` of the expert, the others in the task's multiples."""
     demos = task.demonstrations(core, demo_episodes)  # name: (policy, episodes, label)
+    expert = demos["expert"][0]
     parts = {
-        name: collect(task, core, policy, n, seed + 1000 + i, label)
+        name: collect(task, core, policy, n, seed + 1000 + i, label, expert)
         for i, (name, (policy, n, label)) in enumerate(demos.items())
     }
+    labels = {name: label for name, (_, _, label) in demos.items()}
+    return Demonstrations(parts, labels, {name: n for name, (_, n, _) in demos.items()})
+
+
+def fit_maternal(task: Task, demos: Demonstrations, seed: int) -> tuple[MaternalModel, dict]:
+    """Fit M on the demonstrations, frozen; the report adds M's balanced accuracy on the held-out
+    episodes of the expert against the task's negative demonstration alone, and the episodes used."""
+    parts = demos.parts
     model, report = train_maternal(Transitions.cat(list(parts.values())), task.n_actions, seed=seed)
     model.requires_grad_(False)
     negative = task.negative_demonstration
     pair = Transitions.cat([split_heldout(parts[name])[1] for name in ("expert", negative)])
     report[f"heldout_expert_vs_{negative}_accuracy"] = balanced_accuracy(model, pair)
-    report["demonstrations"] = {name: n for name, (_, n, _) in demos.items()}
+    report["demonstrations"] = dict(demos.episodes)
     return model, report
 
 

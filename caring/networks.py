@@ -23,20 +23,40 @@ def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
     return layer
 
 
+POPART_RATE = 0.05  # weight of each update's returns in the running return moments
+POPART_MIN_VAR = 1e-4  # floor of the return variance (a stream that pays nothing has none)
 BABY_MOVES = 5  # stay, up, right, down, left: what a theory-of-mind head predicts the baby does next
+
+
+CRITICS = ("shared", "separate")  # value heads on the policy's trunk, or each on a trunk of its own
 
 
 class MotherNet(nn.Module):
     """obs (N, obs_dim) uint8 -> (policy logits (N, n_actions), V_task (N,), V_mat (N,)).
 
-    With `predicts_baby` (theory of mind, seed 003) a prediction head on the same trunk gives logits of
-    the baby's next move; the policy and value losses never reach it, and its loss reaches only it and
-    the trunk."""
+    `critics="separate"` gives each critic a trunk of its own (spec 000's separate Q_task and Q_mat), so
+    neither critic's loss reaches the policy's trunk; "shared" puts both value heads on it. With
+    `value_norm` (PopArt: van Hasselt et al. 2016) the value heads predict returns in units of each
+    stream's running return statistics (`value_stats`), which `caring.ppo.popart` updates while
+    rescaling the heads so that the values the net returns do not jump; `forward` always returns values
+    in reward units. With `predicts_baby` (theory of mind, spec 003) a prediction head on the policy's
+    trunk gives logits of the baby's next move; the policy and value losses never reach it, and its loss
+    reaches only it and the trunk."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256, predicts_baby: bool = False):
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden: int = 256,
+        predicts_baby: bool = False,
+        critics: str = "shared",
+        value_norm: bool = False,
+    ):
         super().__init__()
+        if critics not in CRITICS:
+            raise ValueError(f"critics={critics!r} must be one of {CRITICS}")
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
-        self.predicts_baby = predicts_baby
+        self.predicts_baby, self.critics, self.value_norm = predicts_baby, critics, value_norm
         self.hook_obs = HookPoint()
         self.trunk_1 = _layer(obs_dim, hidden, 2**0.5)
         self.relu_1 = nn.ReLU()
@@ -50,23 +70,68 @@ class MotherNet(nn.Module):
         self.hook_value_task = HookPoint()
         self.value_mat = _layer(hidden, 1, 1.0)
         self.hook_value_mat = HookPoint()
-        if predicts_baby:  # created last, so the other layers start as in a network without it
+        if predicts_baby:  # created after the shared layers, so they start as in a network without it
             self.baby_move = _layer(hidden, BABY_MOVES, 0.01)
             self.hook_baby_move = HookPoint()
+        if critics == "separate":
+            for stream in ("task", "mat"):
+                for i, n_in in ((1, obs_dim), (2, hidden)):
+                    setattr(self, f"critic_{stream}_{i}", _layer(n_in, hidden, 2**0.5))
+                    setattr(self, f"critic_{stream}_relu_{i}", nn.ReLU())
+                    setattr(self, f"hook_critic_{stream}_{i}", HookPoint())
+        if value_norm:  # raw EMA moments per stream (task, mat) and the updates seen: see `value_stats`
+            self.register_buffer("value_moment_1", torch.zeros(2))
+            self.register_buffer("value_moment_2", torch.zeros(2))
+            self.register_buffer("value_updates", torch.zeros(()))
+
+    def blank(self) -> MotherNet:
+        """An untrained network of the same architecture (drawn from torch's global generator)."""
+        return MotherNet(
+            self.obs_dim, self.n_actions, self.hidden, self.predicts_baby, self.critics, self.value_norm
+        )
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         x = self.hook_obs(obs.float() * (1.0 / 255.0))
         x = self.hook_trunk_1(self.relu_1(self.trunk_1(x)))
         return self.hook_trunk_2(self.relu_2(self.trunk_2(x)))
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.heads(self.trunk(obs))
+    def _critic_trunk(self, stream: str, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() * (1.0 / 255.0)
+        for i in (1, 2):
+            layer, relu = getattr(self, f"critic_{stream}_{i}"), getattr(self, f"critic_{stream}_relu_{i}")
+            x = getattr(self, f"hook_critic_{stream}_{i}")(relu(layer(x)))
+        return x
 
-    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Trunk features (N, hidden) -> (policy logits, V_task, V_mat)."""
+    def outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """obs (N, obs_dim) -> (policy trunk features (N, hidden), logits, V_task, V_mat), the values in
+        the critics' own units (normalised ones with `value_norm`): what a loss needs."""
+        features = self.trunk(obs)
         logits = self.hook_logits(self.policy(features))
-        v_task = self.hook_value_task(self.value_task(features)).squeeze(-1)
-        v_mat = self.hook_value_mat(self.value_mat(features)).squeeze(-1)
+        task = mat = features
+        if self.critics == "separate":
+            task, mat = self._critic_trunk("task", obs), self._critic_trunk("mat", obs)
+        v_task = self.hook_value_task(self.value_task(task)).squeeze(-1)
+        v_mat = self.hook_value_mat(self.value_mat(mat)).squeeze(-1)
+        return features, logits, v_task, v_mat
+
+    def value_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean (2,), std (2,)) of the (task, mat) returns the value heads are normalised by: the
+        bias-corrected EMA moments, or (0, 1) without `value_norm` or before its first update."""
+        if not self.value_norm:
+            return torch.zeros(2, device=self.policy.weight.device), torch.ones(
+                2, device=self.policy.weight.device
+            )
+        seen = self.value_updates
+        correction = torch.where(seen > 0, 1.0 - (1.0 - POPART_RATE) ** seen, 1.0)
+        mean = torch.where(seen > 0, self.value_moment_1 / correction, 0.0)
+        second = torch.where(seen > 0, self.value_moment_2 / correction, 1.0)
+        return mean, (second - mean.square()).clamp(min=POPART_MIN_VAR).sqrt()
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, logits, v_task, v_mat = self.outputs(obs)
+        if self.value_norm:
+            mean, std = self.value_stats()
+            v_task, v_mat = v_task * std[0] + mean[0], v_mat * std[1] + mean[1]
         return logits, v_task, v_mat
 
     def baby_move_logits(self, features: torch.Tensor) -> torch.Tensor:

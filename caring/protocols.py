@@ -75,8 +75,11 @@ class Task(Protocol):
         """(harmed, exposed), both (B, A) bool: this step's harm and who could have been harmed; the
         adaptive β₁ schedule reads their ratio."""
 
-    def rules(self, core: Any, before: Any, out: Any, penalty: float) -> torch.Tensor:
-        """(B, A) float: the maternal rules' penalty for this step (≤ 0)."""
+    def rules(
+        self, core: Any, before: Any, out: Any, penalty: float, death_charge: bool = False
+    ) -> torch.Tensor:
+        """(B, A) float: the maternal rules' penalty for this step (≤ 0); `death_charge` also charges a
+        mother who dies while her charge still needs her."""
 
     def ended(self, after: Any, out: Any) -> torch.Tensor:
         """(B,) bool: worlds whose episode is over (the trainer resets them)."""

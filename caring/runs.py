@@ -98,6 +98,12 @@ def snapshots(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def mother_net(obs_dim: int, n_actions: int, config: Any) -> MotherNet:
+    """The untrained network a TrainConfig describes (its method decides whether it predicts the baby)."""
+    predicts_baby = get_stream(config.method).predicts_baby
+    return MotherNet(obs_dim, n_actions, config.hidden, predicts_baby, config.critics, config.value_norm)
+
+
 def load_mother(run: Path, core: Any, task: Any, weights: Path | None = None) -> MotherNet:
     """A run's trained mother (or, given `weights`, one of its snapshots), on the core's device, checked
     against the world she is to act in and the network her run trained (names, shapes, dtypes: never
@@ -118,7 +124,7 @@ def load_mother(run: Path, core: Any, task: Any, weights: Path | None = None) ->
             f"{run} was trained on observations of size {first.shape[1]}, this world gives {core.obs_dim}; "
             "use the run's own world settings"
         )
-    net = MotherNet(core.obs_dim, task.n_actions, config.hidden, get_stream(config.method).predicts_baby)
+    net = mother_net(core.obs_dim, task.n_actions, config)
     check_tensors(str(path), "the network", tensors, net.state_dict())
     net.load_state_dict(tensors)
     return net.to(core.device)

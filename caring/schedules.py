@@ -29,6 +29,9 @@ class BetaSchedule:
     β₁_min.  adaptive: starts at β₁(0); after `window` consecutive clean updates (harm ≤ `harm_threshold`)
     β₁ decays by `fast_decay` per update, otherwise by `slow_decay`; an update with harm steps it back up
     by `step_up`, never above β₁(0) (β₁ = 1 would leave no task signal, so self-care would be unlearned).
+    With `relative` > 0 the clean threshold is that fraction of the first update's harm rate (the
+    untrained policy's), not the absolute `harm_threshold`: a fixed threshold below what a learning
+    mother reaches never lets β₁ decay.
     Always within [β₁_min, β₁(0)] ⊆ [0, 1].
     """
 
@@ -39,6 +42,7 @@ class BetaSchedule:
     kappa: float = 0.03  # exp: decay rate per update
     window: int = 5  # adaptive: clean updates before decaying fast
     harm_threshold: float = 0.0
+    relative: float = 0.0  # adaptive: > 0 makes the threshold this fraction of `reference`
     fast_decay: float = 0.85
     slow_decay: float = 0.98
     step_up: float = 0.1
@@ -47,10 +51,13 @@ class BetaSchedule:
     beta: float = field(default=-1.0)  # current value (adaptive state); -1 = not started
     clean_streak: int = 0
     multiplier: float = 0.0  # lagrangian: λ
+    reference: float = -1.0  # adaptive, relative: the first update's harm rate; -1 = not seen yet
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
             raise ConfigError(f"unknown beta schedule {self.kind!r}; valid schedules: {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.relative <= 1.0:
+            raise ConfigError(f"relative={self.relative} must be in [0, 1]")
         for name in ("beta0", "beta_min"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -87,7 +94,9 @@ class BetaSchedule:
         if self.kind != "adaptive":
             return self.value(t)
         beta = self.value(t)
-        if harm > self.harm_threshold:
+        if self.relative and self.reference < 0:
+            self.reference = harm
+        if harm > self.threshold:
             self.clean_streak = 0
             beta = beta + self.step_up
         else:
@@ -95,6 +104,11 @@ class BetaSchedule:
             beta = beta * (self.fast_decay if self.clean_streak >= self.window else self.slow_decay)
         self.beta = min(self.beta0, max(self.beta_min, beta))
         return self.beta
+
+    @property
+    def threshold(self) -> float:
+        """The harm rate an update may have and count as clean (adaptive)."""
+        return self.relative * max(self.reference, 0.0) if self.relative else self.harm_threshold
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -25,9 +25,8 @@ import torch
 from caring import checkpoints, ppo
 from caring.episodes import episode_keys
 from caring.files import fsync_dir, remove_temporaries, run_lock, write_json
-from caring.networks import MotherNet
 from caring.protocols import Transition
-from caring.runs import run_config, run_training, run_world
+from caring.runs import mother_net, run_config, run_training, run_world
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
 from worlds import rng
@@ -76,9 +75,7 @@ class Trainer:
                 raise ConfigError(f"method {config.method} needs a baby; the {self.task.name} world has none")
         self.core = self.task.make_core(world, device)
         torch.manual_seed(config.seed)
-        self.net = MotherNet(
-            self.core.obs_dim, self.task.n_actions, config.hidden, stream_class.predicts_baby
-        ).to(self.device)
+        self.net = mother_net(self.core.obs_dim, self.task.n_actions, config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.update = 0

@@ -46,7 +46,7 @@ def test_gae_matches_a_hand_computed_trajectory():
 
 def test_combined_advantage_weighs_the_two_streams():
     a_task, a_mat = torch.tensor([1.0, -1.0, 3.0]), torch.tensor([-2.0, 0.0, 2.0])
-    assert combined_advantage(a_task, a_mat, 0.25, normalize=False).tolist() == pytest.approx(
+    assert combined_advantage(a_task, a_mat, 0.25, norm="none").tolist() == pytest.approx(
         [0.75 * 1 + 0.25 * -2, 0.75 * -1, 0.75 * 3 + 0.25 * 2]
     )
     norm = combined_advantage(a_task, a_mat, 0.0)  # β₁ = 0: plain PPO's normalised task advantage

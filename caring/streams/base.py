@@ -87,6 +87,7 @@ class SecondStream:
             horizon=c.beta_horizon,
             kappa=c.beta_kappa,
             harm_threshold=c.harm_threshold,
+            relative=c.harm_threshold_relative,
         )
 
     def prepare(self, log: Any = print) -> None:
@@ -121,6 +122,7 @@ class SecondStream:
         """Restore what `state` and `meta` saved."""
 
     @classmethod
-    def judge(cls, run: Path, core: Any, task: Task) -> Callable[..., torch.Tensor]:
-        """(`judges` streams) the run's judgement of transitions (obs, action, next_obs) -> (N,)."""
+    def judge(cls, run: Path, config: Any, core: Any, task: Task) -> Callable[..., torch.Tensor]:
+        """(`judges` streams) the judgement of transitions (obs, action, next_obs) -> (N,) of the run
+        trained with settings `config`."""
         raise NotImplementedError(f"the {cls.name} stream has no judgement to audit")

@@ -83,8 +83,15 @@ class LavaTask:
     def harm(self, before: LavaState, out: LavaStepOutput) -> tuple[torch.Tensor, torch.Tensor]:
         return out.events["lava"] > 0, ~before.at_goal[:, None]
 
-    def rules(self, core: LavaCore, before: LavaState, out: LavaStepOutput, penalty: float) -> torch.Tensor:
-        """Lava is catastrophic: every step on it costs `penalty`."""
+    def rules(
+        self,
+        core: LavaCore,
+        before: LavaState,
+        out: LavaStepOutput,
+        penalty: float,
+        death_charge: bool = False,
+    ) -> torch.Tensor:
+        """Lava is catastrophic: every step on it costs `penalty` (the walker cannot die: no death charge)."""
         return -penalty * out.events["lava"].float()
 
     def ended(self, after: LavaState, out: LavaStepOutput) -> torch.Tensor:

@@ -32,10 +32,14 @@ from worlds.nursery.scripted import SCRIPTED
 GENERATIONS = range(1, 5)  # the generation metrics' columns: as many as the `generations` param allows
 
 
-def rule_penalty(events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penalty: float) -> torch.Tensor:
+def rule_penalty(
+    events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penalty: float, death_charge: bool = False
+) -> torch.Tensor:
     """(B, A) penalty for catastrophes the mother could have prevented this step: her baby drowning,
     being bitten while a predator was within her reach and she did not shoo it, or starving beside her
-    while she had the energy to feed it (events and energy_ok are (B, A))."""
+    while she had the energy to feed it (events and energy_ok are (B, A)). With `death_charge`, also her
+    own death while her baby lives (nobody else feeds it, so it will starve): without the charge, dying
+    would end every cost she pays."""
     drowned = events["baby_harm_hazard"] > 0
     bitten_unguarded = (
         (events["baby_harm_predator"] > 0) & (events["could_guard"] > 0) & (events["guarded"] == 0)
@@ -47,7 +51,10 @@ def rule_penalty(events: dict[str, torch.Tensor], energy_ok: torch.Tensor, penal
         & energy_ok
         & (events["grew_up"] == 0)
     )
-    return -penalty * (drowned | bitten_unguarded | starved_beside).float()
+    catastrophe = drowned | bitten_unguarded | starved_beside
+    if death_charge:
+        catastrophe = catastrophe | ((events["mother_died"] > 0) & (events["baby_alive"] > 0))
+    return -penalty * catastrophe.float()
 
 
 class NurseryTask:
@@ -114,9 +121,16 @@ class NurseryTask:
         harmed = sum(out.events[f"baby_harm_{cause}"] for cause in HARM_CAUSES) > 0
         return harmed, before.baby_alive.T
 
-    def rules(self, core: NurseryCore, before: NurseryState, out: StepOutput, penalty: float) -> torch.Tensor:
+    def rules(
+        self,
+        core: NurseryCore,
+        before: NurseryState,
+        out: StepOutput,
+        penalty: float,
+        death_charge: bool = False,
+    ) -> torch.Tensor:
         energy_ok = (before.energy >= core.config.feed_cost).T
-        return rule_penalty(out.events, energy_ok, penalty)
+        return rule_penalty(out.events, energy_ok, penalty, death_charge)
 
     def choice(self, core: NurseryCore, state: NurseryState, steps: int) -> torch.Tensor:
         """(B, A) each mother's baby's "choice": the share of a `steps`-move diamond of cells it could
