@@ -21,6 +21,7 @@ a careless mother reaches):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -140,9 +141,7 @@ def fit_state_judge(demos: Demonstrations, seed: int) -> tuple[JudgeNet, dict]:
     care (constant label 0); the perturbed expert's states, half a carer's, are left out."""
     whole = {name: label for name, label in demos.labels.items() if not callable(label)}
     data = Transitions.cat([
-        Transitions(*(getattr(demos.parts[name], f) for f in ("obs", "action", "next_obs")),
-                    torch.full_like(demos.parts[name].label, float(label)),
-                    *(getattr(demos.parts[name], f) for f in ("episode", "expert_action")))
+        dataclasses.replace(demos.parts[name], label=torch.full_like(demos.parts[name].label, float(label)))
         for name, label in whole.items()
     ])  # fmt: skip
     train, test = split_heldout(data)

@@ -21,7 +21,7 @@ from caring.schedules import BetaSchedule
 from caring.streams import Context
 from caring.streams.rlmf import RLMF
 from caring.tasks.nursery import NurseryTask
-from worlds.config import build_config
+from worlds.config import ConfigError, build_config
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import N_ACTIONS, STAY, NurseryCore
 from worlds.nursery.scripted import SCRIPTED
@@ -188,12 +188,12 @@ def test_a_mother_who_dies_while_her_baby_lives_is_charged_only_with_the_death_c
     assert torch.equal(paid, charged)
 
 
-def test_lava_per_world_defaults_and_new_settings_are_checked():
+def test_the_new_settings_refuse_unknown_choices():
     from caring.tasks.lava import LavaTask
 
-    with pytest.raises(Exception, match="mat_judge"):
+    with pytest.raises(ConfigError, match="mat_judge"):
         train_config(LavaTask(), {"mat_judge": "vibes"})
-    with pytest.raises(Exception, match="critics"):
+    with pytest.raises(ConfigError, match="critics"):
         train_config(NURSERY, {"critics": "many"})
 
 

@@ -147,8 +147,8 @@ class RLMF(SecondStream):
                 paid = action_payment(self.models["action"](obs), action).view(B, A)
                 reward = reward + c.mat_learned_weight * paid * judged.float()
             elif c.mat_learned_weight:  # potential
-                phi = torch.sigmoid(self.models["potential"](obs)).view(B, A)
-                phi_next = torch.sigmoid(self.models["potential"](step.out.obs.reshape(B * A, D))).view(B, A)
+                both = torch.cat([obs, step.out.obs.reshape(B * A, D)])  # one pass for Φ(s) and Φ(s')
+                phi, phi_next = torch.sigmoid(self.models["potential"](both)).view(2, B, A)
                 applies = judged & task.acting(step.before)
                 applies_next = task.judged(step.after) & task.acting(step.after)
                 reward = reward + c.mat_learned_weight * shaping(
