@@ -207,7 +207,8 @@ def test_a_run_with_each_judge_trains_resumes_and_is_audited(tmp_path, capsys, j
     settings = (f"mat_judge={judge}", "mat_prior_weight=0.2", "critics=separate", "value_norm=true",
                 "adv_norm=joint")  # fmt: skip
     extra = [arg for setting in settings for arg in ("--train-set", setting)]
-    assert main(["train", "nursery", "--method", "rlmf", "--out", str(run), *TINY, *extra]) == 0
+    short = ["--set", "max_cycles=40"]  # babies at step 20: demonstrations and the audit stay cheap
+    assert main(["train", "nursery", "--method", "rlmf", "--out", str(run), *TINY, *short, *extra]) == 0
     files = {p.name for p in run.iterdir()}
     assert {f"maternal_{judge}.safetensors", "prior.safetensors", "prior.json"} <= files
     report = json.loads((run / f"maternal_{judge}.json").read_text())
