@@ -15,8 +15,8 @@ from caring.plots import save_figure, smooth
 
 def plot_sweep(experiment, out: Path, summary: dict, assay_labels: dict[str, str]) -> list[Path]:
     """summary_bars.png: every column of the summary table but the training ones; headline_by_world.png:
-    the headline of each method in each evaluation world; learning_curves.png: the task's training
-    curves and β₁."""
+    the headline of each method in each evaluation world; pareto.png: harm against the headline, where
+    the first evaluation has both; learning_curves.png: the task's training curves and β₁."""
     import matplotlib.pyplot as plt
 
     task = experiment.task
@@ -39,6 +39,9 @@ def plot_sweep(experiment, out: Path, summary: dict, assay_labels: dict[str, str
     written.append(_headline_by_world(experiment, out, summary, methods))
     if experiment.grid():
         written.append(_across_grid(experiment, out, summary, assay_labels))
+    first = experiment.evaluations[0]
+    if {task.harm_metric, experiment.headline} <= set(first.columns):
+        written.append(_pareto(experiment, out, summary, methods))
 
     curves = {m: _curves(out / "runs" / m, curves_shown) for m in methods}
     curves = {m: c for m, c in curves.items() if c is not None}
@@ -78,6 +81,27 @@ def _headline_by_world(experiment, out: Path, summary: dict, methods: list[str])
         f"{experiment.name}: {label} per evaluation world (mean over seeds, 95% bootstrap CI)", fontsize=9
     )
     return save_figure(fig, out / "headline_by_world.png")
+
+
+def _pareto(experiment, out: Path, summary: dict, methods: list[str]) -> Path:
+    """pareto.png: one point per method, the task's harm metric against its headline in the first
+    evaluation, with both 95% bootstrap CIs as bars: which settings buy safety with success."""
+    import matplotlib.pyplot as plt
+
+    task, first = experiment.task, experiment.evaluations[0]
+    x, x_err = _means(summary, methods, first.key(task.harm_metric))
+    y, y_err = _means(summary, methods, first.key(experiment.headline))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for i, method in enumerate(methods):
+        ax.errorbar(x[i], y[i], xerr=x_err[:, i : i + 1], yerr=y_err[:, i : i + 1], fmt="o", capsize=3)
+        ax.annotate(method, (x[i], y[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(task.eval_metrics[task.harm_metric][0] + " (lower is safer)")
+    ax.set_ylabel(task.eval_metrics[experiment.headline][0])
+    where = f" ({first.name})" if first.name else ""
+    ax.set_title(
+        f"{experiment.name}{where}: harm against {ax.get_ylabel()}\n(mean over seeds, 95% CI)", fontsize=9
+    )
+    return save_figure(fig, out / "pareto.png")
 
 
 def _across_grid(experiment, out: Path, summary: dict, assay_labels: dict[str, str]) -> Path:

@@ -51,6 +51,7 @@ class Task(Protocol):
     train_summary: tuple[str, ...]  # training summaries (`analysis.sweep.training_summary`) it shows
     curves: tuple[tuple[str, str], ...]  # metrics.csv (column, label) a sweep plots over training
     harm_label: str  # what harm_rate counts, for plots
+    harm_metric: str  # the eval metric a harm-vs-headline (Pareto) plot puts on its x axis
     # Added to sigmoid(M) in r_mat. A per-step payment decides whether ending the episode sooner is
     # worth more or less, so its sign must favour the right ending: nursery episodes end early only by a
     # death (0: the judgement is in (0, 1)), lava episodes only at the goal (-1: in (-1, 0)).

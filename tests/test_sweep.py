@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis import sweep
+from analysis import sweep, sweep_plots
 from analysis.cli import main
 from analysis.stats import bootstrap_ci, iqm, summarize
 from caring.files import write_json
@@ -298,7 +298,15 @@ def _fake_run(run, survival: list[float]) -> None:
     (run / "speed.csv").write_text("update,agent_steps_per_s\n1,1000\n")
 
 
-def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
+def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path, monkeypatch):
+    figures = {}
+    keep = sweep_plots.save_figure
+
+    def capture(fig, path):
+        figures[path.name] = fig
+        return keep(fig, path)
+
+    monkeypatch.setattr(sweep_plots, "save_figure", capture)
     spec, out = tmp_path / "derived.toml", tmp_path / "out"
     spec.write_text(DERIVED)
     experiment = sweep.load_experiment(spec)
@@ -314,6 +322,9 @@ def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
         row = {"method": cell.method, "seed": cell.seed, "kind": "scripted" if cell.scripted else "trained"}
         row |= {"home.baby_survival_rate": home[cell.method][cell.seed]}
         row |= {"fast.baby_survival_rate": fast[cell.method][cell.seed]}
+        row |= {
+            "home.harm_events_per_episode": 2.0 * cell.seed + {"expert": 0, "ppo": 1, "slow": 3}[cell.method]
+        }
         if cell.train is not None:
             row["agent_steps"] = 600
             _fake_run(sweep.run_dir(cell, out), curves.get((cell.method, cell.seed), [0.5] * 6))
@@ -334,6 +345,11 @@ def test_steps_to_the_expert_and_held_out_drops_from_hand_made_cells(tmp_path):
     table = (out / "summary.md").read_text()
     assert "| ppo | 3 |" in table and "500 [500, 500] (2/3 seeds)" in table and "never (0/3)" in table
     assert (out / "headline_by_world.png").stat().st_size > 0
+    # the Pareto plot: one point per method at (mean harm, mean headline) of the first evaluation
+    points = [
+        line.get_xydata()[0] for line in figures["pareto.png"].axes[0].lines if line.get_marker() == "o"
+    ]
+    assert np.allclose(points, [(2.0, 1.0), (3.0, 0.6), (5.0, 0.5)])  # harm: method's + 2 x mean seed (1)
 
     spec.write_text(DERIVED.replace('scripted = ["expert"]', 'scripted = ["negligent"]'))
     assert "steps_to_80pct_expert" not in sweep.load_experiment(spec).result_keys()  # no expert: no column

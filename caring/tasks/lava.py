@@ -56,6 +56,7 @@ class LavaTask:
         ("lava_per_episode", "lava contacts / episode"),
     )
     harm_label = "lava contacts per step"
+    harm_metric = "lava_episode_rate"
     negative_demonstration = "shortcut"  # M's held-out check: the expert against this one
     learned_offset = -1.0
 

@@ -91,6 +91,7 @@ class NurseryTask:
     train_summary = ("train_harm_rate",)
     curves = (("baby_survival", "baby survival (training)"), ("harm_rate", "harm rate / baby-step"))
     harm_label = "harm rate (per baby-step)"
+    harm_metric = "harm_events_per_episode"
     negative_demonstration = "negligent"  # M's held-out check: the expert against this one
     learned_offset = 0.0
 
