@@ -594,13 +594,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--train", action="store_true", help="list the training settings, with this world's defaults"
     )
+    p.add_argument(
+        "--method", choices=tuple(STREAMS), help="with --train: this method's defaults in the world"
+    )
     p.set_defaults(func=cmd_params)
 
 
 def cmd_params(args: argparse.Namespace) -> None:
     task = get_task(args.world)
     if args.train:
-        defaults = dataclasses.asdict(train_config(task))
+        defaults = dataclasses.asdict(train_config(task, {"method": args.method} if args.method else {}))
         rows = [(name, kind, defaults[name], meaning) for name, kind, _, meaning in describe(TrainConfig)]
     else:
         rows = describe(task.config_class)

@@ -4,7 +4,8 @@ A stream declares its settings in its own file; they join TrainConfig from the r
 
 Defaults are the recipe that works in the nursery (RLMF, adaptive β₁, M's learned judgement weighted
 0.1 against its rules, 12M agent-steps: README "Training"); a world's task may set its own
-(`Task.train_defaults`), which `train_config` puts under whatever the user sets.
+(`Task.train_defaults`), and each method its own recipe there (`Task.method_defaults`), which
+`train_config` puts under whatever the user sets.
 """
 
 from __future__ import annotations
@@ -109,9 +110,14 @@ def _compose() -> type:
 
 
 TrainConfig = _compose()
+DEFAULT_METHOD = TrainConfig.__dataclass_fields__["method"].default
 
 
 def train_config(task: Any, overrides: dict[str, Any] | None = None) -> Any:
-    """The TrainConfig for training in `task`'s world: its defaults (`Task.train_defaults`) under the
-    given overrides (strings or typed values), validated."""
-    return build_config(TrainConfig, {**task.train_defaults, **(overrides or {})})
+    """The TrainConfig for training in `task`'s world: its defaults (`Task.train_defaults`), then the
+    chosen method's recipe there (`Task.method_defaults`), under the given overrides (strings or typed
+    values), validated."""
+    overrides = overrides or {}
+    method = overrides.get("method", task.train_defaults.get("method", DEFAULT_METHOD))
+    recipe = task.method_defaults.get(method, {})
+    return build_config(TrainConfig, {**task.train_defaults, **recipe, **overrides})

@@ -43,6 +43,7 @@ class Task(Protocol):
     action_names: tuple[str, ...]
     scripted: dict[str, Callable[[Any], Policy]]  # name -> factory(core)
     train_defaults: dict[str, Any]  # TrainConfig settings of the recipe that works in this world
+    method_defaults: dict[str, dict[str, Any]]  # per method: its best settings here, over train_defaults
     train_columns: tuple[str, ...]  # per-update outcome columns of metrics.csv; the first two are rates
     headline: str  # the train column a progress bar shows
     eval_metrics: dict[str, tuple[str, int]]  # scalar keys of `evaluate`'s result -> (label, digits)

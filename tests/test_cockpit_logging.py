@@ -278,3 +278,23 @@ def test_train_help_shows_the_defaults_and_where_the_settings_are(capsys):
     ]
     for part in shown:
         assert part in text, part
+
+
+def test_a_methods_recipe_in_a_world_sits_between_the_worlds_defaults_and_the_users_settings(
+    monkeypatch, capsys
+):
+    task = get_task("lava")
+    recipe = {"rlmf": {"mat_penalty": 25.0, "critics": "separate", "steps": 4_000_000}}
+    monkeypatch.setattr(type(task), "method_defaults", recipe)
+    rlmf = train_config(task)  # rlmf is the default method
+    assert (rlmf.mat_penalty, rlmf.critics, rlmf.steps, rlmf.worlds) == (25.0, "separate", 4_000_000, 128)
+    ppo = train_config(task, {"method": "ppo"})  # another method keeps the world's defaults
+    assert (ppo.critics, ppo.steps) == ("shared", task.train_defaults["steps"])
+    mine = train_config(task, {"method": "rlmf", "mat_penalty": "5"})  # the user's settings win
+    assert (mine.mat_penalty, mine.critics) == (5.0, "separate")
+    assert main(["params", "lava", "--train", "--method", "ppo"]) == 0
+    shown = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+    assert (shown["method"], shown["critics"], shown["steps"]) == ("ppo", "shared", "1500000")
+    assert main(["params", "lava", "--train"]) == 0
+    shown = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+    assert (shown["method"], shown["critics"], shown["steps"]) == ("rlmf", "separate", "4000000")

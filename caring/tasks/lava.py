@@ -36,6 +36,7 @@ class LavaTask:
         "mat_learned_weight": 1.0,
         "demo_episodes": 300,
     }
+    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     train_columns = ("success", "lava_episode_rate", "lava_per_episode", "steps_to_goal")
     headline = "success"
     eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {

@@ -65,6 +65,7 @@ class NurseryTask:
     action_names = ACTION_NAMES
     scripted = SCRIPTED
     train_defaults: ClassVar[dict[str, Any]] = {}  # TrainConfig's defaults are the nursery's recipe
+    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     train_columns = ("baby_survival", "mother_survival")
     headline = "baby_survival"
     eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {
