@@ -25,7 +25,7 @@ from caring.networks import MotherNet
 from caring.policies import TrainedMother, load_policy
 from caring.runs import load_mother, run_config, run_world
 from caring.tasks import get_task
-from worlds.config import ConfigError, build_config, param, validate_fields
+from worlds.config import ConfigError, build_config, param, validate_fields, with_preset
 
 REFERENCE_POLICIES = ("expert", "negligent", "random")
 
@@ -56,7 +56,9 @@ def load_run(run: str | Path, device: str = "cpu", world: dict | None = None) ->
     if name != "nursery":
         raise ConfigError(f"{run} was trained on the {name} world; the caring analyses need a nursery run")
     task = get_task(name)
-    config = build_config(task.config_class, {**dataclasses.asdict(config), **(world or {})})
+    config = build_config(
+        task.config_class, with_preset(task.config_class, dataclasses.asdict(config), world or {})
+    )
     core = task.make_core(config, device)
     return task, core, load_mother(path, core, task)
 

@@ -24,7 +24,7 @@ from caring.files import write_json
 from caring.policies import load_policy
 from caring.runs import run_config, run_world
 from caring.tasks import get_task
-from worlds.config import ConfigError, build_config, parse_sets
+from worlds.config import ConfigError, build_config, parse_sets, with_preset
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -67,7 +67,9 @@ def cmd_audit(args: argparse.Namespace) -> None:
     run = Path(args.run)
     name, world = run_world(run, run_config(run))
     task = get_task(name)
-    world = build_config(task.config_class, {**dataclasses.asdict(world), **parse_sets(args.set)})
+    world = build_config(
+        task.config_class, with_preset(task.config_class, dataclasses.asdict(world), parse_sets(args.set))
+    )
     core = task.make_core(world, device(args.device))
     judge = load_judge(run, core, task)
     policies = args.policy or ["expert", "random", args.run]

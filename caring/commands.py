@@ -27,7 +27,7 @@ from caring.runs import is_run, run_training, run_world, started_with
 from caring.streams import STREAMS, get_stream
 from caring.tasks import get_task, task_of
 from caring.viewer import KEYS, OVERLAYS, Viewer
-from worlds.config import ConfigError, build_config, describe, load_config_file, parse_sets
+from worlds.config import ConfigError, build_config, describe, load_config_file, parse_sets, with_preset
 
 
 def mother_label(config: Any) -> str:
@@ -85,15 +85,16 @@ EPISODES = bounded_int(1, MAX_EPISODES)
 def world_config(args: argparse.Namespace) -> Any:
     """The world the arguments name (a trained mother's own world under --config and --set)."""
     task = get_task(args.world)
-    overrides: dict[str, Any] = {}
+    base: dict[str, Any] = {}
     if getattr(args, "policy", None) and is_run(args.policy):
         trained_on, world = run_world(Path(args.policy))  # a trained mother's own world
         if trained_on != task.name:
             raise ConfigError(f"{args.policy} was trained on the {trained_on} world, not {task.name}")
-        overrides.update(dataclasses.asdict(world))
-    overrides.update(load_config_file(args.config) if args.config else {})
-    overrides.update(parse_sets(args.set))
-    return build_config(task.config_class, overrides)
+        base = dataclasses.asdict(world)
+    given = {"preset": args.preset} if getattr(args, "preset", None) else {}
+    given.update(load_config_file(args.config) if args.config else {})
+    given.update(parse_sets(args.set))
+    return build_config(task.config_class, with_preset(task.config_class, base, given))
 
 
 def make_core(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -282,6 +283,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:  # a resumed run continues exactly: only its budget may change
         given = {
             "--set": args.set,
+            "--preset": args.preset,
             "--config": args.config,
             "--train-config": args.train_config,
             "--train-set": args.train_set,
@@ -398,6 +400,10 @@ def world_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a world parameter (repeatable); see `caring params`",
+    )
+    p.add_argument(
+        "--preset",
+        help="a named world (`caring params WORLD` lists them): its settings, under --config and --set",
     )
     p.add_argument("--config", help="a .json or .toml file of world parameters")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")

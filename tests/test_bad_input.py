@@ -100,6 +100,18 @@ CLI_CASES = {
         ["eval", "nursery", "--policy", "expert", "--config", "/nonexistent/x.toml"],
         "cannot read config file",
     ),
+    "unknown preset": (
+        ["eval", "nursery", "--policy", "expert", "--preset", "famine"],
+        "unknown preset 'famine'; valid presets: default, hungry",
+    ),
+    "unknown preset by --set": (
+        ["eval", "nursery", "--policy", "expert", "--set", "preset=famine"],
+        "unknown preset 'famine'; valid presets: default, hungry",
+    ),
+    "a preset in a world without any": (
+        ["eval", "lava", "--policy", "expert", "--preset", "hungry"],
+        "unknown preset 'hungry'; valid presets: none in this world",
+    ),
     "unknown subcommand": (["dance"], "invalid choice: 'dance'"),
     "cuda without cuda": (["eval", "nursery", "--policy", "expert", "--device", "cuda:0"], None),
     "render to a non-gif": (

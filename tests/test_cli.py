@@ -1,13 +1,17 @@
 """The user-facing commands: eval --json keys, render GIFs and frames, the main job, the benchmark."""
 
+import argparse
 import json
 
 import numpy as np
+import torch
 from PIL import Image
 
 import worlds
 from analysis.cli import main
-from caring.commands import DEMO_MOTHER
+from caring.commands import DEMO_MOTHER, world_config
+from caring.episodes import episode_keys
+from worlds.nursery.core import NurseryCore
 
 REQUIRED = {
     "policy",
@@ -170,3 +174,37 @@ def test_the_lava_world_through_every_command(tmp_path, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out)["world"] == "lava"
+
+
+def test_a_preset_names_a_whole_world_under_what_is_set_explicitly(tmp_path, capsys):
+    def world(**given):
+        return world_config(
+            argparse.Namespace(**({"world": "nursery", "preset": None, "config": None, "set": []} | given))
+        )
+
+    def evaluate(*extra):
+        main(["eval", "nursery", "--policy", "expert", "--episodes", "4", "--seed", "5", "--json", *extra])
+        return json.loads(capsys.readouterr().out)
+
+    # `hungry`: mothers start with energy 15, so one who never eats starves at step 15, before the birth
+    hungry = world(preset="hungry")
+    assert (hungry.preset, hungry.energy_start) == ("hungry", 15) and world(set=["preset=hungry"]) == hungry
+    core = NurseryCore(hungry)
+    state, _ = core.reset(episode_keys(0, 2, "cpu"))
+    for _ in range(15):
+        state, _ = core.step(state, torch.zeros(2, core.A, dtype=torch.long))  # everybody stays
+    assert not state.mother_alive.any()
+    assert evaluate("--preset", "hungry") != evaluate()
+    assert evaluate("--preset", "hungry", "--set", "energy_start=40") == evaluate("--set", "preset=default")
+    # a trained mother's own world is the base: the preset changes it (and is recorded), --set wins
+    run = tmp_path / "run"
+    settings = ["--train-set", "steps=64", "--train-set", "worlds=4", "--train-set", "rollout=8"]
+    assert (
+        main(["train", "nursery", "--method", "ppo", "--out", str(run), "--set", "max_cycles=20", *settings])
+        == 0
+    )
+    capsys.readouterr()
+    theirs = world(policy=str(run), preset="hungry", set=["energy_start=12"])
+    assert (theirs.preset, theirs.energy_start, theirs.max_cycles) == ("hungry", 12, 20)
+    assert main(["params"]) == 0
+    assert "hungry: energy_start=15" in capsys.readouterr().out

@@ -2,7 +2,8 @@
 
 A world declares its parameters once as a frozen dataclass whose fields carry `param(...)` metadata
 (range, allowed choices, one-line meaning). From that one declaration come: defaults, validation with
-a single clear error line, `--set key=value` parsing, and config files (JSON or TOML).
+a single clear error line, `--set key=value` parsing, and config files (JSON or TOML). A world may
+name presets (`presets`, and a `preset` field that records which one a config was built from).
 """
 
 from __future__ import annotations
@@ -82,10 +83,11 @@ def validate_fields(config: Any) -> None:
 
 
 def build_config(cls: type[C], overrides: dict[str, Any] | None = None) -> C:
-    """Make a config of type `cls` from overrides (strings or typed values), validated."""
+    """Make a config of type `cls` from overrides (strings or typed values), validated. A world with
+    named presets (`cls.presets`) puts the settings of the `preset` the overrides name under them."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
-    for name, value in (overrides or {}).items():
+    for name, value in with_preset(cls, {}, overrides or {}).items():
         if name not in fields:
             raise ConfigError(f"unknown {cls.__name__} key {name!r}; valid keys: {', '.join(fields)}")
         values[name] = _coerce(name, _field_type(fields[name]), value)
@@ -93,6 +95,20 @@ def build_config(cls: type[C], overrides: dict[str, Any] | None = None) -> C:
     validate = getattr(config, "validate", None)
     (validate or (lambda: validate_fields(config)))()
     return config
+
+
+def with_preset(cls: type, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` (e.g. a trained mother's own world), then the settings of the preset `overrides` name (if
+    any), then `overrides`: a preset changes a whole world, yet whatever is set explicitly wins."""
+    if "preset" not in overrides:
+        return {**base, **overrides}
+    presets = getattr(cls, "presets", {})
+    name = overrides["preset"]
+    if name not in presets:
+        raise ConfigError(
+            f"unknown preset {name!r}; valid presets: {', '.join(presets) or 'none in this world'}"
+        )
+    return {**base, **presets[name], **overrides}
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:

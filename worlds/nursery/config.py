@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from worlds.config import ConfigError, param, validate_fields
 
 MARKERS = 8  # kin markers in each palette (worlds.nursery.core): one per mother slot
 
+# Named worlds: each preset's settings go under whatever else is set (`worlds.config.build_config`).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # Self-care before the birth is necessary: a mother starves at step 15, before her baby comes at 20,
+    # unless she eats (in the default world she starts with 40 and nothing before the birth asks it).
+    "hungry": {"energy_start": 15},
+}
+
 
 @dataclass(frozen=True)
 class NurseryConfig:
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    preset: str = param(
+        "default",
+        "a named world whose settings go under yours: "
+        + "; ".join(
+            f"{name}: " + (" ".join(f"{k}={v}" for k, v in settings.items()) or "these defaults")
+            for name, settings in PRESETS.items()
+        ),
+        choices=tuple(PRESETS),
+    )
     # Layout: a walled grid with random interior walls, deadly hazard tiles and food patches.
     height: int = param(12, "grid rows, border walls included", 7, 32)
     width: int = param(12, "grid columns, border walls included", 7, 32)
