@@ -37,7 +37,10 @@ Example file::
     world = {split = "test"}
     columns = ["success_rate", "lava_episode_rate"]   # optional: what the summary table shows
 
-Results of an evaluation named E appear as `E.METRIC` (bare `METRIC` for the default evaluation).
+Results of an evaluation named E appear as `E.METRIC` (bare `METRIC` for the default evaluation). An
+evaluation with `mother = "weaning"` scores each weaned run's mother as she was when β₁ went to 0 (runs
+with `wean_steps`; any other run's mother is the one it ended with), so one run gives "before" and
+"after weaning" from the same mother.
 
 A `[worlds]` table makes the grid methods × worlds × seeds: every method and scripted policy trains,
 is assayed and evaluated in each named world (settings over `world_settings`), as `METHOD@WORLD`
@@ -77,7 +80,7 @@ from caring.episodes import MAX_EPISODES, MAX_SEED
 from caring.files import read_json, write_json
 from caring.plots import plot_run, smooth
 from caring.policies import TrainedMother
-from caring.runs import load_mother, run_training, started_with
+from caring.runs import load_mother, run_training, started_with, weaning_mother
 from caring.streams import get_stream
 from caring.tasks import get_task
 from caring.train import start_run
@@ -125,11 +128,15 @@ class Cell:
         return f"{self.method}__seed{self.seed}"
 
 
+MOTHERS = ("final", "weaning")  # which of a trained run's mothers an evaluation scores
+
+
 @dataclass(frozen=True)
 class Evaluation:
     name: str  # "" for the default evaluation in the training world
     world: dict[str, Any]  # settings over the training world's
     columns: tuple[str, ...]  # eval metrics the summary table shows
+    mother: str = "final"  # "weaning": a weaned run's mother as she was when beta1 went to 0
 
     def key(self, metric: str) -> str:
         return f"{self.name}.{metric}" if self.name else metric
@@ -292,8 +299,13 @@ def _evaluations(data: dict, task: Any, worlds: list[dict], where: str) -> tuple
         return (Evaluation("", {}, task.summary_columns),)
     found = []
     for name, table in tables.items():
-        if not isinstance(table, dict) or set(table) - {"world", "columns"}:
-            raise ConfigError(f"{where}: evaluations.{name} must be a table with keys world and columns")
+        if not isinstance(table, dict) or set(table) - {"world", "columns", "mother"}:
+            raise ConfigError(f"{where}: evaluations.{name} must be a table with keys world, columns, mother")
+        mother = table.get("mother", "final")
+        if mother not in MOTHERS:
+            raise ConfigError(
+                f"{where}: evaluations.{name}.mother: {mother!r} is not one of {', '.join(MOTHERS)}"
+            )
         if not _is_name(name):
             raise ConfigError(f"{where}: bad evaluation name {name!r} (letters, digits, - and _)")
         settings = table.get("world", {})
@@ -318,7 +330,7 @@ def _evaluations(data: dict, task: Any, worlds: list[dict], where: str) -> tuple
                 f"{where}: evaluations.{name}.columns: unknown metric {bad[0]!r}; "
                 f"valid: {', '.join(task.eval_metrics)}"
             )
-        found.append(Evaluation(name, settings, tuple(columns)))
+        found.append(Evaluation(name, settings, tuple(columns), mother))
     return tuple(found)
 
 
@@ -346,32 +358,37 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
     world = experiment.world_of(cell)
     training_core = task.make_core(world, device)
     row: dict[str, Any] = {"method": cell.method, "seed": cell.seed, "eval_seed": EVAL_SEED_BASE + cell.seed}
-    mother = None
+    mothers: dict[str, Any] = {}
     if cell.scripted is not None:
         row["kind"] = "scripted"
     else:
         run = run_dir(cell, out)
         if cell_path(cell, out).exists():
-            mother = TrainedMother(load_mother(run, training_core, task))
+            mothers["final"] = TrainedMother(load_mother(run, training_core, task))
         else:
             config = train_config(task, {**(cell.train or {}), "seed": cell.seed})
             resume = (run / "config.json").exists()
             trainer = start_run(run, world, config, device, resume, log=lambda message: None)
             trainer.run()
             plot_run(run)
-            mother = TrainedMother(trainer.net)
+            mothers["final"] = TrainedMother(trainer.net)
         row |= {"kind": "trained", **training_summary(run / "metrics.csv", task.train_columns)}
         row |= feedback_budget(run)
+        mothers["weaning"] = mothers["final"]  # a run that was never weaned: she is the one it ended with
+        if run_training(run).wean_steps:
+            weights = weaning_mother(run, training_core.A)
+            mothers["weaning"] = TrainedMother(load_mother(run, training_core, task, weights))
 
-    def policy(core: Any) -> Any:
-        return mother if cell.scripted is None else task.scripted[cell.scripted](core)
+    def policy(core: Any, mother: str = "final") -> Any:
+        return mothers[mother] if cell.scripted is None else task.scripted[cell.scripted](core)
 
     row |= assay_scores(experiment, training_core, policy(training_core), EVAL_SEED_BASE + cell.seed)
     evaluations = {}
     for evaluation in experiment.evaluations:
         settings = {**experiment.settings_of(cell), **evaluation.world}
         core = task.make_core(build_config(task.config_class, settings), device)
-        result = task.evaluate(core, policy(core), experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
+        acting = policy(core, evaluation.mother)
+        result = task.evaluate(core, acting, experiment.eval_episodes, EVAL_SEED_BASE + cell.seed)
         row |= {evaluation.key(k): result.get(k, math.nan) for k in task.eval_metrics}  # NaN: not this world
         evaluations[evaluation.name] = result
     write_json(cell_path(cell, out), {"row": row, "evaluations": evaluations})

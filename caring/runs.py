@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from caring.checkpoints import SNAPSHOTS, snapshot_name
 from caring.config import TrainConfig
 from caring.files import check_tensors, kind, load_checked, read_json
 from caring.networks import MotherNet
@@ -102,6 +103,17 @@ def mother_net(obs_dim: int, n_actions: int, config: Any) -> MotherNet:
     """The untrained network a TrainConfig describes (its method decides whether it predicts the baby)."""
     predicts_baby = get_stream(config.method).predicts_baby
     return MotherNet(obs_dim, n_actions, config.hidden, predicts_baby, config.critics, config.value_norm)
+
+
+def scheduled_updates(config: Any, agents: int) -> int:
+    """Updates of a run's scheduled phase (`steps` in updates of worlds x agents x rollout); β₁ is 0 in
+    the updates after it (`wean_steps`)."""
+    return max(1, -(-config.steps // (config.worlds * agents * config.rollout)))
+
+
+def weaning_mother(run: Path, agents: int) -> Path:
+    """The snapshot of a weaned run's mother as she was when β₁ went to 0 (the trainer keeps it)."""
+    return Path(run) / SNAPSHOTS / snapshot_name(scheduled_updates(run_training(run), agents))
 
 
 def load_mother(run: Path, core: Any, task: Any, weights: Path | None = None) -> MotherNet:

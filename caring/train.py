@@ -3,7 +3,7 @@
 Every method is the same PPO with two critics (`caring.ppo`) and differs only in its second stream
 (`caring.streams`: what it pays per step, its β₁ schedule, what it prepares and checkpoints). All
 mothers of all worlds share one network. `wean_steps` continues any run with β₁ = 0 after its schedule
-ends: does the care outlast the signal?
+ends: does the care outlast the signal? (The mother as she was when it ended is kept as a snapshot.)
 
 A run directory holds config.json, mother.safetensors, the last checkpoint (weights, optimiser,
 sampler, the whole batched world and the stream's state, so `--resume` continues exactly), metrics.csv
@@ -26,7 +26,7 @@ from caring import checkpoints, ppo
 from caring.episodes import episode_keys
 from caring.files import fsync_dir, remove_temporaries, run_lock, write_json
 from caring.protocols import Transition
-from caring.runs import mother_net, run_config, run_training, run_world
+from caring.runs import mother_net, run_config, run_training, run_world, scheduled_updates
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
 from worlds import rng
@@ -153,7 +153,7 @@ class Trainer:
     @property
     def updates_weaning_starts(self) -> int:
         """Updates of the scheduled phase; β₁ is 0 from here on."""
-        return max(1, -(-self.config.steps // self.per_update))
+        return scheduled_updates(self.config, self.core.A)
 
     @property
     def updates_total(self) -> int:
@@ -196,7 +196,8 @@ class Trainer:
             speed = {"update": self.update, "agent_steps_per_s": per_update / elapsed, "rollout_s": rollout_s}
             checkpoints.append_row(self.out / "speed.csv", SPEED_COLUMNS, speed | self.clock.seconds)
             self.clock = Stopwatch()
-            if c.snapshot_every and self.update % c.snapshot_every == 0:
+            weaning = c.wean_steps and self.update == self.updates_weaning_starts  # the mother before it
+            if weaning or (c.snapshot_every and self.update % c.snapshot_every == 0):
                 checkpoints.save_snapshot(self)
             if self.update % c.checkpoint_every == 0 or self.update == self.updates_total:
                 self.save_checkpoint()

@@ -14,6 +14,10 @@ from analysis import sweep, sweep_plots
 from analysis.cli import main
 from analysis.stats import bootstrap_ci, iqm, summarize
 from caring.files import write_json
+from caring.policies import TrainedMother
+from caring.runs import load_mother, weaning_mother
+from caring.tasks import get_task
+from worlds.config import build_config
 from worlds.nursery.config import NurseryConfig
 
 TINY = """
@@ -239,6 +243,10 @@ columns = ["success_rate", "lava_episode_rate"]
 [evaluations.quicksand]
 world = { split = "test", quicksand = 1.0 }
 columns = ["quicksand_episode_rate"]
+[evaluations.before-weaning]
+world = { split = "test" }
+columns = ["success_rate"]
+mother = "weaning"
 """
 
 
@@ -266,6 +274,20 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
     assert "assay_care" not in row and "steps_to_80pct_expert" in row and row["demo_episodes"] == "4"
     drop = float(row["heldout.success_rate"]) - float(row["quicksand.success_rate"])
     assert float(row["quicksand.drop_success_rate"]) == pytest.approx(drop)
+    # before weaning: the weaned run's snapshot from when beta1 went to 0, on the same episodes
+    run = out / "runs" / "rlmf-linear-weaned" / "seed0"
+    task = get_task("lava")
+    core = task.make_core(build_config(task.config_class, {"split": "test"}), "cpu")
+    snapshot = weaning_mother(run, agents=1)
+    assert snapshot.name == "mother_0000008.safetensors"  # 2048 agent-steps of 256 per update
+    for mother, column in (
+        (load_mother(run, core, task, snapshot), "before-weaning"),
+        (load_mother(run, core, task), "heldout"),
+    ):
+        result = task.evaluate(core, TrainedMother(mother), 20, int(row["eval_seed"]))
+        assert float(row[f"{column}.success_rate"]) == result["success_rate"]
+    expert = rows["expert", "0"]  # a scripted policy is the same before and after
+    assert expert["before-weaning.success_rate"] == expert["heldout.success_rate"]
 
 
 def test_results_json_writes_nan_as_null(tmp_path):

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from analysis.cli import main
+from caring.runs import snapshots, weaning_mother
 from caring.train import Trainer
 
 TINY = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16",
@@ -231,6 +232,9 @@ def test_weaning_sets_beta1_to_zero_after_the_schedule_and_resumes_exactly(tmp_p
     assert {"success", "lava_episode_rate", "lava_per_episode", "steps_to_goal"} <= rows[0].keys()
     report = json.loads((tmp_path / "whole" / "maternal.json").read_text())
     assert "heldout_expert_vs_shortcut_accuracy" in report
+    # the mother as she was when beta1 went to 0 is kept (beside the untrained one; every 25th is not due)
+    assert [update for update, _ in snapshots(tmp_path / "whole")] == [0, 3]
+    assert weaning_mother(tmp_path / "whole", agents=1) == snapshots(tmp_path / "whole")[1][1]
 
     # killed inside the weaning phase (after the checkpoint of update 4), then resumed: the same run
     saved = json.loads((tmp_path / "whole" / "config.json").read_text())["train"]
