@@ -65,7 +65,10 @@ class TrainerSettings:
     max_grad_norm: float = param(0.5, "gradient clipping", 0.0, 100.0)
     hidden: int = param(128, "hidden units per trunk layer", 8, 4096)
     critics: str = param(
-        "shared", "value heads on the policy's trunk, or critics with trunks of their own", choices=CRITICS
+        "shared",
+        "value heads on the policy's trunk, critics with trunks of their own, or only the maternal critic "
+        "on a trunk of its own",
+        choices=CRITICS,
     )
     value_norm: bool = param(False, "PopArt: each critic learns its returns in running-normalised units")
     adv_norm: str = param(

@@ -28,14 +28,18 @@ POPART_MIN_VAR = 1e-4  # floor of the return variance (a stream that pays nothin
 BABY_MOVES = 5  # stay, up, right, down, left: what a theory-of-mind head predicts the baby does next
 
 
-CRITICS = ("shared", "separate")  # value heads on the policy's trunk, or each on a trunk of its own
+# Which critics have a trunk of their own (the others' value heads sit on the policy's trunk).
+OWN_TRUNKS = {"shared": (), "separate": ("task", "mat"), "mat-separate": ("mat",)}
+CRITICS = tuple(OWN_TRUNKS)
 
 
 class MotherNet(nn.Module):
     """obs (N, obs_dim) uint8 -> (policy logits (N, n_actions), V_task (N,), V_mat (N,)).
 
     `critics="separate"` gives each critic a trunk of its own (spec 000's separate Q_task and Q_mat), so
-    neither critic's loss reaches the policy's trunk; "shared" puts both value heads on it. With
+    neither critic's loss reaches the policy's trunk; "shared" puts both value heads on it;
+    "mat-separate" keeps the task critic on it (its loss shapes the trunk, as in plain PPO) and gives
+    the maternal critic, whose returns a large rule penalty makes large, a trunk of its own. With
     `value_norm` (PopArt: van Hasselt et al. 2016) the value heads predict returns in units of each
     stream's running return statistics (`value_stats`), which `caring.ppo.popart` updates while
     rescaling the heads so that the values the net returns do not jump; `forward` always returns values
@@ -73,12 +77,11 @@ class MotherNet(nn.Module):
         if predicts_baby:  # created after the shared layers, so they start as in a network without it
             self.baby_move = _layer(hidden, BABY_MOVES, 0.01)
             self.hook_baby_move = HookPoint()
-        if critics == "separate":
-            for stream in ("task", "mat"):
-                for i, n_in in ((1, obs_dim), (2, hidden)):
-                    setattr(self, f"critic_{stream}_{i}", _layer(n_in, hidden, 2**0.5))
-                    setattr(self, f"critic_{stream}_relu_{i}", nn.ReLU())
-                    setattr(self, f"hook_critic_{stream}_{i}", HookPoint())
+        for stream in OWN_TRUNKS[critics]:
+            for i, n_in in ((1, obs_dim), (2, hidden)):
+                setattr(self, f"critic_{stream}_{i}", _layer(n_in, hidden, 2**0.5))
+                setattr(self, f"critic_{stream}_relu_{i}", nn.ReLU())
+                setattr(self, f"hook_critic_{stream}_{i}", HookPoint())
         if value_norm:  # raw EMA moments per stream (task, mat) and the updates seen: see `value_stats`
             self.register_buffer("value_moment_1", torch.zeros(2))
             self.register_buffer("value_moment_2", torch.zeros(2))
@@ -107,9 +110,9 @@ class MotherNet(nn.Module):
         the critics' own units (normalised ones with `value_norm`): what a loss needs."""
         features = self.trunk(obs)
         logits = self.hook_logits(self.policy(features))
-        task = mat = features
-        if self.critics == "separate":
-            task, mat = self._critic_trunk("task", obs), self._critic_trunk("mat", obs)
+        own = OWN_TRUNKS[self.critics]
+        task = self._critic_trunk("task", obs) if "task" in own else features
+        mat = self._critic_trunk("mat", obs) if "mat" in own else features
         v_task = self.hook_value_task(self.value_task(task)).squeeze(-1)
         v_mat = self.hook_value_mat(self.value_mat(mat)).squeeze(-1)
         return features, logits, v_task, v_mat

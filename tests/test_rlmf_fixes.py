@@ -133,13 +133,23 @@ def test_popart_keeps_value_targets_at_unit_scale_and_the_values_where_they_were
 
 def test_separate_critics_keep_their_losses_off_the_policys_trunk():
     obs = torch.randint(0, 256, (8, 20), dtype=torch.uint8)
-    for critics, reaches in (("shared", True), ("separate", False)):
-        torch.manual_seed(0)
-        net = MotherNet(20, 4, 16, critics=critics)
-        _, _, v_task, v_mat = net.outputs(obs)
-        (v_task.square().sum() + v_mat.square().sum()).backward()
-        assert (net.trunk_1.weight.grad is not None and net.trunk_1.weight.grad.abs().sum() > 0) == reaches
-    assert "hook_critic_mat_2" in net.hook_points() and net.blank().critics == "separate"
+    # which critic's loss reaches the policy's trunk: (task, mat)
+    for critics, reaches in (
+        ("shared", (True, True)),
+        ("separate", (False, False)),
+        ("mat-separate", (True, False)),
+    ):
+        for stream, reached in zip((2, 3), reaches, strict=True):
+            torch.manual_seed(0)
+            net = MotherNet(20, 4, 16, critics=critics)
+            net.outputs(obs)[stream].square().sum().backward()
+            grad = net.trunk_1.weight.grad
+            assert (grad is not None and grad.abs().sum() > 0) == reached, (critics, stream)
+        hooks = {name for name in net.hook_points() if name.startswith("hook_critic_")}
+        own = {"shared": set(), "separate": {"task", "mat"}, "mat-separate": {"mat"}}[critics]
+        assert (
+            hooks == {f"hook_critic_{s}_{i}" for s in own for i in (1, 2)} and net.blank().critics == critics
+        )
 
 
 def test_joint_advantages_let_the_penalty_size_count_and_per_stream_ones_do_not():
