@@ -375,8 +375,13 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         row |= {"kind": "trained", **training_summary(run / "metrics.csv", task.train_columns)}
         row |= feedback_budget(run)
         mothers["weaning"] = mothers["final"]  # a run that was never weaned: she is the one it ended with
-        if run_training(run).wean_steps:
+        if run_training(run).wean_steps and any(e.mother == "weaning" for e in experiment.evaluations):
             weights = weaning_mother(run, training_core.A)
+            if not weights.exists():
+                raise ConfigError(
+                    f"{run} kept no mother from when beta1 went to 0 (no {weights.name}: trained before runs "
+                    'kept her); evaluate it without mother = "weaning"'
+                )
             mothers["weaning"] = TrainedMother(load_mother(run, training_core, task, weights))
 
     def policy(core: Any, mother: str = "final") -> Any:

@@ -188,6 +188,18 @@ def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys, monkeypatch)
             "world = 'lava'\nseeds = [0]\nscripted = ['expert']\n[evaluations.x]\ncolumns = []",
             "evaluations.x.columns must be a non-empty list of metrics",
         ),
+        (
+            "world = 'lava'\nseeds = [0]\nscripted = ['expert']\n[evaluations.x]\nmother = 'grandmother'",
+            "evaluations.x.mother: 'grandmother' is not one of final, weaning",
+        ),
+        (
+            "seeds = [0]\npreset = 'hungry'\n[methods.a]\nmethod = 'ppo'",
+            "unknown key 'preset'",
+        ),
+        (
+            "seeds = [0]\n[world_settings]\npreset = 'famine'\n[methods.a]\nmethod = 'ppo'",
+            "unknown preset 'famine'",
+        ),
         ("seeds = [0]", "nothing to run"),
         ("seeds = [0\n", "not valid TOML"),
     ],
@@ -288,6 +300,12 @@ def test_a_lava_sweep_evaluates_every_policy_in_every_evaluation_world(tmp_path,
         assert float(row[f"{column}.success_rate"]) == result["success_rate"]
     expert = rows["expert", "0"]  # a scripted policy is the same before and after
     assert expert["before-weaning.success_rate"] == expert["heldout.success_rate"]
+    # a weaned run that kept no such mother (trained before runs kept her) is a cell's one-line failure
+    snapshot.unlink()
+    (out / "cells" / "rlmf-linear-weaned__seed0.json").unlink()
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--out", str(out)]) == 2
+    assert "kept no mother from when beta1 went to 0" in capsys.readouterr().out
 
 
 def test_results_json_writes_nan_as_null(tmp_path):
