@@ -22,9 +22,15 @@ from worlds.config import build_config
 BASE = {"worlds": 16, "rollout": 32, "hidden": 32, "checkpoint_every": 2, "seed": 5, "steps": 4 * 1024,
         "mat_learned_weight": 0.5, "demo_episodes": 2, "beta_schedule": "adaptive", "labels": 48,
         "segment_length": 8, "reward_model_steps": 4}  # fmt: skip
-LAVA = {**BASE, "steps": 4 * 512, "mat_penalty": 1.0, "reward_scale": 1.0}
+# lava-rlmf is lava's RLMF recipe as its defaults have it (Task.method_defaults), so LAVA sets none of it
+LAVA = {k: v for k, v in BASE.items() if k != "mat_learned_weight"} | {"steps": 4 * 512, "reward_scale": 1.0}
+LAVA_RLMF_FIRST = {  # lava's RLMF as this golden recorded it before that recipe changed
+    "mat_learned_weight": 0.5, "mat_judge": "transition", "mat_penalty": 1.0, "critics": "shared",
+    "value_norm": False, "adv_norm": "per-stream", "harm_threshold_relative": 0.0,
+}  # fmt: skip
 LAGRANGIAN = {**BASE, "method": "ppo-lagrangian", "cost_limit": 1e-3, "lagrange_lr": 1.0}
-CASES = {  # name: (world, world settings, training settings); every setting a default could change is set
+CASES = {  # name: (world, world settings, training settings); every setting a default could change is set,
+    # but lava-rlmf's: it is lava's RLMF recipe as its defaults have it
     "ppo": ("nursery", {}, {**BASE, "method": "ppo"}),
     "rlmf-constant": ("nursery", {}, {**BASE, "method": "rlmf", "beta_schedule": "constant"}),
     "rlmf-linear": ("nursery", {}, {**BASE, "method": "rlmf", "beta_schedule": "linear", "beta_horizon": 3}),
@@ -39,7 +45,8 @@ CASES = {  # name: (world, world settings, training settings); every setting a d
     "ppo-lagrangian": ("nursery", {}, LAGRANGIAN),
     "choice": ("nursery", {}, {**BASE, "method": "choice"}),
     "lava-ppo": ("lava", {}, {**LAVA, "method": "ppo"}),
-    "lava-rlmf": ("lava", {}, {**LAVA, "method": "rlmf"}),
+    "lava-rlmf": ("lava", {}, {**LAVA, "method": "rlmf"}),  # lava's RLMF recipe (Task.method_defaults)
+    "lava-rlmf-first": ("lava", {}, {**LAVA, **LAVA_RLMF_FIRST, "method": "rlmf"}),
 }
 GOLDEN = {  # name: (sha256 of metrics.csv, sha256 of mother.safetensors)
     "ppo": (
@@ -99,6 +106,10 @@ GOLDEN = {  # name: (sha256 of metrics.csv, sha256 of mother.safetensors)
         "632ce79209126a5324ff831b254ec5c11e14b86fe967d845d4b2b90501e1068e",
     ),
     "lava-rlmf": (
+        "801b360619dd7c268258974a0226ed288f1f5f22f29052369307fad3c26400a4",
+        "31a490f1ccd15c8fda5f22da59d9199902d3161f2629212241fe087a20e166af",
+    ),
+    "lava-rlmf-first": (  # recorded before lava's RLMF recipe changed: the first milestone's settings
         "67a0fda8aff1b4b703985b9c26e2d87e3278d7ebb86bc86388ace2e065d41156",
         "0df9fffc81ce18641a6765fcefb9f4bb5d6c59a9f7c067046093a73309190ec8",
     ),

@@ -85,5 +85,8 @@ def test_each_world_has_its_own_default_recipe():
     assert (nursery.method, nursery.beta_schedule, nursery.mat_learned_weight, nursery.steps) == (
         "rlmf", "adaptive", 0.1, 12_000_000,
     )  # fmt: skip
-    assert (lava.steps, lava.reward_scale, lava.mat_penalty, lava.mat_learned_weight) == (1_500_000, 1, 1, 1)
+    assert (lava.steps, lava.reward_scale, lava.mat_penalty, lava.mat_learned_weight) == (5_000_000, 1, 25, 0)
+    assert (lava.critics, lava.value_norm, lava.adv_norm) == ("separate", True, "joint")  # RLMF's lava recipe
+    ppo = train_config(get_task("lava"), {"method": "ppo"})  # other methods: the world's own defaults
+    assert (ppo.steps, ppo.critics, ppo.adv_norm) == (1_500_000, "shared", "per-stream")
     assert train_config(get_task("lava"), {"steps": 7}).steps == 7  # the user's settings win
