@@ -13,10 +13,10 @@ from captum.attr import IntegratedGradients, LayerConductance
 
 from analysis.assays import Battery
 from caring.networks import MotherNet
-from worlds.nursery.core import SCALARS, VIEW_CHANNELS, NurseryCore
+from worlds.nursery.core import HEARD_MARKER, VIEW_CHANNELS, NurseryCore
 
 BABY_CHANNELS = ("baby", "baby_marker_r", "baby_marker_g", "baby_marker_b", "baby_crying")
-BABY_SCALARS = ("birth_flag", "carrying", "cry_heard", "cry_dy", "cry_dx")
+BABY_SCALARS = ("birth_flag", "carrying", "cry_heard", "cry_dy", "cry_dx", *HEARD_MARKER)
 
 
 def baby_features(core: NurseryCore) -> torch.Tensor:
@@ -27,7 +27,8 @@ def baby_features(core: NurseryCore) -> torch.Tensor:
     for channel in BABY_CHANNELS:
         mask[VIEW_CHANNELS.index(channel) : VV * C : C] = True
     for scalar in BABY_SCALARS:
-        mask[VV * C + SCALARS.index(scalar)] = True
+        if scalar in core.scalar_names:  # the heard cry's marker only where hearing="marked"
+            mask[VV * C + core.scalar_names.index(scalar)] = True
     return mask
 
 

@@ -73,7 +73,7 @@ def develop(
             f"{run} kept no snapshots (snapshots/mother_*.safetensors): train with snapshot_every > 0"
         )
     config = run_training(run, run_config(run))
-    per_update = config.worlds * core.A * config.rollout
+    per_update = config.worlds * core.M * config.rollout
     points: list[tuple[int, Path | None]] = [(update, path) for update, path in kept]
     final_update = committed_update(run)
     if final_update is not None and final_update != kept[-1][0]:

@@ -376,7 +376,7 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         row |= feedback_budget(run)
         mothers["weaning"] = mothers["final"]  # a run that was never weaned: she is the one it ended with
         if run_training(run).wean_steps and any(e.mother == "weaning" for e in experiment.evaluations):
-            weights = weaning_mother(run, training_core.A)
+            weights = weaning_mother(run, training_core.M)
             if not weights.exists():
                 raise ConfigError(
                     f"{run} kept no mother from when beta1 went to 0 (no {weights.name}: trained before runs "

@@ -212,7 +212,7 @@ def bench_train(
 
     task = task_of(config)
     defaults = train_config(task, overrides)
-    per_update = defaults.worlds * task.make_core(config, "cpu").A * defaults.rollout
+    per_update = defaults.worlds * task.make_core(config, "cpu").M * defaults.rollout
     rows = []
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:

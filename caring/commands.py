@@ -455,7 +455,7 @@ TRAIN_HELP = (
 
 
 POLICY_HELP = (
-    "a scripted policy (nursery: expert, negligent, random, expert-no-*, expert-gives-up; "
+    "a scripted policy (nursery: expert, negligent, random, expert-no-*, expert-any, expert-gives-up; "
     "lava: expert, shortcut, random) or a run directory"
 )
 

@@ -100,7 +100,8 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
             *(f"deaths_{c}" for c in HARM_CAUSES),
         )
     }
-    acc["babies_born"] = state.baby_alive.long().T  # births at reset (birth_step = 0); state is batch-last
+    mothered = state.joined  # (A, B): slots with a mother; an orphan's baby counts nowhere
+    acc["babies_born"] = (state.baby_alive & mothered).long().T  # births at reset; state is batch-last
     for step in play(core, policy, state, obs):
         state, ev = step.after, step.out.events
         harms = [ev[f"baby_harm_{c}"] for c in HARM_CAUSES]
@@ -114,7 +115,7 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
         acc["babies_grown"] += ev["grew_up"]
         for cause, died in death_causes(ev).items():
             acc[f"deaths_{cause}"] += died
-    acc["babies_alive_at_end"] = state.baby_alive.long().T
+    acc["babies_alive_at_end"] = (state.baby_alive & state.joined).long().T
     acc["mothers_alive_at_end"] = state.mother_alive.long().T
     acc["mothers_joined"] = state.joined.long().T
     return {name: value.sum(0).double() for name, value in acc.items()}

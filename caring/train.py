@@ -148,12 +148,12 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     @property
     def per_update(self) -> int:
-        return self.config.worlds * self.core.A * self.config.rollout
+        return self.config.worlds * self.core.M * self.config.rollout  # mothers' steps (orphans act not)
 
     @property
     def updates_weaning_starts(self) -> int:
         """Updates of the scheduled phase; β₁ is 0 from here on."""
-        return scheduled_updates(self.config, self.core.A)
+        return scheduled_updates(self.config, self.core.M)
 
     @property
     def updates_total(self) -> int:

@@ -26,6 +26,7 @@ CONFIGS = {
         "predator_speed": 0.9,
     },
     "scheduled": {"births_per_life": 4, "birth_interval": 25, "birth_step": 2, "max_cycles": 120},
+    "selective": {"preset": "selective", "births_per_life": 2, "max_cycles": 120},  # orphans: no agents
 }
 
 
@@ -46,8 +47,14 @@ SLOW = pytest.mark.skipif(
 
 @pytest.mark.parametrize(
     "name, compiled",
-    [("default", False), ("busy", False), ("scheduled", False), pytest.param("default", True, marks=SLOW)],
-    ids=["default", "busy", "scheduled", "default-compiled"],
+    [
+        ("default", False),
+        ("busy", False),
+        ("scheduled", False),
+        ("selective", False),
+        pytest.param("default", True, marks=SLOW),
+    ],
+    ids=["default", "busy", "scheduled", "selective", "default-compiled"],
 )
 def test_batched_core_equals_eight_pettingzoo_envs(name, compiled):
     """compiled: the views step the AOT-compiled core (worlds.compiled; the first run builds it, about
@@ -91,7 +98,7 @@ def test_batched_core_equals_eight_pettingzoo_envs(name, compiled):
                 env_obs[b] = envs[b].reset()[0]
         else:
             obs = out.obs
-    assert checked > B * core.A * steps // 2  # most agent-steps were compared (the rest were dead)
+    assert checked > B * core.M * steps // 2  # most agent-steps were compared (the rest were dead)
 
 
 def test_a_compiled_step_that_cannot_be_built_falls_back_to_the_eager_step(monkeypatch, tmp_path):

@@ -17,9 +17,11 @@ def random_config(r: random.Random) -> NurseryConfig:
     h, w = r.randint(7, 14), r.randint(7, 14)
     interior = (h - 2) * (w - 2)
     n_mothers, n_predators = r.randint(1, 4), r.randint(0, 3)
+    orphans = r.choice([0, 0, r.randint(1, 3)])
     n_food = r.randint(1, 8)
-    n_hazards = r.randint(0, min(10, interior - n_mothers - n_predators - n_food))
-    n_walls = r.randint(0, max(0, min(8, interior - n_mothers - n_predators - n_food - n_hazards)))
+    slots = n_mothers + orphans
+    n_hazards = r.randint(0, min(10, interior - slots - n_predators - n_food))
+    n_walls = r.randint(0, max(0, min(8, interior - slots - n_predators - n_food - n_hazards)))
     hunger_max = r.randint(3, 40)
     energy_max = r.randint(10, 120)
     return build_config(
@@ -28,6 +30,9 @@ def random_config(r: random.Random) -> NurseryConfig:
             height=h,
             width=w,
             n_mothers=n_mothers,
+            orphans=orphans,
+            care_reach=r.choice(["adjacent", "cell"]),
+            hearing=r.choice(["nearest", "marked"]),
             n_predators=n_predators,
             n_food=n_food,
             n_hazards=n_hazards,
@@ -68,7 +73,7 @@ def random_config(r: random.Random) -> NurseryConfig:
 def check_invariants(core, before, after, out):
     """`before` is the state the step started from (after any auto-reset), `after` the one it made.
     States are batch-last: positions (2, E, B), per-slot values (E, B), grids (H, W, B)."""
-    cfg, s, A = core.config, after, core.A
+    cfg, s, A, M = core.config, after, core.A, core.M
     H, W = cfg.height, cfg.width
 
     def inside(pos):
@@ -89,6 +94,10 @@ def check_invariants(core, before, after, out):
     assert (s.births_left >= 0).all()
 
     ev = {k: (v.bool() if k not in ("baby_distance", "baby_hunger") else v).T for k, v in out.events.items()}
+    # Orphans (the slots after the M mothers' ones) never have a mother, and report no events: the
+    # event checks below read the mothers' slots, the state checks every slot.
+    assert not (s.mother_alive[M:] | s.joined[M:]).any() and not any(v[M:].any() for v in ev.values())
+    born = s.baby_alive & ~before.baby_alive
     # Dead mothers never act or come back; death is reported exactly once.
     assert not (s.mother_alive & ~before.mother_alive).any(), "a dead mother came back"
     assert torch.equal(ev["mother_died"], before.mother_alive & ~s.mother_alive)
@@ -100,13 +109,19 @@ def check_invariants(core, before, after, out):
     assert (out.obs[~s.mother_alive.T] == 0).all()
     # Babies appear only by birth and vanish only by death; births use up births_left. A birth where a
     # baby lived is a scheduled one, and that baby left (grew up); otherwise no baby leaves.
-    assert torch.equal(s.baby_alive, (before.baby_alive & ~ev["baby_died"]) | ev["baby_born"])
+    assert torch.equal(s.baby_alive[:M], (before.baby_alive[:M] & ~ev["baby_died"][:M]) | ev["baby_born"][:M])
     assert torch.equal(ev["grew_up"], ev["baby_born"] & before.baby_alive & ~ev["baby_died"])
     assert not (ev["grew_up"] & ~before.baby_alive).any()
     if not cfg.birth_interval:
         assert not (ev["baby_born"] & before.baby_alive).any()
     assert not (ev["baby_died"] & ~before.baby_alive).any()
-    assert torch.equal(s.births_left, before.births_left - ev["baby_born"].long())
+    assert torch.equal(s.births_left[:M], before.births_left[:M] - ev["baby_born"][:M].long())
+    # An orphan is born as the others are, using up its births: each birth makes a new baby, except a
+    # scheduled one while the last lives (that one left).
+    used = (before.births_left[M:] - s.births_left[M:]).bool()
+    assert torch.equal(before.births_left[M:] - s.births_left[M:], used.long())
+    assert torch.equal(born[M:], used & ~before.baby_alive[M:])
+    assert cfg.birth_interval or not (used & before.baby_alive[M:]).any()
     assert not (ev["baby_harm_hazard"] & ~ev["baby_died"]).any(), "water is always fatal"
     # Carrying is consistent: the carrier lives, holds one baby, and the baby is where she is.
     carried = s.carried_by >= 0
@@ -118,9 +133,14 @@ def check_invariants(core, before, after, out):
     per_mother = (s.carried_by[None] == torch.arange(A)[:, None, None]).sum(1)  # (mothers, B)
     assert (per_mother <= 1).all() and torch.equal(ev["carrying"], per_mother == 1)
     # Events mirror the state.
-    assert torch.equal(ev["baby_alive"], s.baby_alive)
+    assert torch.equal(ev["baby_alive"][:M], s.baby_alive[:M])
     distance = torch.where(s.baby_alive, chebyshev(s.mother_pos, s.baby_pos), -1)
-    assert torch.equal(ev["baby_distance"], distance)
+    assert torch.equal(ev["baby_distance"][:M], distance[:M])
+    # A mother reaches only babies within her reach (her own cell with care_reach="cell").
+    # FEED and CARRY do not move her, and babies move after them: the step's positions tell.
+    took = ev["fed"] | ev["picked_up"]
+    near = chebyshev(s.mother_pos[:, :, None], before.baby_pos[:, None]) <= core.reach  # (mothers, babies, B)
+    assert not (took & ~(near & before.baby_alive[None]).any(1)).any(), "tended a baby out of reach"
 
 
 @pytest.mark.parametrize("chunk", range(5))

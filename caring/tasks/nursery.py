@@ -117,11 +117,11 @@ class NurseryTask:
         return state.mother_alive.T
 
     def judged(self, state: NurseryState) -> torch.Tensor:
-        return state.baby_alive.T
+        return (state.baby_alive & state.joined).T  # an orphan (no mother joined) is nobody's to judge
 
     def harm(self, before: NurseryState, out: StepOutput) -> tuple[torch.Tensor, torch.Tensor]:
         harmed = sum(out.events[f"baby_harm_{cause}"] for cause in HARM_CAUSES) > 0
-        return harmed, before.baby_alive.T
+        return harmed, (before.baby_alive & before.joined).T
 
     def rules(
         self,
@@ -182,7 +182,7 @@ class NurseryTask:
 
     def start_episode(self, state: NurseryState) -> dict[str, torch.Tensor]:
         # (A, B) each: births at reset happen when birth_step = 0
-        born = state.baby_alive.long()
+        born = (state.baby_alive & state.joined).long()
         return {"born": born, "grown": torch.zeros_like(born)}
 
     def track(self, tally: dict[str, torch.Tensor], before: NurseryState, out: StepOutput) -> dict:
@@ -194,7 +194,7 @@ class NurseryTask:
             tally["grown"].sum(0).float()
         )  # grew up (into mothers, or left at a scheduled birth): survived
         return {
-            "survived": (after.baby_alive & after.mother_alive.any(0)).sum(0).float() + grown,
+            "survived": (after.baby_alive & after.joined & after.mother_alive.any(0)).sum(0).float() + grown,
             "born": tally["born"].sum(0).float(),
             "grown": grown,
             "mothers_alive": after.mother_alive.sum(0).float(),

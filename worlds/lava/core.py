@@ -123,7 +123,7 @@ def _layout_bank(core: LavaCore, key: tuple) -> tuple[torch.Tensor, torch.Tensor
 class LavaCore:
     """Rules of the lava world, batched. Holds only the config and constant tables; state is passed in."""
 
-    A = 1  # one walker per world
+    A = M = 1  # one walker per world, an agent (M: the slots that act, as in the nursery)
 
     def __init__(self, config: LavaConfig | None = None, device: torch.device | str = "cpu"):
         self.config = cfg = config or LavaConfig()

@@ -15,6 +15,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Self-care before the birth is necessary: a mother starves at step 15, before her baby comes at 20,
     # unless she eats (in the default world she starts with 40 and nothing before the birth asks it).
     "hungry": {"energy_start": 15},
+    # Caring for the wrong baby costs her own (issue 18's world): babies are born anywhere among two
+    # orphans nobody is paid for, she tends only the baby on her own cell, and the cry she hears carries
+    # its baby's marker. A scripted mother who tends whichever baby is at hand (`expert-any`) saves far
+    # fewer of her own than one who tells hers by its marker (`expert`): README, "Selective care".
+    "selective": {
+        "birth_place": "anywhere",
+        "orphans": 2,
+        "care_reach": "cell",
+        "hearing": "marked",
+        "n_hazards": 4,
+        "curiosity": 0.3,
+    },
 }
 
 
@@ -49,12 +61,33 @@ class NurseryConfig:
 
     # Mothers.
     n_mothers: int = param(2, "mothers per world (per generation), each with her own baby slot", 1, 8)
+    orphans: int = param(
+        0,
+        "babies with no mother in the world, born with the others (birth_step, birth_place): they cry, "
+        "crawl and are hunted like any baby, and nobody is paid for them, so a mother who cares for them "
+        "spends on babies that are not hers. They are not agents and count in no survival metric",
+        0,
+        7,
+    )
     energy_max: int = param(60, "mother's maximum energy", 5, 255)
     energy_start: int = param(40, "mother's energy at reset", 1, 255)
     food_energy: int = param(25, "energy a mother gains by eating a food patch", 1, 255)
     carry_cost: int = param(0, "extra energy per step spent carrying a baby", 0, 10)
     feed_cost: int = param(5, "energy a mother spends to feed a baby", 0, 100)
     shoo_radius: int = param(2, "SHOO scares predators within this Chebyshev distance", 1, 8)
+    care_reach: str = param(
+        "adjacent",
+        "which baby FEED and CARRY reach: adjacent = any within one step, her own first (the world tells "
+        "hers apart for her); cell = only a baby on her own cell, the one she carries first (she chooses "
+        "whom she tends by where she stands: the world does not know which is hers)",
+        choices=("adjacent", "cell"),
+    )
+    hearing: str = param(
+        "nearest",
+        "what a mother hears: nearest = the direction of the nearest crying baby; marked = that and the "
+        "crying baby's marker (three more scalars), so she can tell whether the cry is her baby's",
+        choices=("nearest", "marked"),
+    )
 
     # Life cycle.
     birth_step: int = param(
@@ -120,21 +153,24 @@ class NurseryConfig:
     def validate(self) -> None:
         validate_fields(self)
         interior = (self.height - 2) * (self.width - 2)
-        slots = self.n_mothers * self.generations
+        slots = self.n_mothers * self.generations + self.orphans
         needed = self.n_walls + self.n_hazards + self.n_food + slots + self.n_predators
         if needed > interior:
             raise ConfigError(
                 f"grid {self.height}x{self.width} has {interior} interior cells but the "
-                f"layout needs {needed} (walls+hazards+food+mothers of every generation+predators)"
+                f"layout needs {needed} (walls+hazards+food+mothers of every generation+orphans+predators)"
             )
         if slots > MARKERS:
             raise ConfigError(
-                f"n_mothers x generations = {slots} mother slots, but there are only {MARKERS} kin markers"
+                f"n_mothers x generations + orphans = {slots} baby slots, but there are only {MARKERS} "
+                "kin markers"
             )
         if self.energy_start > self.energy_max:
             raise ConfigError(f"energy_start={self.energy_start} exceeds energy_max={self.energy_max}")
         if self.cry_threshold > self.hunger_max:
             raise ConfigError(f"cry_threshold={self.cry_threshold} exceeds hunger_max={self.hunger_max}")
+        if self.orphans and self.generations > 1:
+            raise ConfigError("orphans > 0 needs generations = 1")
         if self.birth_interval and self.generations > 1:
             raise ConfigError("birth_interval > 0 (scheduled births) needs generations = 1")
         if self.baby_markers == "swapped" and self.n_mothers < 2:

@@ -71,6 +71,7 @@ SCALARS = (
     "energy", "birth_flag", "carrying", "kin_marker_r", "kin_marker_g", "kin_marker_b",
     "cry_heard", "cry_dy", "cry_dx", "time",
 )  # fmt: skip
+HEARD_MARKER = ("cry_marker_r", "cry_marker_g", "cry_marker_b")  # after SCALARS where hearing="marked"
 ON = 255
 
 # Kin markers (RGB). Mothers' markers come from the training palette; "novel" babies get a marker from
@@ -176,13 +177,16 @@ class NurseryCore:
     def __init__(self, config: NurseryConfig | None = None, device: torch.device | str = "cpu"):
         self.config = cfg = config or NurseryConfig()
         self.device = dev = torch.device(device)
-        self.A, self.P, self.K = cfg.n_mothers * cfg.generations, cfg.n_predators, cfg.n_hazards
+        self.M = cfg.n_mothers * cfg.generations  # mother slots (agents), every generation's
+        self.A = self.M + cfg.orphans  # baby slots: each mother's, then the orphans' (no mother: never alive)
+        self.P, self.K = cfg.n_predators, cfg.n_hazards
         self.founders = cfg.n_mothers  # the first generation's slots; slot i's child mother is i + founders
         self.H, self.W = cfg.height, cfg.width
         r = cfg.view_radius
         self.V = 2 * r + 1
         C = len(VIEW_CHANNELS)
-        self.scalar_cells = -(-len(SCALARS) // C)  # scalars ride in extra cells after the view
+        self.scalar_names = SCALARS + (HEARD_MARKER if cfg.hearing == "marked" else ())
+        self.scalar_cells = -(-len(self.scalar_names) // C)  # scalars ride in extra cells after the view
         self.view_dim = self.V * self.V * C
         self.obs_dim = self.view_dim + self.scalar_cells * C
         self.train_markers = torch.tensor(
@@ -191,7 +195,9 @@ class NurseryCore:
         self.novel_markers = torch.tensor(NOVEL_MARKERS, dtype=torch.uint8, device=dev).T.contiguous()
         self.slots = torch.arange(self.A, device=dev)
         self.generation = self.slots // self.founders  # (A,) 0 for the founders
-        self.has_child_slot = (self.slots < self.A - self.founders)[:, None]  # (A, 1)
+        self.has_child_slot = (self.slots < self.M - self.founders)[:, None]  # (A, 1)
+        self.orphan = (self.slots >= self.M)[:, None]  # (A, 1): a baby slot with no mother
+        self.reach = 0 if cfg.care_reach == "cell" else 1  # FEED/CARRY reach (Chebyshev)
         # Cell code = terrain + 3 * food_ready  ->  (wall, hazard, food) view channels. Food shows
         # only on floor; a wall or hazard with a food timer (never in a reset world) hides it.
         table = torch.zeros(PIT + 3 + 1, C, dtype=torch.uint8, device=dev)
@@ -379,6 +385,8 @@ class NurseryCore:
         reward = torch.where(s.has_given_birth, w * child_alive.float() + (1.0 - w), 1.0)
         reward = reward * (s.mother_alive & alive0).float()  # a mother joining now was not here to earn it
         events = torch.stack([ev[k].long() for k in EVENTS], -1).transpose(0, 1).contiguous()  # (B, A, n)
+        if cfg.orphans:  # events are a mother's and her baby's: an orphan's slot has none
+            events = events * ~self.orphan.T[..., None]
         out = StepOutput(
             obs=self.observe(s),
             reward=reward.T.contiguous(),
@@ -426,13 +434,18 @@ class NurseryCore:
         return s, ate
 
     def _reachable_babies(self, s: NurseryState) -> torch.Tensor:
-        """(A mothers, A babies, B) bool: living baby within one step (or carried by this mother)."""
-        close = chebyshev(s.mother_pos[:, :, None], s.baby_pos[:, None]) <= 1
+        """(A mothers, A babies, B) bool: living baby within her reach (one step, or her own cell with
+        care_reach="cell"; a baby she carries is on her cell)."""
+        close = chebyshev(s.mother_pos[:, :, None], s.baby_pos[:, None]) <= self.reach
         return close & s.baby_alive[None] & s.mother_alive[:, None]
 
-    def _choose_baby(self, eligible: torch.Tensor, mother: int) -> torch.Tensor:
-        """eligible (A babies, B) for one mother -> (B,) slot: her own first, else the lowest; -1 if none."""
-        rank = torch.where(self.slots == mother, 0, 1 + self.slots)[:, None]
+    def _choose_baby(self, eligible: torch.Tensor, mother: int, carried_by: torch.Tensor) -> torch.Tensor:
+        """eligible (A babies, B) for one mother -> (B,) slot: her own first (with care_reach="cell" the
+        one she carries first: the world does not tell hers apart), else the lowest; -1 if none."""
+        if self.reach:
+            rank = torch.where(self.slots == mother, 0, 1 + self.slots)[:, None]
+        else:
+            rank = torch.where(carried_by == mother, 0, 1 + self.slots[:, None])
         _, best = argmin_(torch.where(eligible, rank, 10**6), 0)
         return torch.where(any_(eligible, 0), best, -1)
 
@@ -445,7 +458,7 @@ class NurseryCore:
         picked = []
         for i in range(self.A):
             eligible = reachable[i] & (carried_by < 0) & (wants[i] & ~drop[i])
-            choice = self._choose_baby(eligible, i)
+            choice = self._choose_baby(eligible, i, carried_by)
             carried_by = torch.where(self.slots[:, None] == choice, i, carried_by)
             picked.append(choice >= 0)
         s.carried_by = carried_by
@@ -458,7 +471,7 @@ class NurseryCore:
         reachable = self._reachable_babies(s)
         fed, fed_own = [], []
         for i in range(self.A):
-            choice = self._choose_baby(reachable[i] & (hunger > 0) & wants[i], i)
+            choice = self._choose_baby(reachable[i] & (hunger > 0) & wants[i], i, s.carried_by)
             hunger = torch.where(
                 self.slots[:, None] == choice, (hunger - cfg.feed_amount).clamp(min=0), hunger
             )
@@ -550,7 +563,7 @@ class NurseryCore:
         on schedule even while her last baby lives: that baby grows up and leaves. -> (state, born (A, B),
         left (A, B): babies who grew up and left to make room)."""
         cfg = self.config
-        due = s.mother_alive & (s.births_left > 0) & (s.t >= s.next_birth)
+        due = (s.mother_alive | self.orphan) & (s.births_left > 0) & (s.t >= s.next_birth)
         if cfg.birth_interval:
             left = due & s.baby_alive
             s.next_birth = torch.where(due, s.t + cfg.birth_interval, s.next_birth)
@@ -645,7 +658,7 @@ class NurseryCore:
 
     # ------------------------------------------------------------------ observations
     def observe(self, s: NurseryState) -> torch.Tensor:
-        """(B, A, obs_dim) uint8: each mother's egocentric view (V, V, C), then SCALARS."""
+        """(B, A, obs_dim) uint8: each mother's egocentric view (V, V, C), then `scalar_names`."""
         cfg = self.config
         crying = s.baby_alive & (s.hunger >= cfg.cry_threshold)  # (A, B)
         # Hearing: direction to the nearest crying baby, however far.
@@ -655,6 +668,10 @@ class NurseryCore:
         heard = any_(crying, 0).expand(self.A, -1)
         toward_cry = torch.gather(rel, 2, nearest[None, :, None].expand(2, -1, 1, -1))[:, :, 0]  # (2, A, B)
         cry_dir = torch.where(heard, 128 + toward_cry * 127 // max(self.H, self.W), 128)
+        if cfg.hearing == "marked":  # (3, A, B) the heard baby's marker, 0 when nothing is heard
+            cry_marker = [torch.gather(m, 0, nearest) * heard for m in s.baby_marker.long()]
+        else:
+            cry_marker = []
         scalars = torch.stack([
             s.energy * ON // cfg.energy_max,
             s.has_given_birth.long() * ON,
@@ -663,6 +680,7 @@ class NurseryCore:
             heard.long() * ON,
             *cry_dir,
             (s.t * ON // cfg.max_cycles).clamp(max=ON).expand(self.A, -1),
+            *cry_marker,
         ])  # fmt: skip
         return self.render_obs(s, s.mother_pos, s.mother_alive, scalars, exclude_self_mother=True)
 

@@ -34,6 +34,7 @@ class NurseryEnv(BatchedView):
     Actions: Discrete(9) — stay, up, right, down, left, eat, carry (pick up / put down), feed, shoo.
     Infos: the step's events for each mother and her own baby (harm and its cause, feeds, carries,
     guards, hazard contacts, mother-baby distance, ...).
+    Orphans (`orphans` > 0) are babies without a mother: no agent of theirs exists.
     Generations (`generations` > 1): `possible_agents` holds every generation's mothers; a later one
     joins `agents` in the step her mother's baby grows up (with her first observation, reward 0, no
     action taken yet), unless that step ends the episode.
@@ -60,6 +61,7 @@ class NurseryEnv(BatchedView):
         slots = self.config.n_mothers * self.config.generations
         self.possible_agents = [f"mother_{i}" for i in range(slots)]
         super().__init__(NurseryCore(self.config, device), N_ACTIONS, render_mode, obs_dtype, compile)
+        self._core_slots = self.core.A  # orphans' slots: babies without a mother, who never act
 
     def step(self, actions: dict[str, Any]):
         chosen = self._chosen(actions)

@@ -13,7 +13,6 @@ from worlds.nursery.core import (
     FLOOR,
     HAZARD,
     PIT,
-    SCALARS,
     VIEW_CHANNELS,
     WALL,
     NurseryCore,
@@ -60,10 +59,10 @@ def _baby(pg: Any, surf: Any, rect: Any, colour: Any, carried: bool, crying: boo
 
 class Renderer(PygameRenderer):
     view_channels = len(VIEW_CHANNELS)
-    scalar_names = SCALARS
     max_facts = 4
 
     def __init__(self, core: NurseryCore, window: bool = False, fps: int = 8):
+        self.scalar_names = core.scalar_names
         super().__init__(core, STRIP * core.A, window, fps, "Caring — nursery")
 
     def paint(self, state: NurseryState, world: int = 0) -> None:

@@ -82,12 +82,6 @@ class ScriptedMother:
             ]
         )  # (5, A, B): STAY, UP, RIGHT, DOWN, LEFT
 
-    def _own_baby_cells(self, state: NurseryState) -> torch.Tensor:
-        """(H, W, A, B) bool: the cell of each mother's own baby."""
-        core = self.core
-        cells = torch.arange(core.H * core.W, device=core.device)[:, None, None]
-        return (cells == core._flat(state.baby_pos)[None]).view(core.H, core.W, core.A, -1)
-
     def _eat_or_seek_food(self, state: NurseryState, seek: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         core, cfg = self.core, self.core.config
         food = (state.food_timer == 0)[:, :, None].expand(-1, -1, core.A, -1)
@@ -114,17 +108,28 @@ class NegligentMother(ScriptedMother):
 class ExpertMother(ScriptedMother):
     """Picks up her baby as soon as she can and carries it everywhere (so it cannot crawl into water),
     guards it (SHOO) when a predator is within reach, feeds it when hungry, eats with the baby in her
-    arms, and never lets herself starve."""
+    arms, and never lets herself starve.
 
-    def __init__(self, core: NurseryCore, feed: bool = True, guard: bool = True, carry: bool = True):
+    Which baby is hers: `kin=True` (the expert) = the one wearing her kin marker, as a mother could tell
+    it (in a kin world her own; a foster with a never-seen marker is nobody's); `kin=False` (the
+    indiscriminate expert) = the one she carries, else the nearest that no other mother carries: the
+    same care, spent on whichever baby is at hand."""
+
+    def __init__(
+        self, core: NurseryCore, feed: bool = True, guard: bool = True, carry: bool = True, kin: bool = True
+    ):
         super().__init__(core)
-        self.feed, self.guard, self.carry = feed, guard, carry
+        self.feed, self.guard, self.carry, self.kin = feed, guard, carry, kin
 
     def act(self, state: NurseryState) -> torch.Tensor:
         core, cfg, s = self.core, self.core.config, state
-        own_alive = s.baby_alive  # (A, B)
-        holding_own = s.carried_by == core.slots[:, None]  # baby slot i is carried by mother i
-        reach = own_alive & (chebyshev(s.mother_pos, s.baby_pos) <= 1)
+        baby = self.babies(s)  # (A, B) the baby slot each mother looks after, -1 for none
+        slot = baby.clamp(min=0)
+        own_alive = (baby >= 0) & s.baby_alive.gather(0, slot)
+        pos = s.baby_pos.gather(1, slot[None].expand(2, -1, -1))  # (2, A, B)
+        carrier = s.carried_by.gather(0, slot)
+        holding_own = own_alive & (carrier == core.slots[:, None])
+        reach = own_alive & (chebyshev(s.mother_pos, pos) <= core.reach)
         low = s.energy < cfg.energy_max // 3 + cfg.feed_cost
         room = s.energy <= cfg.energy_max - cfg.food_energy
 
@@ -132,11 +137,11 @@ class ExpertMother(ScriptedMother):
         # room), else to the baby.
         seek_food = low | ((holding_own | ~own_alive) & room)
         goal_baby = own_alive & ~holding_own & ~seek_food
-        act = torch.where(goal_baby, self._step_towards(s, self._own_baby_cells(s)), STAY)
+        act = torch.where(goal_baby, self._step_towards(s, self._cells(pos)), STAY)
         act = self._eat_or_seek_food(s, seek_food, act)
 
         if self.feed:
-            hungry = s.hunger >= max(1, cfg.hunger_max // 3)
+            hungry = s.hunger.gather(0, slot) >= max(1, cfg.hunger_max // 3)
             act = torch.where(reach & hungry & (s.energy > cfg.feed_cost + 2), FEED, act)
         if self.guard:
             near = (
@@ -146,8 +151,36 @@ class ExpertMother(ScriptedMother):
             act = torch.where(own_alive & threat, SHOO, act)
         # Lifting a loose baby comes first: a newborn may crawl into water on its very first step.
         if self.carry:
-            act = torch.where(reach & ~core._carrying(s) & (s.carried_by < 0), CARRY, act)
+            act = torch.where(reach & ~core._carrying(s) & (carrier < 0), CARRY, act)
         return act
+
+    def babies(self, state: NurseryState) -> torch.Tensor:
+        """(A, B) the living baby slot each mother treats as hers, -1 for none (see the class)."""
+        core, s = self.core, state
+        if self.kin:
+            wears = (s.baby_marker[:, None] == s.kin_marker[:, :, None]).all(0)  # (mothers, babies, B)
+            mine = wears & s.baby_alive[None]
+        else:
+            held = s.carried_by[None] == core.slots[:, None, None]  # (mothers, babies, B)
+            free = s.baby_alive & (s.carried_by < 0)
+            nearest = torch.where(free[None], chebyshev(s.mother_pos[:, :, None], s.baby_pos[:, None]), 10**6)
+            closest, _ = argmin_(nearest, 1)
+            mine = held | (~any_(held, 1)[:, None] & free[None] & (nearest == closest[:, None]))
+        rank = torch.where(mine, core.slots[None, :, None], 10**6)
+        first, index = argmin_(rank, 1)
+        return torch.where(first < 10**6, index, -1)
+
+    def _own_baby_cells(self, state: NurseryState) -> torch.Tensor:
+        """(H, W, A, B) bool: the cell of the baby each mother treats as hers (none: no cell)."""
+        baby = self.babies(state)
+        pos = state.baby_pos.gather(1, baby.clamp(min=0)[None].expand(2, -1, -1))
+        return self._cells(pos) & (baby >= 0)[None, None]
+
+    def _cells(self, pos: torch.Tensor) -> torch.Tensor:
+        """(2, A, B) positions -> (H, W, A, B) bool one-hot cells."""
+        core = self.core
+        cells = torch.arange(core.H * core.W, device=core.device)[:, None, None]
+        return (cells == core._flat(pos)[None]).view(core.H, core.W, core.A, -1)
 
 
 class GivesUpMother(ExpertMother):
@@ -182,6 +215,7 @@ SCRIPTED = {
     "expert-no-feed": lambda core: ExpertMother(core, feed=False),
     "expert-no-guard": lambda core: ExpertMother(core, guard=False),
     "expert-no-carry": lambda core: ExpertMother(core, carry=False),
+    "expert-any": lambda core: ExpertMother(core, kin=False),
     "expert-gives-up": GivesUpMother,
     "negligent": NegligentMother,
     "random": RandomMother,

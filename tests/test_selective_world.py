@@ -1,0 +1,140 @@
+"""The selective-care world (`--preset selective`, issue 18): orphans nobody is paid for, care that
+reaches only the baby on her cell, a cry that carries its baby's marker, and scripted mothers who tell
+their baby by its marker or do not."""
+
+import pytest
+import torch
+
+from caring.evaluate import evaluate
+from worlds import rng
+from worlds.config import ConfigError, build_config
+from worlds.nursery.config import NurseryConfig
+from worlds.nursery.core import CARRY, FEED, HEARD_MARKER, ON, SCALARS, STAY, VIEW_CHANNELS, NurseryCore
+from worlds.nursery.nursery_v0 import NurseryEnv
+from worlds.nursery.scenario import scenario
+from worlds.nursery.scripted import SCRIPTED
+
+
+def make_core(**overrides):
+    base = {"n_mothers": 1, "n_predators": 0, "n_hazards": 0, "height": 9, "width": 9}
+    return NurseryCore(build_config(NurseryConfig, {**base, **overrides}))
+
+
+def step(core, state, *actions):
+    return core.step(state, torch.tensor([list(actions)]))
+
+
+def test_with_cell_reach_she_tends_only_the_baby_on_her_cell_the_one_she_carries_first():
+    core = make_core(n_mothers=2, care_reach="cell")
+    beside = scenario(core, mothers=[(4, 4), (1, 1)], babies=[(4, 5), (7, 7)], hunger=[20, 0])
+    after, out = step(core, beside, FEED, STAY)
+    assert out.events["fed"][0, 0] == 0 and after.hunger[0, 0] == 21
+    after, out = step(core, beside, CARRY, STAY)
+    assert out.events["picked_up"][0, 0] == 0
+    # On her cell: the other mother's baby, and her own that she carries. FEED goes to the carried one
+    # whatever its slot; with adjacent reach the world would have picked her own slot.
+    for carried, fed in ((1, 1), (0, 0)):
+        s = scenario(
+            core, mothers=[(4, 4), (1, 1)], babies=[(4, 4), (4, 4)], hunger=[20, 20], carried_by=[-1, -1]
+        )
+        s.carried_by[carried, 0] = 0
+        after, out = step(core, s, FEED, STAY)
+        assert out.events["fed"][0, 0] == 1 and out.events["fed_own"][0, 0] == int(fed == 0)
+        assert after.hunger[fed, 0] < 20 < after.hunger[1 - fed, 0]
+
+
+def test_orphans_are_born_cared_for_by_nobody_and_counted_nowhere():
+    core = make_core(n_mothers=1, orphans=2, birth_step=0, max_cycles=40)
+    assert (core.M, core.A) == (1, 3)
+    state, obs = core.reset(rng.seed_key(torch.arange(16)))
+    assert state.baby_alive.all(), "every slot's baby is born, the orphans' too"
+    assert not state.mother_alive[1:].any() and not state.joined[1:].any()
+    assert (obs[:, 1:] == 0).all(), "an orphan's slot sees nothing: no mother is there"
+    _, out = core.step(state, torch.zeros(16, 3, dtype=torch.int64))
+    assert all((v[:, 1:] == 0).all() for v in out.events.values()), "events are a mother's and her baby's"
+    assert (out.reward[:, 1:] == 0).all()
+    # An evaluation counts her baby only: one born per episode, not three.
+    result = evaluate(core, SCRIPTED["negligent"](core), 32, seed=0)
+    assert result["babies_born"] == 32
+    # ... and a PettingZoo env has one agent.
+    env = NurseryEnv(n_mothers=1, orphans=2, birth_step=0)
+    env.reset(seed=0)
+    assert env.possible_agents == ["mother_0"]
+    _, rewards, *_ = env.step({"mother_0": 0})
+    assert list(rewards) == ["mother_0"]
+
+
+def test_marked_hearing_adds_the_crying_babys_marker_and_the_default_world_is_unchanged():
+    assert NurseryCore().scalar_names == SCALARS and NurseryCore().scalar_cells == 1
+    core = make_core(n_mothers=2, hearing="marked", cry_threshold=5)
+    assert core.scalar_names == SCALARS + HEARD_MARKER and core.obs_dim > make_core(n_mothers=2).obs_dim
+    V, C = core.V, len(VIEW_CHANNELS)
+    cry = [V * V * C + core.scalar_names.index(name) for name in HEARD_MARKER]
+    heard = V * V * C + core.scalar_names.index("cry_heard")
+    # Mother 0 at (1, 1); the other mother's baby cries nearer her than her own, which also cries.
+    s = scenario(core, mothers=[(1, 1), (7, 7)], babies=[(7, 6), (2, 2)], hunger=[6, 6])
+    obs = core.observe(s)[0]
+    assert obs[0, heard] == ON and obs[0, cry].tolist() == s.baby_marker[:, 1, 0].tolist()
+    assert obs[1, cry].tolist() == s.baby_marker[:, 0, 0].tolist()  # she hears her own, the nearer one
+    quiet = scenario(core, mothers=[(1, 1), (7, 7)], babies=[(7, 6), (2, 2)])
+    assert core.observe(quiet)[0, 0, cry].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "settings, error",
+    [
+        ({"orphans": 1, "generations": 2}, "orphans > 0 needs generations = 1"),
+        ({"n_mothers": 6, "orphans": 3}, "9 baby slots, but there are only 8"),
+        ({"care_reach": "near"}, "care_reach"),
+        ({"hearing": "loud"}, "hearing"),
+    ],
+)
+def test_bad_selective_settings_are_one_clear_error(settings, error):
+    with pytest.raises(ConfigError, match=error):
+        build_config(NurseryConfig, settings)
+
+
+def test_the_expert_tells_her_baby_by_its_marker_and_the_indiscriminate_one_takes_the_nearest():
+    core = make_core(n_mothers=2, orphans=1, baby_markers="swapped")
+    s = scenario(core, mothers=[(1, 1), (7, 7), None], babies=[(1, 2), (6, 7), (2, 1)])
+    s.baby_marker = s.kin_marker.roll(1, dims=1)  # each baby wears the next slot's kin marker
+    expert, anyone = SCRIPTED["expert"](core), SCRIPTED["expert-any"](core)
+    wears = [(s.kin_marker[:, m, 0] == s.baby_marker[:, :, 0].T).all(1).nonzero().item() for m in range(2)]
+    assert expert.babies(s)[:2, 0].tolist() == wears  # not her slot's baby: the one with her marker
+    novel = scenario(core, mothers=[(1, 1), (7, 7), None], babies=[(1, 2), (6, 7), (2, 1)])
+    novel.baby_marker = core.novel_markers[:, :3, None]
+    assert expert.babies(novel)[:2, 0].tolist() == [-1, -1], "a never-seen marker is nobody's"
+    # Nearest free baby: mother 0 has her own and the orphan one step away (the lower slot wins), mother
+    # 1 her own; a baby another mother carries is not free.
+    assert anyone.babies(novel)[:2, 0].tolist() == [0, 1]
+    novel.carried_by[0, 0] = 1
+    assert anyone.babies(novel)[:2, 0].tolist() == [2, 0]
+
+
+def test_in_the_selective_world_telling_her_baby_apart_pays():
+    """The issue's selectivity check with scripted mothers: the kin-aware expert saves clearly more of
+    her own babies than the indiscriminate one, and lets a never-seen baby placed as hers die."""
+    episodes = 120  # 240 of her babies per policy: the gap is ~0.24, each CI about +-0.06
+
+    def survival(policy: str, markers: str) -> tuple[float, list[float]]:
+        core = NurseryCore(build_config(NurseryConfig, {"preset": "selective", "baby_markers": markers}))
+        result = evaluate(core, SCRIPTED[policy](core), episodes, seed=7)
+        return result["baby_survival_rate"], result["baby_survival_ci95"]
+
+    own, own_ci = survival("expert", "kin")
+    indiscriminate, indiscriminate_ci = survival("expert-any", "kin")
+    assert indiscriminate_ci[1] < own_ci[0], (own, indiscriminate)
+    foster, _ = survival("expert", "novel")
+    assert foster <= 0.3 * own
+
+
+def test_the_indiscriminate_expert_is_marker_blind():
+    keys = rng.seed_key(torch.arange(64))
+    choices = []
+    for markers in ("kin", "novel"):
+        core = NurseryCore(build_config(NurseryConfig, {"preset": "selective", "baby_markers": markers}))
+        state, _ = core.reset(keys)
+        for _ in range(30):  # past the births (step 20)
+            state, _ = core.step(state, SCRIPTED["expert-any"](core)(state, None))
+        choices.append(SCRIPTED["expert-any"](core).babies(state))
+    assert (choices[0] >= 0).any() and torch.equal(*choices)
