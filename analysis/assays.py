@@ -435,7 +435,7 @@ def _place(
     s.baby_pos = column([b if b is not None else m for b, m in zip(babies, mothers, strict=True)])
     s.baby_alive = torch.tensor([[b is not None] for b in babies], device=dev)
     s.has_given_birth = s.baby_alive.clone()
-    s.mother_alive = torch.ones(A, 1, dtype=torch.bool, device=dev)
+    s.mother_alive = ~core.orphan.clone()  # (A, 1): every mother; an orphan's slot has none
     s.births_left = torch.full((A, 1), births_left, dtype=torch.int64, device=dev)
     if cfg.birth_interval:  # scheduled births: the next is due on schedule after now
         s.next_birth = torch.full((A, 1), core.next_scheduled_birth(int(s.t)), dtype=torch.int64, device=dev)
