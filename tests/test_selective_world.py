@@ -2,6 +2,8 @@
 reaches only the baby on her cell, a cry that carries its baby's marker, and scripted mothers who tell
 their baby by its marker or do not."""
 
+import json
+
 import pytest
 import torch
 
@@ -138,3 +140,21 @@ def test_the_indiscriminate_expert_is_marker_blind():
             state, _ = core.step(state, SCRIPTED["expert-any"](core)(state, None))
         choices.append(SCRIPTED["expert-any"](core).babies(state))
     assert (choices[0] >= 0).any() and torch.equal(*choices)
+
+
+def test_a_selective_run_trains_counting_the_mothers_steps_and_loads_for_evaluation(tmp_path, capsys):
+    """Budgets count the mothers' steps (two), not the orphans' slots (four): 3 updates of 8 worlds x 2
+    mothers x 8 steps; the trained mother then evaluates in her world and in its foster variant."""
+    from analysis.cli import main
+
+    out = tmp_path / "run"
+    tiny = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16"]
+    args = ["train", "nursery", "--preset", "selective", "--method", "ppo", "--steps", str(3 * 8 * 2 * 8)]
+    assert main([*args, "--out", str(out), *tiny]) == 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[-1].split(",")[1] == str(3 * 8 * 2 * 8)
+    for markers in ("kin", "novel"):
+        capsys.readouterr()
+        eval_args = ["eval", "nursery", "--policy", str(out), "--episodes", "4", "--json"]
+        assert main([*eval_args, "--set", f"baby_markers={markers}"]) == 0
+        assert json.loads(capsys.readouterr().out)["babies_born"] == 4 * 2  # her babies, not the orphans
