@@ -175,7 +175,9 @@ class Renderer(PygameRenderer):
                 facts.append(Fact("baby", f"not born yet (birth at t={int(s.next_birth[i, 0])})"))
             generation = int(self.core.generation[i]) + 1
             name = f"mother {i}" + (f" (gen {generation})" if self.core.config.generations > 1 else "")
-            if not bool(s.joined[i, 0]):
+            if bool(self.core.orphan[i, 0]):  # a baby with no mother: its own facts only
+                name, facts = f"orphan {i - self.core.M}", facts[1:]
+            elif not bool(s.joined[i, 0]):
                 facts = [Fact("mother", "not born yet: her mother's baby grows up into her")]
             out.append(AgentFacts(name, tuple(kin[i]), alive, tuple(facts)))
         return out
