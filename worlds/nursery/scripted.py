@@ -123,11 +123,7 @@ class ExpertMother(ScriptedMother):
 
     def act(self, state: NurseryState) -> torch.Tensor:
         core, cfg, s = self.core, self.core.config, state
-        baby = self.babies(s)  # (A, B) the baby slot each mother looks after, -1 for none
-        slot = baby.clamp(min=0)
-        own_alive = (baby >= 0) & s.baby_alive.gather(0, slot)
-        pos = s.baby_pos.gather(1, slot[None].expand(2, -1, -1))  # (2, A, B)
-        carrier = s.carried_by.gather(0, slot)
+        own_alive, pos, carrier, hunger, _ = self.her_baby(s)
         holding_own = own_alive & (carrier == core.slots[:, None])
         reach = own_alive & (chebyshev(s.mother_pos, pos) <= core.reach)
         low = s.energy < cfg.energy_max // 3 + cfg.feed_cost
@@ -141,7 +137,7 @@ class ExpertMother(ScriptedMother):
         act = self._eat_or_seek_food(s, seek_food, act)
 
         if self.feed:
-            hungry = s.hunger.gather(0, slot) >= max(1, cfg.hunger_max // 3)
+            hungry = hunger >= max(1, cfg.hunger_max // 3)
             act = torch.where(reach & hungry & (s.energy > cfg.feed_cost + 2), FEED, act)
         if self.guard:
             near = (
@@ -170,11 +166,14 @@ class ExpertMother(ScriptedMother):
         first, index = argmin_(rank, 1)
         return torch.where(first < 10**6, index, -1)
 
-    def _own_baby_cells(self, state: NurseryState) -> torch.Tensor:
-        """(H, W, A, B) bool: the cell of the baby each mother treats as hers (none: no cell)."""
-        baby = self.babies(state)
-        pos = state.baby_pos.gather(1, baby.clamp(min=0)[None].expand(2, -1, -1))
-        return self._cells(pos) & (baby >= 0)[None, None]
+    def her_baby(self, state: NurseryState) -> tuple[torch.Tensor, ...]:
+        """The baby each mother treats as hers (`babies`), read from the state: alive (A, B) (False for
+        none), position (2, A, B), carrier, hunger and health (A, B) each."""
+        s, baby = state, self.babies(state)
+        slot = baby.clamp(min=0)
+        alive = (baby >= 0) & s.baby_alive.gather(0, slot)
+        pos = s.baby_pos.gather(1, slot[None].expand(2, -1, -1))
+        return alive, pos, s.carried_by.gather(0, slot), s.hunger.gather(0, slot), s.health.gather(0, slot)
 
     def _cells(self, pos: torch.Tensor) -> torch.Tensor:
         """(2, A, B) positions -> (H, W, A, B) bool one-hot cells."""
@@ -194,20 +193,23 @@ class GivesUpMother(ExpertMother):
 
     def act(self, state: NurseryState) -> torch.Tensor:
         core, cfg, s = self.core, self.core.config, state
+        alive, pos, carrier, _, _ = self.her_baby(s)
         hungry = s.energy <= cfg.energy_max - cfg.food_energy
-        leave = self._eat_or_seek_food(s, hungry, self._step_away(s, self._own_baby_cells(s)))
-        leave = torch.where(s.carried_by == core.slots[:, None], CARRY, leave)  # put her own baby down
+        away = self._step_away(s, self._cells(pos) & alive[None, None])
+        leave = self._eat_or_seek_food(s, hungry, away)
+        leave = torch.where(alive & (carrier == core.slots[:, None]), CARRY, leave)  # put her baby down
         return torch.where(self.gives_up(s), leave, super().act(s))
 
     def gives_up(self, state: NurseryState) -> torch.Tensor:
         """(A, B) bool: her baby's rescue is costly and another birth is still possible."""
         cfg, s = self.core.config, state
+        alive, pos, _, hunger, health = self.her_baby(s)
         another = self.core.another_baby_possible(s)
-        crying = s.hunger >= cfg.cry_threshold
-        far = crying & (chebyshev(s.mother_pos, s.baby_pos) > cfg.view_radius + FAR_BEYOND_VIEW)
-        wounded = (s.health < cfg.baby_health) & (s.health <= cfg.predator_bite)
+        crying = hunger >= cfg.cry_threshold
+        far = crying & (chebyshev(s.mother_pos, pos) > cfg.view_radius + FAR_BEYOND_VIEW)
+        wounded = (health < cfg.baby_health) & (health <= cfg.predator_bite)
         dear = crying & (s.energy - cfg.feed_cost < cfg.feed_cost)
-        return s.baby_alive & another & (far | wounded | dear)
+        return alive & another & (far | wounded | dear)
 
 
 SCRIPTED = {
