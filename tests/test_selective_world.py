@@ -158,3 +158,12 @@ def test_a_selective_run_trains_counting_the_mothers_steps_and_loads_for_evaluat
         eval_args = ["eval", "nursery", "--policy", str(out), "--episodes", "4", "--json"]
         assert main([*eval_args, "--set", f"baby_markers={markers}"]) == 0
         assert json.loads(capsys.readouterr().out)["babies_born"] == 4 * 2  # her babies, not the orphans
+
+
+def test_caring_params_lists_the_selective_preset_and_its_new_settings(capsys):
+    from analysis.cli import main
+
+    assert main(["params", "nursery"]) == 0
+    out = capsys.readouterr().out
+    assert "selective: birth_place=anywhere orphans=2 care_reach=cell hearing=marked" in out
+    assert all(name in out for name in ("orphans", "care_reach", "hearing"))
