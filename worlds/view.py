@@ -72,7 +72,6 @@ class BatchedView(ParallelEnv):
         self._obs_np_dtype = OBS_DTYPES[obs_dtype][0]
         self._action_space = Discrete(n_actions)
         self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
-        self._core_slots = len(self.possible_agents)  # the core's action slots (more where some never act)
         self.world: Any = None  # the core's state of one world, after reset()
         self._upcoming: list[tuple[Any, torch.Tensor]] = []  # next episodes of the key chain, in order
         self._renderer: Any = None
@@ -132,7 +131,7 @@ class BatchedView(ParallelEnv):
             raise ValueError("call reset() before step()")
         if not isinstance(actions, Mapping):
             raise ValueError(f"step() takes a dict of actions {{agent: int}}, got {type(actions).__name__}")
-        chosen = [0] * self._core_slots
+        chosen = [0] * self.core.A  # the core's slots: orphans' never act
         for agent, action in actions.items():
             if agent not in self._index:
                 raise ValueError(f"unknown agent {agent!r}; agents are {', '.join(self.possible_agents)}")

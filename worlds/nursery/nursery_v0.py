@@ -61,7 +61,6 @@ class NurseryEnv(BatchedView):
         slots = self.config.n_mothers * self.config.generations
         self.possible_agents = [f"mother_{i}" for i in range(slots)]
         super().__init__(NurseryCore(self.config, device), N_ACTIONS, render_mode, obs_dtype, compile)
-        self._core_slots = self.core.A  # orphans' slots: babies without a mother, who never act
 
     def step(self, actions: dict[str, Any]):
         chosen = self._chosen(actions)
