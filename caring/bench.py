@@ -256,9 +256,9 @@ def ceiling_pass(trainer: Any) -> Callable[[], float]:
     from caring import ppo
 
     c, device, net = trainer.config, trainer.device, trainer.net
-    T, N = c.rollout, c.worlds * trainer.core.A
+    T, N = c.rollout, c.worlds * trainer.core.M
     buf, _, _ = trainer.collect_rollout()
-    next_obs = trainer.obs.reshape(N, -1)
+    next_obs = trainer.mothers(trainer.obs).reshape(N, -1)
     gen = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
 

@@ -48,6 +48,12 @@ class TrainerSettings:
     beta_horizon: int = param(100, "linear schedule: updates to reach beta_min", 1, 10**7)
     beta_kappa: float = param(0.03, "exp schedule: decay per update", 0.0, 10.0)
     steps: int = param(12_000_000, "agent-steps of experience to train on", 1, 10**11)
+    warmup_world: str = param(
+        "",
+        "a curriculum's first world: the run's world with these settings changed, 'key=value,key=value' "
+        "(e.g. 'birth_place=beside,orphans=0'); trained in for warmup_steps, then the run's own world",
+    )
+    warmup_steps: int = param(0, "agent-steps of `steps` spent in warmup_world first", 0, 10**11)
     wean_steps: int = param(
         0, "agent-steps trained after `steps` with beta1 = 0 (is the habit kept once M is gone?)", 0, 10**11
     )
@@ -90,7 +96,28 @@ def _validate(self: Any) -> None:
         raise ConfigError(f"beta_min={self.beta_min} exceeds beta0={self.beta0}")
     if (self.worlds * self.rollout) % self.minibatches:
         raise ConfigError(f"worlds*rollout={self.worlds * self.rollout} is not divisible by minibatches")
+    warmup_settings(self)
     get_stream(self.method).check(self)
+
+
+def warmup_settings(config: Any) -> dict[str, str]:
+    """The world settings `warmup_world` changes ({} for a run without a warm-up), its form checked."""
+    if not config.warmup_world:
+        if config.warmup_steps:
+            raise ConfigError(f"warmup_steps={config.warmup_steps} needs a warmup_world to train in")
+        return {}
+    if not 0 < config.warmup_steps < config.steps:
+        raise ConfigError(
+            f"warmup_world needs 0 < warmup_steps < steps (got warmup_steps={config.warmup_steps}, "
+            f"steps={config.steps})"
+        )
+    settings = {}
+    for pair in config.warmup_world.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"warmup_world expects key=value,key=value; got {config.warmup_world!r}")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def _compose() -> type:

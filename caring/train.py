@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from caring import checkpoints, ppo
+from caring.config import warmup_settings
 from caring.episodes import episode_keys
 from caring.files import fsync_dir, remove_temporaries, run_lock, write_json
 from caring.protocols import Transition
@@ -30,7 +32,7 @@ from caring.runs import mother_net, run_config, run_training, run_world, schedul
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
 from worlds import rng
-from worlds.config import ConfigError
+from worlds.config import ConfigError, build_config
 
 TIMED = ("env_s", "inference_s", "stream_s", "update_s")  # speed.csv: seconds per part of an update
 METRIC_COLUMNS = (  # metrics.csv: these, then the task's train_columns, the stream's, then LOSS_COLUMNS
@@ -74,6 +76,9 @@ class Trainer:
             if not hasattr(self.task, need):
                 raise ConfigError(f"method {config.method} needs a baby; the {self.task.name} world has none")
         self.core = self.task.make_core(world, device)
+        self.warmup = self._warmup_world(config)
+        if self.warmup is not None:
+            self.core = self.task.make_core(self.warmup, device)
         torch.manual_seed(config.seed)
         self.net = mother_net(self.core.obs_dim, self.task.n_actions, config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
@@ -85,6 +90,47 @@ class Trainer:
         self.stream = stream_class(Context(config, self.task, self.core, self.net, self.out, self.device))
         self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *self.stream.columns, *LOSS_COLUMNS)
 
+    # ------------------------------------------------------------------ a curriculum's worlds
+    def _warmup_world(self, config: Any) -> Any:
+        """The warm-up stage's world (`warmup_world` applied to the run's), or None without one. It must
+        give the network the same observations and the same mothers, so one mother trains in both."""
+        settings = warmup_settings(config)
+        if not settings:
+            return None
+        try:
+            warmup = build_config(type(self.world), {**dataclasses.asdict(self.world), **settings})
+        except ConfigError as err:
+            raise ConfigError(f"warmup_world: {err}") from None
+        self.task.check_training_world(warmup)
+        final, first = self.core, self.task.make_core(warmup, "cpu")
+        for name, what in (("obs_dim", "observation size"), ("M", "number of mothers")):
+            if getattr(first, name) != getattr(final, name):
+                raise ConfigError(
+                    f"warmup_world={config.warmup_world!r} changes the {what} "
+                    f"({getattr(first, name)} vs {getattr(final, name)}); one mother cannot train in both"
+                )
+        return warmup
+
+    @property
+    def warmup_updates(self) -> int:
+        """Updates spent in the warm-up world (0 without one)."""
+        return -(-self.config.warmup_steps // self.per_update) if self.warmup is not None else 0
+
+    def world_at(self, update: int) -> Any:
+        """The world the run trains in after `update` updates: the warm-up's, then its own."""
+        return self.warmup if update < self.warmup_updates else self.world
+
+    def enter_stage(self, update: int) -> None:
+        """Make the worlds those of `update`'s stage: on a change of stage every world starts a fresh
+        episode of the new one (keys drawn from the old ones, so a run stays deterministic)."""
+        world = self.world_at(update)
+        if world == self.core.config:
+            return
+        self.core = self.task.make_core(world, self.device)
+        self.state, self.obs = self.core.reset(rng.next_key(self.state.key))
+        self.tally = self.task.start_episode(self.state)
+        self.stream.ctx = dataclasses.replace(self.stream.ctx, core=self.core)
+
     # ------------------------------------------------------------------ one update
     def collect_rollout(self) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, float]]:
         """T steps of every world, auto-resetting finished ones. -> (buffer (T, N, ...) with what the
@@ -93,10 +139,11 @@ class Trainer:
         Everything stays on the device until the rollout ends: tallies are tensors, and each world's next
         episode is made ready in one batched reset before the first step, so a world that finishes steps
         into it by a select, not a reset of its own. Only a world finishing a second episode within one
-        rollout is reset on the spot (one boolean read per step tells whether any did)."""
+        rollout is reset on the spot (one boolean read per step tells whether any did). Rows are the
+        mothers' slots (the first M of A): an orphan's slot has no mother, so no network row."""
         c, core, task, clock = self.config, self.core, self.task, self.clock
-        B, A, T = c.worlds, core.A, c.rollout
-        N = B * A
+        B, A, M, T = c.worlds, core.A, core.M, c.rollout
+        N = B * M
         buf = ppo.storage(T, N, core.obs_dim, self.device)
         with clock("env_s"):
             ready_state, ready_obs = core.reset(rng.next_key(self.state.key))  # each world's next episode
@@ -105,29 +152,30 @@ class Trainer:
             sums: dict[str, torch.Tensor] = {}
         for t in range(T):
             with clock("inference_s"):
-                obs = self.obs.reshape(N, -1)
+                obs = self.mothers(self.obs).reshape(N, -1)
                 with torch.no_grad():
                     logits, v_task, v_mat = self.net(obs)
                     probs = torch.softmax(logits, -1)
                     action = torch.multinomial(probs, 1, generator=self.gen)[:, 0]
             with clock("env_s"):
                 before = self.state
-                live = task.acting(before).reshape(N)  # agents acting in this step
-                state, out = core.step(before, action.view(B, A))
+                live = self.mothers(task.acting(before)).reshape(N)  # mothers acting in this step
+                actions = F.pad(action.view(B, M), (0, A - M))  # (B, A): orphan slots STAY (0)
+                state, out = core.step(before, actions)
             buf["obs"][t], buf["action"][t], buf["v_task"][t], buf["v_mat"][t] = obs, action, v_task, v_mat
             buf["logp"][t] = torch.log(probs.gather(1, action[:, None])[:, 0] + 1e-12)
-            buf["r_task"][t] = out.reward.reshape(N) * c.reward_scale
+            buf["r_task"][t] = self.mothers(out.reward).reshape(N) * c.reward_scale
             with clock("stream_s"):
-                recorded = self.stream.record(Transition(before, self.obs, action.view(B, A), state, out))
+                recorded = self.stream.record(Transition(before, self.obs, actions, state, out))
             for name, value in recorded.items():
                 if name not in buf:
                     buf[name] = torch.empty(T, N, *value.shape[2:], dtype=value.dtype, device=self.device)
-                buf[name][t] = value.reshape(N, *value.shape[2:])
+                buf[name][t] = self.mothers(value).reshape(N, *value.shape[2:])
             with clock("env_s"):
                 harmed, exposed = task.harm(before, out)  # (B, A) each
                 ended = task.ended(state, out)  # (B,)
                 done = out.terminated | ended[:, None]
-                buf["done"][t], buf["live"][t] = done.reshape(N).float(), live.float()
+                buf["done"][t], buf["live"][t] = self.mothers(done).reshape(N).float(), live.float()
                 counts += torch.stack([(harmed & exposed).sum(), exposed.sum(), ended.sum()])
                 self.tally = task.track(self.tally, before, out)
                 for name, value in task.outcome(self.tally, state).items():
@@ -144,6 +192,10 @@ class Trainer:
         harm, exposed_steps, episodes = counts.tolist()  # the rollout's one read of its tallies
         stats = {"harm": float(harm), "exposed": float(exposed_steps), "episodes": float(episodes)}
         return buf, stats, {name: float(value) for name, value in sums.items()}
+
+    def mothers(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, A, ...) per slot -> (B, M, ...) the mothers' slots (a view; x itself without orphans)."""
+        return x[:, : self.core.M]
 
     # ------------------------------------------------------------------ the loop
     @property
@@ -175,8 +227,8 @@ class Trainer:
             scheduled = self.update < self.updates_weaning_starts
             beta = stream.schedule.step(self.update, harm_rate) if scheduled else 0.0  # weaned: gone
             stream.after_rollout(buf, self.update, self.updates_weaning_starts)
-            N = c.worlds * self.core.A
-            losses = ppo.update(self.net, self.opt, buf, self.obs.reshape(N, -1), beta, c, self.gen, stream)
+            next_obs = self.mothers(self.obs).reshape(c.worlds * self.core.M, -1)
+            losses = ppo.update(self.net, self.opt, buf, next_obs, beta, c, self.gen, stream)
             self.clock.seconds["update_s"] = time.perf_counter() - start - rollout_s
             self.update += 1
             row = {
@@ -196,6 +248,7 @@ class Trainer:
             speed = {"update": self.update, "agent_steps_per_s": per_update / elapsed, "rollout_s": rollout_s}
             checkpoints.append_row(self.out / "speed.csv", SPEED_COLUMNS, speed | self.clock.seconds)
             self.clock = Stopwatch()
+            self.enter_stage(self.update)  # the warm-up's last update: its checkpoint holds the new worlds
             weaning = c.wean_steps and self.update == self.updates_weaning_starts  # the mother before it
             if weaning or (c.snapshot_every and self.update % c.snapshot_every == 0):
                 checkpoints.save_snapshot(self)
