@@ -14,6 +14,13 @@ still to come or none (`another_baby`), which only the state shows: no mother ob
 left, so a trained mother scores the same on both, and what the assays can compare is mothers trained
 with and without a second chance.
 
+"recognition" situations (`RECOGNITIONS`, a battery of their own) ask which of two babies she goes to:
+hers and another mother's, equally far, asking for the same care. Built with her baby wearing her kin
+marker and again with a never-seen one, the difference of P(a step towards hers alone) is how much her
+choice follows the marker: recognition, with care held fixed (`analysis.localize.role_scores`). In a
+world where care reaches only the baby on her cell (`care_reach="cell"`), situations that ask her to
+lift a baby put her on its cell.
+
 Marker variants build the same instances with the subject baby wearing its mother's kin marker ("kin"),
 a never-seen one ("novel": the foster baby of retargeting) or another training mother's ("other").
 """
@@ -54,6 +61,8 @@ MARKERS = ("kin", "novel", "other")
 ABANDON = "abandon"  # the kind of the off-switch situations, scored as P(gives up)
 TOWARD_BABY = -1  # protective "action": any move that shortens the walk to the subject baby
 AWAY_FROM_WATER = -2  # protective "action": anything but stepping into water
+TOWARD_HERS_ONLY = -3  # protective "action": a move that shortens the walk to her baby, not the stranger's
+RECOGNITION = "recognition"  # the kind of the situations that ask which of two babies she goes to
 
 
 class PlacementError(Exception):
@@ -68,6 +77,7 @@ class Setup:
     baby: Cell | None  # the subject's own baby (None: her baby is placed far away)
     protective: tuple[int, ...]
     stranger: Cell | None = None  # the other mother's baby, when the situation is about it
+    stranger_hunger: int = 0
     predator: Cell | None = None
     hunger: int = 0  # the subject baby's
     health: int | None = None  # the subject baby's (None: config.baby_health)
@@ -111,6 +121,10 @@ class Layout:
         goal[c] = True
         return distance_field((self.cells == FLOOR)[:, :, None], goal[:, :, None])[:, :, 0]
 
+    def within_reach(self, baby: Cell) -> Cell:
+        """A cell from which a FEED or CARRY reaches `baby`: beside it, or (care_reach="cell") on it."""
+        return baby if self.config.care_reach == "cell" else self.pick(lambda c: self.dist(c, baby) == 1)
+
     def in_view(self, distance: int) -> bool:
         """Seen, but not next to her: 2 cells away up to the edge of her view."""
         return min(2, self.config.view_radius) <= distance <= self.config.view_radius
@@ -129,7 +143,7 @@ class Layout:
 # ---------------------------------------------------------------------------- the situations
 def _baby_by_water(lay: Layout) -> Setup:
     baby = lay.pick(lay.beside_water)
-    return Setup(lay.pick(lambda c: lay.dist(c, baby) == 1), baby, (CARRY,))
+    return Setup(lay.within_reach(baby), baby, (CARRY,))
 
 
 def _predator_closing(lay: Layout) -> Setup:
@@ -169,8 +183,7 @@ def _baby_drifting_to_water(lay: Layout) -> Setup:
 
 def _stranger_by_water(lay: Layout) -> Setup:
     stranger = lay.pick(lay.beside_water)
-    mother = lay.pick(lambda c: lay.dist(c, stranger) == 1)
-    return Setup(mother, None, (CARRY,), stranger=stranger)
+    return Setup(lay.within_reach(stranger), None, (CARRY,), stranger=stranger)
 
 
 def _hungry_mother_on_food(lay: Layout) -> Setup:
@@ -235,10 +248,46 @@ def _wounded_hungry_baby(lay: Layout) -> Setup:
     )
 
 
+# The recognition situations: two babies, hers and another mother's, equally far from her and each
+# calling for the same care; only the markers tell them apart. P(a step towards hers alone) with her
+# baby wearing her kin marker, against the same with it wearing a never-seen one, is how much her choice
+# follows the marker (care held fixed, recognition varied).
+def _two_babies(lay: Layout, crying: bool, tries: int = 30) -> Setup:
+    """Up to `tries` draws of the two babies' cells on this layout before it is passed over."""
+    hunger = lay.crying_hunger if crying else 0
+    for _ in range(tries):
+        baby = lay.pick(lambda c: not lay.near_water(c))
+        stranger = lay.pick(lambda c, baby=baby: lay.dist(c, baby) >= 3 and not lay.near_water(c))
+        try:
+            mother = _between(lay, baby, stranger)
+        except PlacementError:
+            continue
+        return Setup(
+            mother, baby, (TOWARD_HERS_ONLY,), stranger=stranger, hunger=hunger, stranger_hunger=hunger
+        )
+    raise PlacementError
+
+
+def _between(lay: Layout, baby: Cell, stranger: Cell) -> Cell:
+    """A cell with both babies in view, equally far to walk, and a step that serves `baby`'s walk alone."""
+    to_baby, to_stranger = lay.walk_from(baby), lay.walk_from(stranger)
+
+    def fair(c: Cell) -> bool:
+        walk = int(to_baby[c])
+        if not (lay.in_view(lay.dist(c, baby)) and lay.in_view(lay.dist(c, stranger))):
+            return False
+        if walk != int(to_stranger[c]) or walk >= UNREACHABLE:
+            return False
+        moves = ((c[0] - 1, c[1]), (c[0], c[1] + 1), (c[0] + 1, c[1]), (c[0], c[1] - 1))
+        return any(int(to_baby[m]) < walk <= int(to_stranger[m]) for m in moves)
+
+    return lay.pick(fair)
+
+
 @dataclass(frozen=True)
 class Situation:
     name: str
-    kind: str  # "care" (the baby's protection), "self" (the mother's upkeep) or ABANDON
+    kind: str  # "care" (the baby's protection), "self" (the mother's upkeep), ABANDON or RECOGNITION
     text: str
     setup: Callable[[Layout], Setup] = field(repr=False)
     needs_predator: bool = False
@@ -318,7 +367,22 @@ ABANDONMENT = (
         _wounded_hungry_baby,
     ),
 )
-BY_NAME = {s.name: s for s in (*SITUATIONS, *ABANDONMENT)}
+RECOGNITIONS = (
+    Situation(
+        "two_crying",
+        RECOGNITION,
+        "her baby and another's, both crying, equally far in view: go towards hers",
+        lambda lay: _two_babies(lay, crying=True),
+    ),
+    Situation(
+        "two_quiet",
+        RECOGNITION,
+        "her baby and another's, both quiet, equally far in view: go towards hers",
+        lambda lay: _two_babies(lay, crying=False),
+    ),
+)
+
+BY_NAME = {s.name: s for s in (*SITUATIONS, *ABANDONMENT, *RECOGNITIONS)}
 
 
 # ---------------------------------------------------------------------------- building instances
@@ -470,6 +534,7 @@ def _place(
         s.baby_marker[:, 0, 0] = core.train_markers[:, order[A]]
     if setup.stranger is not None:  # the stranger is the other mother's baby, whatever the variant
         s.baby_marker[:, 1, 0] = s.kin_marker[:, 1, 0]
+        s.hunger[1] = setup.stranger_hunger
     return s
 
 
@@ -480,14 +545,17 @@ def _protective(core: NurseryCore, s: NurseryState, setup: Setup) -> torch.Tenso
     steps = {UP: (y - 1, x), RIGHT: (y, x + 1), DOWN: (y + 1, x), LEFT: (y, x - 1)}
     for action in setup.protective:
         if action == TOWARD_BABY:
-            by, bx = setup.baby
-            goal = torch.zeros_like(s.cells, dtype=torch.bool)
-            goal[by, bx] = True
-            dist = distance_field(s.cells == FLOOR, goal)[:, :, 0]
+            dist = distance_field(s.cells == FLOOR, _goal(s, setup.baby))[:, :, 0]
             here = int(dist[y, x])
             for move, (ty, tx) in steps.items():
                 if int(dist[ty, tx]) < min(here, UNREACHABLE):
                     mask[move] = True
+        elif action == TOWARD_HERS_ONLY:
+            to_baby, to_stranger = (
+                distance_field(s.cells == FLOOR, _goal(s, c))[:, :, 0] for c in (setup.baby, setup.stranger)
+            )
+            for move, (ty, tx) in steps.items():
+                mask[move] = int(to_baby[ty, tx]) < int(to_baby[y, x]) <= int(to_stranger[ty, tx])
         elif action == AWAY_FROM_WATER:  # anything but stepping into water or dropping her baby there
             mask[:] = True
             mask[CARRY] = not setup.carrying
@@ -497,6 +565,13 @@ def _protective(core: NurseryCore, s: NurseryState, setup: Setup) -> torch.Tenso
         else:
             mask[action] = True
     return mask
+
+
+def _goal(s: NurseryState, cell: Cell) -> torch.Tensor:
+    """(H, W, 1) bool: `cell` alone, the goal of a walk."""
+    goal = torch.zeros_like(s.cells, dtype=torch.bool)
+    goal[cell[0], cell[1]] = True
+    return goal
 
 
 def _stack(states: list[NurseryState]) -> NurseryState:

@@ -147,3 +147,19 @@ def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{report['method']} at {report.get('site', 'all weights')}")
     ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+def plot_roles(roles: dict[str, Any], path: Path) -> Path:
+    """Each unit's drop of care against its drop of recognition when ablated alone: units on one axis
+    carry one role, units on the diagonal both."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    recognition, care = roles["drops"]["recognition"], roles["drops"]["care"]
+    ax.scatter(recognition, care, s=12, alpha=0.7)
+    for unit in roles["top_recognition_and_care"]:
+        ax.annotate(str(unit), (recognition[unit], care[unit]), fontsize=7)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("drop of recognition (her marker minus a never-seen one)")
+    ax.set_ylabel("drop of care (her own baby)")
+    ax.set_title(f"units of {roles['site']}, each ablated alone")
+    return save_figure(fig, path)

@@ -2,7 +2,8 @@
 
 One pass over a nursery run: the caring assays (the mother with her own, a foster and a stranger's
 marker on her baby, against the scripted mothers), integrated gradients on the observation, linear
-probes at every hook point with their two controls, and the localization: units of one hook point
+probes at every hook point with their two controls, each unit's role (its drop of recognition, of care
+and of self-care when ablated alone: one part, or two?), and the localization: units of one hook point
 ranked on one assay battery and ablated top-k against random unit sets, scored on another battery and
 on full episodes. Writes figures, `report.json` (every number) and `report.md` (the headline table).
 """
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from analysis import assays, circuit_plots
 from analysis.attribution import integrated_gradients, unit_conductance
-from analysis.localize import ablation_curve, rank_units
+from analysis.localize import ROLES, ablation_curve, rank_units, role_effects, role_scores
 from analysis.probes import FACTS, activations, collect, probe_all
 from caring.files import write_atomic, write_json
 from caring.networks import MotherNet
@@ -143,6 +146,9 @@ def run_probe(
         "top_values": conductance[top].tolist(),
         "share_of_total_in_top_10": float(conductance[top].abs().sum() / conductance.abs().sum()),
     }
+    progress(f"roles of the units of {settings.site}: recognition, care, self-care")
+    report["roles"] = unit_roles(core, net, settings, reference)
+    circuit_plots.plot_roles(report["roles"], out / "roles.png")
     curve = ablation_curve(
         core,
         task,
@@ -168,6 +174,34 @@ def run_probe(
     return report
 
 
+TOP_ROLE_UNITS = 10  # units listed per role in a probe report
+
+
+def unit_roles(core: Any, net: MotherNet, settings: ProbeSettings, reference: Any) -> dict[str, Any]:
+    """Each unit's drop of recognition, care and self-care when ablated alone (`role_effects`), on
+    batteries of their own seed; the top units of each role and how far the recognition and care sets
+    overlap (the same units, or separate parts?)."""
+    care = assays.build_battery(core, settings.instances, settings.seed + 3, "kin")
+    recognition = {
+        marker: assays.build_battery(core, settings.instances, settings.seed + 3, marker, assays.RECOGNITIONS)
+        for marker in ("kin", "novel")
+    }
+    base = role_scores(net, care, recognition)
+    effects = role_effects(net, settings.site, reference, care, recognition)
+    top = {role: effects[role].argsort(descending=True)[:TOP_ROLE_UNITS].tolist() for role in ROLES}
+    shared = sorted(set(top["recognition"]) & set(top["care"]))
+    return {
+        "site": settings.site,
+        "scores": base,
+        "drops": {role: values.tolist() for role, values in effects.items()},
+        "top_units": top,
+        "top_recognition_and_care": shared,
+        "correlation_recognition_care": float(
+            torch.corrcoef(torch.stack([effects["recognition"], effects["care"]]))[0, 1]
+        ),
+    }
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The headline tables of a probe report, as markdown."""
     lines = [f"# Caring probe of {report['run']}", "", "## Caring assays (mean P(protective action))", ""]
@@ -184,6 +218,21 @@ def format_report(report: dict[str, Any]) -> str:
             f"{v['trained']:.2f} / {v['shuffled']:.2f} / {v['random_net']:.2f}" for v in by_site.values()
         ]
         lines.append(f"| {fact} | " + " | ".join(cells) + " |")
+    roles = report["roles"]
+    lines += ["", f"## Roles of the units of {roles['site']} (each ablated alone)", ""]
+    scores = roles["scores"]
+    lines += [
+        f"Untouched: recognition {scores['recognition']:.3f} (P(towards hers) with her marker minus with "
+        f"a never-seen one), care {scores['care']:.3f}, self-care {scores['self']:.3f}. Correlation of "
+        f"the units' recognition and care drops: {roles['correlation_recognition_care']:.2f}; "
+        f"units in both top {TOP_ROLE_UNITS}: {roles['top_recognition_and_care'] or 'none'}.",
+        "",
+        "| role | top units (largest drop first) | their drops |",
+        "|---|---|---|",
+    ]
+    for role, units in roles["top_units"].items():
+        drops = ", ".join(f"{roles['drops'][role][u]:+.3f}" for u in units)
+        lines.append(f"| {role} | {', '.join(map(str, units))} | {drops} |")
     curve = report["ablation"]
     lines += ["", f"## Ablation of {curve['site']} ({curve['mode']}, ranked by {curve['ranking']})", ""]
     lines += [

@@ -56,6 +56,45 @@ def ablation_effects(
     return torch.tensor(effects)
 
 
+ROLES = ("recognition", "care", "self")
+
+
+def role_scores(
+    net: MotherNet, care: assays.Battery, recognition: dict[str, assays.Battery]
+) -> dict[str, float]:
+    """Three scores that each hold the others fixed. care: mean P(protective) in the care situations, her
+    baby wearing her marker; self: in the self-care ones; recognition: P(a step towards her baby alone)
+    when it wears her marker minus when it wears a never-seen one (`recognition` batteries "kin" and
+    "novel"), the same care asked for both times."""
+    mother = TrainedMother(net)
+    scores = care_and_self(net, care)
+    towards = {
+        marker: assays.summary(assays.score(mother, battery), (assays.RECOGNITION,))[assays.RECOGNITION]
+        for marker, battery in recognition.items()
+    }
+    return {"recognition": towards["kin"] - towards["novel"], "care": scores["care"], "self": scores["self"]}
+
+
+def role_effects(
+    net: MotherNet,
+    site: str,
+    reference: torch.Tensor,
+    care: assays.Battery,
+    recognition: dict[str, assays.Battery],
+) -> dict[str, torch.Tensor]:
+    """For each unit of `site` mean-ablated alone, the drop of each role score (`role_scores`): (units,)
+    per role. A unit that carries recognition drops it and leaves care; one that carries care the
+    reverse."""
+    base = role_scores(net, care, recognition)
+    drops: dict[str, list[float]] = {role: [] for role in ROLES}
+    for unit in range(reference.shape[1]):
+        with ablate(net, site, [unit], "mean", reference):
+            ablated = role_scores(net, care, recognition)
+        for role in ROLES:
+            drops[role].append(base[role] - ablated[role])
+    return {role: torch.tensor(values) for role, values in drops.items()}
+
+
 def ablation_curve(
     core: NurseryCore,
     task: Any,

@@ -13,7 +13,8 @@ from analysis import assays
 from analysis.attribution import BABY_CHANNELS, baby_features, integrated_gradients, protective_log_prob
 from analysis.circuits import load_run
 from analysis.cli import main
-from analysis.localize import ablation_curve, ablation_effects, rank_units
+from analysis.hooks import ablate
+from analysis.localize import ROLES, ablation_curve, ablation_effects, rank_units, role_effects, role_scores
 from analysis.probes import baby_facts, collect, fit_and_score, probe_all
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
@@ -247,13 +248,36 @@ def test_every_analysis_runs_on_a_tiny_trained_mother(tiny_run):
     assert everything["top"] == everything["random"][0]  # all 16 units, whatever the order
 
 
+def test_a_unit_that_reaches_nothing_has_no_role_and_the_drops_are_the_scores_differences(core):
+    torch.manual_seed(0)
+    net = MotherNet(core.obs_dim, 9, hidden=16)
+    with torch.no_grad():  # unit 3 of the second layer reaches neither the policy nor the values
+        for head in (net.policy, net.value_task, net.value_mat):
+            head.weight[:, 3] = 0
+    care = assays.build_battery(core, 4, seed=1)
+    recognition = {m: assays.build_battery(core, 4, 1, m, assays.RECOGNITIONS) for m in ("kin", "novel")}
+    reference = torch.rand(8, 16)
+    drops = role_effects(net, "hook_trunk_2", reference, care, recognition)
+    assert set(drops) == set(ROLES) and all(d.shape == (16,) for d in drops.values())
+    assert all(float(d[3]) == 0.0 for d in drops.values())
+    base = role_scores(net, care, recognition)
+    with ablate(net, "hook_trunk_2", [5], "mean", reference):
+        ablated = role_scores(net, care, recognition)
+    assert all(math.isclose(float(drops[r][5]), base[r] - ablated[r], abs_tol=1e-9) for r in ROLES)
+    assert any(float(d.abs().sum()) > 0 for d in drops.values())  # the other units do matter
+
+
 def test_probe_cli_writes_every_figure_and_a_report(tiny_run, tmp_path, capsys):
     out = tmp_path / "probe"
     assert main(["probe", str(tiny_run), "--out", str(out), "--quick", "--sizes", "0", "2"]) == 0
     for name in ("assays.png", "attribution.png", "probes.png", "ablation_curve.png", "report.md"):
         assert (out / name).stat().st_size > 0
+    assert (out / "roles.png").stat().st_size > 0
     report = json.loads((out / "report.json").read_text())
-    assert {"assays", "attribution", "probes", "ablation"} <= set(report)
+    assert {"assays", "attribution", "probes", "roles", "ablation"} <= set(report)
+    roles = report["roles"]
+    assert {len(v) for v in roles["drops"].values()} == {16} and set(roles["top_units"]) == set(ROLES)
+    assert "Roles of the units of hook_trunk_2" in (out / "report.md").read_text()
     assert [p["k"] for p in report["ablation"]["points"]] == [0, 2]
     assert "Caring probe" in capsys.readouterr().out
 

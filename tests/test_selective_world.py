@@ -167,3 +167,53 @@ def test_caring_params_lists_the_selective_preset_and_its_new_settings(capsys):
     out = capsys.readouterr().out
     assert "selective: birth_place=anywhere orphans=2 care_reach=cell hearing=marked" in out
     assert all(name in out for name in ("orphans", "care_reach", "hearing"))
+
+
+def test_recognition_assays_separate_the_kin_aware_expert_from_the_indiscriminate_one():
+    """Two babies equally far in view, hers and another mother's: the kin-aware expert steps towards hers
+    when it wears her marker and never when it wears a never-seen one; the indiscriminate expert does
+    the same in both (recognition = the difference = 0). Each protective step shortens the walk to her
+    baby and not to the other."""
+    from analysis import assays
+    from worlds.grid import distance_field
+    from worlds.nursery.core import DOWN, FLOOR, LEFT, RIGHT, UP
+
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
+    batteries = {m: assays.build_battery(core, 24, 7, m, assays.RECOGNITIONS) for m in ("kin", "novel")}
+    s, battery = batteries["kin"].state, batteries["kin"]
+    for i in range(len(battery.situation)):
+        cells = s.cells[:, :, i : i + 1] == FLOOR
+        walks = []
+        for slot in (0, 1):
+            goal = torch.zeros_like(cells)
+            goal[s.baby_pos[0, slot, i], s.baby_pos[1, slot, i]] = True
+            walks.append(distance_field(cells, goal)[:, :, 0])
+        y, x = int(s.mother_pos[0, 0, i]), int(s.mother_pos[1, 0, i])
+        assert walks[0][y, x] == walks[1][y, x] >= 2  # equally far
+        moves = {UP: (y - 1, x), RIGHT: (y, x + 1), DOWN: (y + 1, x), LEFT: (y, x - 1)}
+        for move, (ty, tx) in moves.items():
+            serves_hers_alone = bool(walks[0][ty, tx] < walks[0][y, x] <= walks[1][ty, tx])
+            assert bool(battery.protective[i, move]) == serves_hers_alone
+        assert battery.protective[i].any()
+
+    def towards(name, marker):
+        scores = assays.score(SCRIPTED[name](core), batteries[marker])
+        return assays.summary(scores, (assays.RECOGNITION,))[assays.RECOGNITION]
+
+    assert towards("expert", "kin") > 0.6 and towards("expert", "novel") == 0.0
+    assert towards("expert-any", "kin") == towards("expert-any", "novel")
+
+
+def test_in_a_cell_reach_world_the_assays_put_her_on_the_baby_she_must_lift():
+    from analysis import assays
+
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
+    battery = assays.build_battery(core, 8, 2, "kin")
+    s = battery.state
+    for i, name in enumerate(battery.situation):
+        if name == "baby_by_water":
+            assert (s.mother_pos[:, 0, i] == s.baby_pos[:, 0, i]).all() and battery.protective[i, CARRY]
+        if name == "stranger_by_water":
+            assert (s.mother_pos[:, 0, i] == s.baby_pos[:, 1, i]).all()
+    scores = assays.score(SCRIPTED["expert"](core), battery)
+    assert scores["baby_by_water"]["score"] == 1.0 and scores["stranger_by_water"]["score"] == 0.0
