@@ -116,15 +116,15 @@ def plot_ablation(curve: dict[str, Any], path: Path) -> Path:
 
 
 def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
-    """Foster- and own-baby survival against the steering coefficient (with the random vectors), the
-    number of patched units, or the fine-tuning steps; the untreated levels as dotted lines."""
+    """Foster- and own-baby survival against the steering or target-edit coefficient (with the random
+    controls), the number of patched units, or the fine-tuning steps; the untreated levels as dotted lines."""
     fig, ax = plt.subplots(figsize=(6, 4))
     if report["method"] == "finetune":
         xs = [p["agent_steps"] for p in report["finetune_curve"]]
         ax.plot(xs, [p["baby_survival"] for p in report["finetune_curve"]], "o-", label="foster baby")
         ax.set_xlabel("fine-tuning agent-steps")
     else:
-        key = "coefficient" if report["method"] == "steer" else "units"
+        key = "units" if report["method"] == "patch" else "coefficient"
         rows = report["dose_response"]
         xs = [r[key] for r in rows]
         ax.plot(xs, [r["foster"]["baby_survival"] for r in rows], "o-", label="foster baby")
@@ -136,15 +136,22 @@ def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
                     [r["random"][i]["baby_survival"] for r in rows],
                     color="grey",
                     alpha=0.5,
-                    label="foster baby, random vector (same norm)" if i == 0 else None,
+                    label="foster baby, random edit (same norm)" if i == 0 else None,
                 )
-        ax.set_xlabel("steering coefficient" if key == "coefficient" else "patched units (top-k care units)")
+        ax.set_xlabel(
+            {
+                "steer": "steering coefficient",
+                "rewrite": "coefficient of the target edit (1 = fitted)",
+                "patch": "patched units (top-k care units)",
+            }[report["method"]]
+        )
     untreated = report["before_selection"]  # the same selection episodes as the curves
     ax.axhline(untreated["foster"]["baby_survival"], ls=":", color="C0", label="foster baby, untreated")
     ax.axhline(untreated["own"]["baby_survival"], ls=":", color="C1", label="own baby, untreated")
     ax.set_ylabel("baby survival (selection episodes)")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{report['method']} at {report.get('site', 'all weights')}")
+    where = "her kin-marker inputs" if report["method"] == "rewrite" else report.get("site", "all weights")
+    ax.set_title(f"{report['method']} at {where}")
     ax.legend(fontsize=7)
     return save_figure(fig, path)
 

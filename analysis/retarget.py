@@ -1,7 +1,7 @@
 """`caring retarget RUN --out DIR`: make a mother care for a baby whose marker she never saw.
 
 The foster world is the run's own world with every baby wearing a never-seen marker
-(`baby_markers="novel"`). Three ways to move her care, each scored by the foster baby's survival, with
+(`baby_markers="novel"`). Four ways to move her care, each scored by the foster baby's survival, with
 side effects (her own baby's survival in the kin world under the same intervention, her own survival)
 and transfer to layouts of a size she never trained on:
 
@@ -10,6 +10,12 @@ and transfer to layouts of a size she never trained on:
   against random vectors of the same norm.
 - patch: her top-k care units (the localization ranking) take the values they would have if the
   foster baby wore her kin marker (activation patching from the counterfactual observation).
+- rewrite: re-write the target itself. Her first layer reads her own kin marker (three scalars of her
+  observation); an edit of those weights and the layer's bias makes each training marker read as the
+  never-seen marker her baby would wear in the foster world (least squares over the palette's eight
+  pairs: inexact, and the report says how far), so the baby she looks for is the new one. Scaled by
+  the swept coefficient (1 = the fitted edit), against random edits of the same columns and norm.
+  Nothing else she sees is touched.
 - finetune: PPO on the foster world from her weights; the agent-steps it needs to reach the goal.
 
 The coefficient (or k) is chosen on selection episodes and reported on different test episodes.
@@ -19,8 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +48,7 @@ from caring.train import start_run
 from worlds.config import ConfigError, build_config, param, validate_fields
 from worlds.nursery.core import NurseryCore, NurseryState
 
-METHODS = ("steer", "patch", "finetune")
+METHODS = ("steer", "patch", "rewrite", "finetune")
 GOAL = 0.8  # the foster baby's survival as a share of her own baby's: the issue's success bar
 
 
@@ -64,8 +70,8 @@ class RetargetSettings:
 
     def validate(self) -> None:
         validate_fields(self)
-        if self.method == "steer" and not self.coefficients:
-            raise ConfigError("steering needs at least one coefficient")
+        if self.method in ("steer", "rewrite") and not self.coefficients:
+            raise ConfigError(f"{self.method} needs at least one coefficient")
         if self.method == "patch" and not self.units:
             raise ConfigError("patching needs at least one unit count")
         if any(k < 1 for k in self.units):
@@ -203,7 +209,7 @@ def run_retarget(
         "goal_met_before": _goal_met(before),
     }
 
-    method = {"steer": _steer, "patch": _patch, "finetune": _finetune}[settings.method]
+    method = {"steer": _steer, "patch": _patch, "rewrite": _rewrite, "finetune": _finetune}[settings.method]
     study = Study(Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress)
     extra, context, policy, controls = method(study)
     with context():
@@ -329,6 +335,89 @@ def _patch(study: Study) -> Chosen:
         PatchedMother(net, foster_core.config, settings.site, ranking[:chosen]),
         controls,
     )
+
+
+KIN_MARKER = ("kin_marker_r", "kin_marker_g", "kin_marker_b")
+
+
+def kin_marker_inputs(core: NurseryCore) -> list[int]:
+    """The observation indices of her own kin marker (three scalars after the view)."""
+    return [core.view_dim + core.scalar_names.index(name) for name in KIN_MARKER]
+
+
+def target_edit(net: MotherNet, core: NurseryCore) -> tuple[torch.Tensor, float]:
+    """(delta (hidden, 4), relative residual): the change to the first layer's kin-marker columns W and
+    bias b (delta's last column) that makes W' k + b' = W n + b for every training marker k and the
+    never-seen marker n her baby wears in its place: least squares over the palette (eight pairs, four
+    numbers per unit, so inexact; the residual says how far)."""
+    weight = net.trunk_1.weight.detach()[:, kin_marker_inputs(core)].double()  # (hidden, 3)
+    kin = core.train_markers.double() / 255.0  # (3, P): what the network sees (obs / 255)
+    novel = core.novel_markers.double() / 255.0
+    wanted = weight @ (novel - kin)  # (hidden, P)
+    affine = torch.cat([kin, torch.ones_like(kin[:1])])  # (4, P)
+    delta = wanted @ torch.linalg.pinv(affine)  # (hidden, 4)
+    residual = float((delta @ affine - wanted).norm() / wanted.norm().clamp(min=1e-12))
+    return delta.to(net.trunk_1.weight.dtype), residual
+
+
+@contextmanager
+def edited(net: MotherNet, columns: list[int], delta: torch.Tensor, coefficient: float) -> Iterator[None]:
+    """The first layer's `columns` and bias plus coefficient x delta (hidden, len(columns) + 1), restored
+    however the block ends."""
+    layer = net.trunk_1
+    saved = layer.weight.detach().clone(), layer.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            layer.weight[:, columns] += coefficient * delta[:, :-1]
+            layer.bias += coefficient * delta[:, -1]
+        yield
+    finally:
+        with torch.no_grad():
+            layer.weight.copy_(saved[0])
+            layer.bias.copy_(saved[1])
+
+
+def _rewrite(study: Study) -> Chosen:
+    """Sweep the coefficient of the fitted target edit on selection episodes, with random edits of the
+    same columns and norm."""
+    settings, task, net, progress = study.settings, study.task, study.net, study.progress
+    foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
+    columns = kin_marker_inputs(kin_core)
+    delta, residual = target_edit(net, kin_core)
+    progress(f"target edit: the kin-marker inputs and bias, relative residual {residual:.3f}")
+    generator = torch.Generator().manual_seed(settings.seed)
+    randoms = []
+    for _ in range(settings.random_vectors):
+        r = torch.randn(delta.shape, generator=generator).to(delta)
+        randoms.append(r * delta.norm() / r.norm())
+    mother, n = TrainedMother(net), settings.episodes
+    dose = []
+    for c in settings.coefficients:
+        with edited(net, columns, delta, c):
+            row = {
+                "coefficient": c,
+                "foster": measure(foster_core, task, mother, n, select_seed),
+                "own": measure(kin_core, task, mother, n, select_seed),
+                "random": [],
+            }
+        for r in randoms:
+            with edited(net, columns, r, c):
+                row["random"].append(measure(foster_core, task, mother, n, select_seed))
+        dose.append(row)
+        progress(
+            f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
+            f"{row['own']['baby_survival']:.3f}"
+        )
+    chosen = _best(dose, "coefficient")["coefficient"]
+    extra = {
+        "edited_inputs": columns,
+        "edit_norm": float(delta.norm()),
+        "edit_residual": residual,
+        "dose_response": dose,
+        "chosen_coefficient": chosen,
+    }
+    controls = [(lambda r=r: edited(net, columns, r, chosen), mother) for r in randoms]
+    return extra, lambda: edited(net, columns, delta, chosen), mother, controls
 
 
 def _finetune(study: Study) -> Chosen:

@@ -367,7 +367,33 @@ def test_patching_every_unit_acts_as_if_the_foster_baby_wore_the_kin_marker(tiny
     assert torch.equal(nothing(state, obs), TrainedMother(net)(state, obs))
 
 
-@pytest.mark.parametrize("method", ["steer", "patch", "finetune"])
+def test_the_target_edit_reads_each_training_marker_as_its_foster_marker_and_is_undone(tiny_run):
+    from analysis.retarget import edited, kin_marker_inputs, target_edit
+
+    _, core, net = load_run(tiny_run)
+    state, _ = core.reset(torch.arange(2))
+    moved = dataclasses.replace(state, kin_marker=(state.kin_marker.long() + 7).to(torch.uint8))
+    changed = (core.observe(moved)[:, 0] != core.observe(state)[:, 0]).nonzero()[:, 1].unique()
+    columns = kin_marker_inputs(core)
+    assert changed.tolist() == columns  # her kin marker's three inputs, nothing else
+    delta, residual = target_edit(net, core)
+    kin, novel = core.train_markers.float() / 255, core.novel_markers.float() / 255
+    layer = net.trunk_1
+    before = layer.weight[:, columns].detach() @ novel + layer.bias.detach()[:, None]  # (hidden, P)
+    saved = layer.weight.detach().clone(), layer.bias.detach().clone()
+    with edited(net, columns, delta, 1.0):
+        after = layer.weight[:, columns].detach() @ kin + layer.bias.detach()[:, None]
+        untouched = [c for c in range(core.obs_dim) if c not in columns]
+        assert torch.equal(layer.weight[:, untouched], saved[0][:, untouched])
+    wanted = saved[0][:, columns] @ (novel - kin)
+    assert math.isclose(float((after - before).norm() / wanted.norm()), residual, rel_tol=1e-3)
+    assert 0 < residual < 1  # better than no edit (residual 1), and inexact: eight pairs, four numbers
+    with pytest.raises(RuntimeError), edited(net, columns, delta, 3.0):
+        raise RuntimeError("interrupted")
+    assert torch.equal(layer.weight, saved[0]) and torch.equal(layer.bias, saved[1])
+
+
+@pytest.mark.parametrize("method", ["steer", "patch", "rewrite", "finetune"])
 def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, capsys, method):
     out = tmp_path / method
     budget = ["--finetune-steps", "2048"]  # 16 updates of the tiny run's 128 agent-steps
@@ -381,9 +407,11 @@ def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, caps
     report = json.loads((out / "report.json").read_text())
     assert report["new_baby_survival_after"] == printed["new_baby_survival_after"]
     assert {"foster", "own", "foster_transfer", "own_transfer"} <= set(report["after"])
-    if method == "steer":
+    if method in ("steer", "rewrite"):
         assert [row["coefficient"] for row in report["dose_response"]] == [0.0, 2.0]
         assert len(report["dose_response"][0]["random"]) == 1
+    if method == "rewrite":
+        assert 0 < report["edit_residual"] < 1 and len(report["edited_inputs"]) == 3
     if method != "finetune":  # a random intervention of the same dose, on the same test episodes
         assert len(report["controls"]) == 1 and 0 <= report["new_baby_survival_control"] <= 1
     if method == "finetune":
