@@ -18,7 +18,10 @@ and transfer to layouts of a size she never trained on:
   Nothing else she sees is touched.
 - finetune: PPO on the foster world from her weights; the agent-steps it needs to reach the goal.
 
-The coefficient (or k) is chosen on selection episodes and reported on different test episodes.
+The coefficient (or k) is chosen on selection episodes and reported on different test episodes. In a
+world with orphans (the selective preset) each intervention is also scored with both babies present
+(`baby_markers="both"`: her own wears her marker, an orphan wears her foster's): does her care move to
+the new baby, spread to it, or stay?
 """
 
 from __future__ import annotations
@@ -149,12 +152,19 @@ class Study:
 
 def measure(core: NurseryCore, task: Any, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
     result = task.evaluate(core, policy, episodes, seed)
-    return {
+    measured = {
         "baby_survival": result["baby_survival_rate"],
         "baby_survival_ci95": result["baby_survival_ci95"],
         "mother_survival": result["mother_survival_rate"],
         "babies": result["babies_born"],
     }
+    if "orphan_survival_rate" in result:  # babies nobody is paid for (in "both": the new babies)
+        measured |= {
+            "orphan_survival": result["orphan_survival_rate"],
+            "orphan_survival_ci95": result["orphan_survival_ci95"],
+            "orphans": result["orphans_born"],
+        }
+    return measured
 
 
 def run_retarget(
@@ -181,17 +191,23 @@ def run_retarget(
         marker: task.make_core(build_config(task.config_class, {**big, "baby_markers": marker}), device)
         for marker in ("kin", "novel")
     }
+    both = None  # with orphans: her own baby and a new one (orphan i wears mother i's foster marker)
+    if kin_core.config.orphans:
+        both = task.make_core(build_config(task.config_class, {**world, "baby_markers": "both"}), device)
     select_seed, test_seed = settings.seed + 1, settings.seed + 2  # rollouts use settings.seed
     mother = TrainedMother(net)
     out.mkdir(parents=True, exist_ok=True)
 
     def all_worlds(policy: Any, seed: int) -> dict[str, Any]:
-        return {
+        measured = {
             "foster": measure(foster_core, task, policy, settings.episodes, seed),
             "own": measure(kin_core, task, policy, settings.episodes, seed),
             "foster_transfer": measure(transfer["novel"], task, policy, settings.episodes, seed),
             "own_transfer": measure(transfer["kin"], task, policy, settings.episodes, seed),
         }
+        if both is not None:
+            measured["both"] = measure(both, task, policy, settings.episodes, seed)
+        return measured
 
     progress("the untreated mother")
     before = all_worlds(mother, test_seed)
@@ -229,6 +245,10 @@ def run_retarget(
         after["foster"]["mother_survival"] - before["foster"]["mother_survival"]
     )
     report["goal_met"] = _goal_met(after)
+    if both is not None:  # does her care move to the new baby, or spread to it, or neither?
+        for when, measured in (("before", before), ("after", after)):
+            report[f"new_baby_beside_own_survival_{when}"] = measured["both"]["orphan_survival"]
+            report[f"own_baby_beside_new_survival_{when}"] = measured["both"]["baby_survival"]
 
     write_json(out / "report.json", report)
     circuit_plots.plot_dose_response(report, out / "dose_response.png")

@@ -42,6 +42,11 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
         "baby_deaths": {cause: int(totals[f"deaths_{cause}"]) for cause in HARM_CAUSES},
     }
     result |= from_counts(result)
+    if core.config.orphans:  # the babies nobody is paid for: does her care reach them?
+        orphans, saved = totals["orphans_born"], totals["orphans_alive_at_end"]
+        result["orphan_survival_rate"] = saved / orphans if orphans else 0.0
+        result["orphan_survival_ci95"] = list(wilson_ci95(saved, orphans))
+        result["orphans_born"] = int(orphans)
     if core.config.generations > 1:
         result |= _generations(core, per_slot, episodes)
     return result
@@ -100,10 +105,12 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
             *(f"deaths_{c}" for c in HARM_CAUSES),
         )
     }
-    mothered = state.joined  # (A, B): slots with a mother; an orphan's baby counts nowhere
+    mothered = state.joined  # (A, B): slots with a mother; an orphan's baby counts only as an orphan
     acc["babies_born"] = (state.baby_alive & mothered).long().T  # births at reset; state is batch-last
+    orphan_born = state.baby_alive & core.orphan  # (A, B): orphans carry no events; seen alive = born
     for step in play(core, policy, state, obs):
         state, ev = step.after, step.out.events
+        orphan_born = orphan_born | (state.baby_alive & core.orphan)
         harms = [ev[f"baby_harm_{c}"] for c in HARM_CAUSES]
         acc["harm_events"] += sum(harms)
         acc["feeds"] += ev["fed"]
@@ -118,4 +125,6 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
     acc["babies_alive_at_end"] = (state.baby_alive & state.joined).long().T
     acc["mothers_alive_at_end"] = state.mother_alive.long().T
     acc["mothers_joined"] = state.joined.long().T
+    acc["orphans_born"] = orphan_born.long().T
+    acc["orphans_alive_at_end"] = (state.baby_alive & core.orphan).long().T
     return {name: value.sum(0).double() for name, value in acc.items()}

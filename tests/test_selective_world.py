@@ -158,6 +158,17 @@ def test_a_selective_run_trains_counting_the_mothers_steps_and_loads_for_evaluat
         eval_args = ["eval", "nursery", "--policy", str(out), "--episodes", "4", "--json"]
         assert main([*eval_args, "--set", f"baby_markers={markers}"]) == 0
         assert json.loads(capsys.readouterr().out)["babies_born"] == 4 * 2  # her babies, not the orphans
+    # the analyses run on it: unit roles, and retargeting scored with her own baby and a new one together
+    assert main(["probe", str(out), "--out", str(tmp_path / "probe"), "--quick", "--sizes", "0", "1"]) == 0
+    roles = json.loads((tmp_path / "probe" / "report.json").read_text())["roles"]
+    assert set(roles["scores"]) == {"recognition", "care", "self"}
+    capsys.readouterr()
+    argv = ["retarget", str(out), "--out", str(tmp_path / "rt"), "--method", "rewrite", "--quick", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    for when in ("before", "after"):
+        assert 0 <= report[f"new_baby_beside_own_survival_{when}"] <= 1
+        assert 0 <= report[f"own_baby_beside_new_survival_{when}"] <= 1
 
 
 def test_caring_params_lists_the_selective_preset_and_its_new_settings(capsys):
@@ -217,3 +228,27 @@ def test_in_a_cell_reach_world_the_assays_put_her_on_the_baby_she_must_lift():
             assert (s.mother_pos[:, 0, i] == s.baby_pos[:, 1, i]).all()
     scores = assays.score(SCRIPTED["expert"](core), battery)
     assert scores["baby_by_water"]["score"] == 1.0 and scores["stranger_by_water"]["score"] == 0.0
+
+
+def test_with_both_markers_her_baby_wears_hers_and_orphan_i_the_foster_marker_of_mother_i():
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective", "baby_markers": "both"}))
+    state, _ = core.reset(torch.arange(64))
+    M = core.M
+    assert torch.equal(state.baby_marker[:, :M], state.kin_marker[:, :M])
+    train, novel = core.train_markers.T.tolist(), core.novel_markers.T.tolist()
+    for world in range(64):
+        for i in range(M):
+            palette_index = train.index(state.kin_marker[:, i, world].tolist())
+            assert state.baby_marker[:, M + i, world].tolist() == novel[palette_index]
+    with pytest.raises(ConfigError, match="baby_markers=both needs orphans >= 1"):
+        build_config(NurseryConfig, {"baby_markers": "both"})
+
+
+def test_evaluation_counts_the_orphans_a_mother_saves_apart_from_her_own():
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
+    kin_aware = evaluate(core, SCRIPTED["expert"](core), 60, seed=4)
+    indiscriminate = evaluate(core, SCRIPTED["expert-any"](core), 60, seed=4)
+    assert kin_aware["orphans_born"] == indiscriminate["orphans_born"] == 60 * 2
+    assert kin_aware["orphan_survival_rate"] < 0.1 < 0.25 < indiscriminate["orphan_survival_rate"]
+    plain = NurseryCore(NurseryConfig())
+    assert "orphan_survival_rate" not in evaluate(plain, SCRIPTED["expert"](plain), 2, seed=0)

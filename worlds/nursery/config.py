@@ -140,8 +140,9 @@ class NurseryConfig:
     baby_markers: str = param(
         "kin",
         "what marks each mother's baby: her own kin marker, a never-seen marker "
-        "(foster), or the other mother's marker (swapped)",
-        choices=("kin", "novel", "swapped"),
+        "(foster), or the other mother's marker (swapped); both: her own kin marker, and orphan i wears "
+        "the never-seen marker mother i's foster would (does a retargeted mother's care move or spread?)",
+        choices=("kin", "novel", "swapped", "both"),
     )
 
     # Predators hunt babies; a mother's SHOO sends them back to their den.
@@ -175,3 +176,5 @@ class NurseryConfig:
             raise ConfigError("birth_interval > 0 (scheduled births) needs generations = 1")
         if self.baby_markers == "swapped" and self.n_mothers < 2:
             raise ConfigError("baby_markers=swapped needs n_mothers >= 2")
+        if self.baby_markers == "both" and self.orphans < 1:
+            raise ConfigError("baby_markers=both needs orphans >= 1 (an orphan wears the new marker)")

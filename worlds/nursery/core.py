@@ -197,6 +197,10 @@ class NurseryCore:
         self.generation = self.slots // self.founders  # (A,) 0 for the founders
         self.has_child_slot = (self.slots < self.M - self.founders)[:, None]  # (A, 1)
         self.orphan = (self.slots >= self.M)[:, None]  # (A, 1): a baby slot with no mother
+        # baby_markers="both": orphan i wears mother i's foster marker (an orphan past the mothers, its own)
+        self.foster_partner = torch.where(
+            self.orphan[:, 0] & (self.slots < 2 * self.M), self.slots - self.M, self.slots
+        )
         self.reach = 0 if cfg.care_reach == "cell" else 1  # FEED/CARRY reach (Chebyshev)
         # Cell code = terrain + 3 * food_ready  ->  (wall, hazard, food) view channels. Food shows
         # only on floor; a wall or hazard with a food timer (never in a reset world) hides it.
@@ -251,10 +255,12 @@ class NurseryCore:
         marker_draw = rng.uniform(keys, zeros_t, _S_MARKER, self.train_markers.shape[1])
         marker_order = torch.argsort(marker_draw, dim=0, stable=True)[:A]  # (A, B): distinct per world
         kin = self.train_markers[:, marker_order]  # (3, A, B)
+        novel = self.novel_markers[:, marker_order]  # (3, A, B): the foster marker of each slot
         baby_marker = {
             "kin": kin,
             "swapped": kin.roll(1, dims=1),
-            "novel": self.novel_markers[:, marker_order],
+            "novel": novel,
+            "both": torch.where(self.orphan[None], novel[:, self.foster_partner], kin),
         }[cfg.baby_markers]
         zeros = torch.zeros(A, B, dtype=torch.int64, device=dev)
         founder = (self.slots < self.founders)[:, None].expand(A, B)
