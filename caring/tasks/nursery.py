@@ -77,12 +77,16 @@ class NurseryTask:
         "feeds_per_episode": ("feeds / episode", 1),
         "guards_per_episode": ("guards / episode", 1),
         "carry_steps_per_episode": ("carry steps / episode", 0),
-        # Worlds of several generations only (NaN elsewhere): see caring.evaluate.
+        # Worlds with orphans only (the babies nobody is paid for), and worlds of several generations
+        # only (NaN elsewhere): see caring.evaluate.
+        "orphan_survival_rate": ("orphan survival", 3),
         "lineage_length": ("lineage length (generations)", 2),
         **{f"gen{g}_baby_survival": (f"gen {g} baby survival", 3) for g in GENERATIONS},
         **{f"gen{g}_mother_survival": (f"gen {g} mother survival", 3) for g in GENERATIONS},
     }
-    some_worlds_only = frozenset(k for k in eval_metrics if k == "lineage_length" or k.startswith("gen"))
+    some_worlds_only = frozenset(
+        k for k in eval_metrics if k in ("orphan_survival_rate", "lineage_length") or k.startswith("gen")
+    )
     summary_columns = (
         "baby_survival_rate",
         "harm_events_per_episode",
