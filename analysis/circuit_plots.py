@@ -170,3 +170,21 @@ def plot_roles(roles: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("drop of care (her own baby)")
     ax.set_title(f"units of {roles['site']}, each ablated alone")
     return save_figure(fig, path)
+
+
+def plot_transplant(report: dict[str, Any], path: Path) -> Path:
+    """The recipient's baby and own survival against the transplant's coefficient (selection episodes),
+    her untreated levels and the donor's as dotted lines."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = report["dose_response"]
+    xs = [r["coefficient"] for r in rows]
+    ax.plot(xs, [r["baby_survival"] for r in rows], "o-", label="her babies")
+    ax.plot(xs, [r["mother_survival"] for r in rows], "s-", label="herself")
+    ax.axhline(report["donor_untreated"]["baby_survival"], ls=":", color="C2", label="donor's babies")
+    ax.axhline(report["before_selection"]["baby_survival"], ls=":", color="C0", label="her babies, untreated")
+    ax.set_xlabel(f"coefficient of the donor's {len(report['units'])} care units ({report['method']})")
+    ax.set_ylabel("survival (selection episodes)")
+    ax.set_ylim(0, 1)
+    ax.set_title("transplant into a mother who never cared")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)

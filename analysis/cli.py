@@ -19,6 +19,7 @@ from analysis.maternal_audit import action_preferences, format_audit, load_judge
 from analysis.retarget import RetargetSettings, pooled, run_retarget
 from analysis.sweep import cell_path, load_experiment, run_sweep, write_results
 from analysis.switch import SwitchSettings, format_switch, run_switch
+from analysis.transplant import TransplantSettings, run_transplant
 from caring.commands import EPISODES, SEED, device, finite_float, run
 from caring.files import write_json
 from caring.policies import load_policy
@@ -227,6 +228,33 @@ def cmd_retarget(args: argparse.Namespace) -> None:
     print(f"wrote {out}/: {written}")
 
 
+QUICK_TRANSPLANT = {
+    "episodes": 32,
+    "fit_episodes": 8,
+    "instances": 4,
+    "random_sets": 1,
+    "coefficients": (0.0, 1.0),
+}
+
+
+def cmd_transplant(args: argparse.Namespace) -> None:
+    """Give a mother who never cared a donor's care units, with no RL on her."""
+    coefficients = tuple(args.coefficients) if args.coefficients else None
+    settings = settings_from(args, TransplantSettings, QUICK_TRANSPLANT, coefficients=coefficients)
+    out = Path(args.out)
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    report = run_transplant(args.donor, args.recipient, out, settings, device(args.device), log)
+    keys = ("baby_survival_before", "baby_survival_after", "baby_survival_control", "mother_survival_change",
+            "chosen_coefficient", "adapter_heldout_r2")  # fmt: skip
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("method", "units", *keys)}))
+        return
+    for key in keys:
+        value = report[key]
+        print(f"{key:24s} {value:.3f}" if isinstance(value, float) else f"{key:24s} {value}")
+    print(f"wrote {out}/: report.json, dose_response.png")
+
+
 def add_commands(sub: Any) -> None:
     """The analysis layer's commands, on an argparse subparsers object."""
     p = sub.add_parser("sweep", help="train and evaluate a grid of methods x seeds in parallel (resumable)")
@@ -320,6 +348,26 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     p.set_defaults(func=cmd_retarget)
+
+    p = sub.add_parser(
+        "transplant", help="give a mother who never cared a donor's care units, with no RL on her"
+    )
+    p.add_argument("donor", help="a nursery run that cares (its top care units are transplanted)")
+    p.add_argument("recipient", help="a run of the same world trained with baby_reward_weight=0")
+    p.add_argument("--out", required=True, help="directory for report.json and dose_response.png")
+    p.add_argument("--method", help="graft (the donor's own layers) or adapter (from hers) (graft)")
+    p.add_argument("--units", type=int, help="the donor's top care units transplanted (16)")
+    p.add_argument("--coefficients", type=finite_float, nargs="+", help="readout coefficients (0 0.5 1 2 4)")
+    p.add_argument("--episodes", type=int, help="episodes per measurement (200)")
+    p.add_argument(
+        "--fit-episodes", dest="fit_episodes", type=int, help="donor rollouts for the adapter (64)"
+    )
+    p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit-set controls (3)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
+    p.set_defaults(func=cmd_transplant)
 
     p = sub.add_parser("develop", help="how a nursery mother's care developed: her snapshots over training")
     p.add_argument(

@@ -23,11 +23,15 @@ class TrainedMother:
     def __init__(self, net: MotherNet):
         self.net = net.eval()
 
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (N, obs_dim) -> (N, n_actions): what her actions are sampled from."""
+        return self.net(obs)[0]
+
     @torch.no_grad()
     def __call__(self, state: Any, obs: torch.Tensor) -> torch.Tensor:
         B, A, D = obs.shape
         n = self.net.n_actions
-        logits, _, _ = self.net(obs.reshape(B * A, D))
+        logits = self.logits(obs.reshape(B * A, D))
         u = rng.uniform(state.key, state.t, _S_SAMPLE, A * n).T.reshape(B * A, n)
         gumbel = -torch.log(-torch.log(u.clamp(1e-7, 1 - 1e-7)))
         return (logits + gumbel).argmax(-1).view(B, A)
