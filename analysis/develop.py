@@ -2,8 +2,11 @@
 on the same held-out episodes, assays and probe states, so the curves answer "when does the caring
 drive appear — before or after her babies start to live?".
 
-Per snapshot: baby and mother survival on `episodes` evaluation episodes; the caring assays' care score
-for her own baby, a stranger's ("other" marker) and a never-seen one ("novel"), and her self-care score;
+Per snapshot: baby and mother survival on `episodes` evaluation episodes, and her babies' survival when
+they wear a never-seen marker (the foster world: does her care need the marker yet?), with the orphans'
+survival where the world has orphans; the caring assays' care score for her own baby, a stranger's
+("other" marker) and a never-seen one ("novel"), her self-care score, and recognition (towards her baby
+alone when it wears her marker, minus when it wears a never-seen one: `analysis.localize.role_scores`);
 held-out linear-probe scores of the baby facts at `site`, on states the expert visits (the same states for
 every snapshot, so a change is her representation's, not her behaviour's); and the care her final
 self's located units carry in her: the care score's drop when the `units` units the finished mother
@@ -25,16 +28,17 @@ import torch
 from analysis import assays
 from analysis.circuits import check_hidden_site, load_run
 from analysis.hooks import ablate
-from analysis.localize import ablation_effects, care_and_self
+from analysis.localize import ablation_effects, care_and_self, role_scores
 from analysis.probes import FACTS, activations, collect, fit_and_score, heldout
 from caring.checkpoints import committed_update
 from caring.files import read_json, write_atomic, write_json
 from caring.plots import save_figure
 from caring.policies import TrainedMother, load_policy
 from caring.runs import load_mother, run_config, run_training, snapshots
-from worlds.config import ConfigError, param, validate_fields
+from worlds.config import ConfigError, build_config, param, validate_fields
 
 FILE = "develop.json"
+MEASURES = 2  # what a row holds; rows of an earlier version are measured again
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,14 @@ def develop(
     out.mkdir(parents=True, exist_ok=True)
     done = _earlier_rows(out / FILE, settings, run)
     batteries = {m: assays.build_battery(core, settings.instances, settings.seed, m) for m in assays.MARKERS}
+    batteries |= {
+        f"recognition_{m}": assays.build_battery(
+            core, settings.instances, settings.seed, m, assays.RECOGNITIONS
+        )
+        for m in ("kin", "novel")
+    }
+    world = dataclasses.asdict(core.config) | {"baby_markers": "novel"}
+    foster = task.make_core(build_config(task.config_class, world), device)
     data = collect(core, load_policy("expert", core, task), settings.probe_episodes, settings.seed + 1)
     reference = activations(final, data.obs)[settings.site]
     ranking = ablation_effects(
@@ -96,11 +108,12 @@ def develop(
         if key not in done:
             log(f"snapshot at update {update} ({update * per_update:,} agent-steps)")
             net = final if path is None else load_mother(run, core, task, path)
-            done[key] = _measure(core, task, net, batteries, data, test, top, settings) | {
+            done[key] = _measure(core, foster, task, net, batteries, data, test, top, settings) | {
                 "update": update,
                 "agent_steps": update * per_update,
             }
-            write_json(out / FILE, {"run": str(run), "settings": dataclasses.asdict(settings), "rows": done})
+            saved = {"run": str(run), "settings": dataclasses.asdict(settings), "measures": MEASURES}
+            write_json(out / FILE, saved | {"rows": done})
         rows.append(done[key])
     _write_csv(rows, out / "develop.csv")
     plot_development(rows, out / "develop.png", str(run))
@@ -109,6 +122,7 @@ def develop(
 
 def _measure(
     core: Any,
+    foster: Any,
     task: Any,
     net: Any,
     batteries: dict[str, assays.Battery],
@@ -120,6 +134,13 @@ def _measure(
     mother = TrainedMother(net)
     result = task.evaluate(core, mother, settings.episodes, settings.seed)
     row = {"baby_survival": result["baby_survival_rate"], "mother_survival": result["mother_survival_rate"]}
+    row["foster_baby_survival"] = task.evaluate(foster, mother, settings.episodes, settings.seed)[
+        "baby_survival_rate"
+    ]
+    if "orphan_survival_rate" in result:
+        row["orphan_survival"] = result["orphan_survival_rate"]
+    recognition = {m: batteries[f"recognition_{m}"] for m in ("kin", "novel")}
+    row["recognition"] = role_scores(net, batteries["kin"], recognition)["recognition"]
     own = care_and_self(net, batteries["kin"])
     row |= {"care_kin": own["care"], "self_care": own["self"]}
     row |= {f"care_{m}": care_and_self(net, batteries[m])["care"] for m in ("other", "novel")}
@@ -142,6 +163,7 @@ def _earlier_rows(path: Path, settings: DevelopSettings, run: Path) -> dict[str,
         isinstance(saved, dict)
         and saved.get("run") == str(run)
         and saved.get("settings") == dataclasses.asdict(settings)
+        and saved.get("measures") == MEASURES
         and isinstance(saved.get("rows"), dict)
     )
     return dict(saved["rows"]) if same else {}
@@ -163,7 +185,12 @@ def plot_development(rows: list[dict[str, Any]], path: Path, title: str) -> Path
     panels = [
         (
             "behaviour (evaluation episodes)",
-            {"baby survival": "baby_survival", "mother survival": "mother_survival"},
+            {
+                "baby survival": "baby_survival",
+                "baby survival, never-seen marker": "foster_baby_survival",
+                "orphan survival": "orphan_survival",
+                "mother survival": "mother_survival",
+            },
         ),
         (
             "caring assays: P(protective action)",
@@ -172,6 +199,7 @@ def plot_development(rows: list[dict[str, Any]], path: Path, title: str) -> Path
                 "care, another's baby": "care_other",
                 "care, never-seen baby": "care_novel",
                 "self-care": "self_care",
+                "recognition (own minus never-seen)": "recognition",
                 "care, own baby, final top units ablated": "care_without_final_units",
             },
         ),
@@ -179,6 +207,8 @@ def plot_development(rows: list[dict[str, Any]], path: Path, title: str) -> Path
     ]
     for ax, (name, series) in zip(axes, panels, strict=True):
         for label, key in series.items():
+            if key not in rows[0]:
+                continue  # e.g. orphan survival in a world without orphans
             ax.plot(steps, [row[key] for row in rows], marker="o", markersize=3, label=label)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("agent-steps (millions)")

@@ -20,8 +20,16 @@ def test_develop_measures_every_snapshot_and_continues_where_it_stopped(tmp_path
     assert [int(r["update"]) for r in rows] == [0, 2, 3]  # untrained, a snapshot, the finished mother
     assert [int(r["agent_steps"]) for r in rows] == [0, 256, 384]
     for row in rows:
-        for key in ("baby_survival", "care_kin", "care_other", "care_novel", "self_care"):
+        for key in (
+            "baby_survival",
+            "foster_baby_survival",
+            "care_kin",
+            "care_other",
+            "care_novel",
+            "self_care",
+        ):
             assert 0.0 <= float(row[key]) <= 1.0
+        assert -1.0 <= float(row["recognition"]) <= 1.0
     assert rows[1]["care_kin"] != rows[2]["care_kin"]  # two different mothers, measured apart
     assert (out / "develop.png").stat().st_size > 10_000
 
