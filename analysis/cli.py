@@ -20,6 +20,7 @@ from analysis.retarget import RetargetSettings, pooled, run_retarget
 from analysis.sweep import cell_path, load_experiment, run_sweep, write_results
 from analysis.switch import SwitchSettings, format_switch, run_switch
 from analysis.transplant import TransplantSettings, run_transplant
+from analysis.universality import CompareSettings, compare
 from caring.commands import EPISODES, SEED, device, finite_float, run
 from caring.files import write_json
 from caring.policies import load_policy
@@ -255,6 +256,18 @@ def cmd_transplant(args: argparse.Namespace) -> None:
     print(f"wrote {out}/: report.json, dose_response.png")
 
 
+QUICK_COMPARE = {"episodes": 8, "instances": 4}
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Is it the same drive in mothers of different seeds? CKA, aligned probe directions, unit roles."""
+    settings = settings_from(args, CompareSettings, QUICK_COMPARE)
+    out = Path(args.out)
+    compare(args.run, out, settings, device(args.device), lambda m: print(m, flush=True))
+    print((out / "report.md").read_text())
+    print(f"wrote {out}/: report.json, report.md, cka.png")
+
+
 def add_commands(sub: Any) -> None:
     """The analysis layer's commands, on an argparse subparsers object."""
     p = sub.add_parser("sweep", help="train and evaluate a grid of methods x seeds in parallel (resumable)")
@@ -368,6 +381,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     p.set_defaults(func=cmd_transplant)
+
+    p = sub.add_parser("compare", help="is it the same caring drive in mothers of different seeds?")
+    p.add_argument("run", nargs="+", help="nursery run directories of one world (two or more)")
+    p.add_argument("--out", required=True, help="directory for report.json, report.md and cka.png")
+    p.add_argument("--site", help="hidden layer compared (hook_trunk_2)")
+    p.add_argument("--episodes", type=int, help="expert rollouts whose states every mother reads (64)")
+    p.add_argument("--instances", type=int, help="instances of each assay situation (32)")
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--quick", action="store_true", help="small settings for a first look")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("develop", help="how a nursery mother's care developed: her snapshots over training")
     p.add_argument(
