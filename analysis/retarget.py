@@ -447,7 +447,15 @@ def _finetune(study: Study) -> Chosen:
     saved = dataclasses.asdict(run_training(study.run))
     config = build_config(
         TrainConfig,
-        {**saved, "method": "ppo", "steps": settings.finetune_steps, "wean_steps": 0, "seed": settings.seed},
+        {
+            **saved,
+            "method": "ppo",
+            "steps": settings.finetune_steps,
+            "wean_steps": 0,
+            "warmup_world": "",  # the baseline trains in the foster world only
+            "warmup_steps": 0,
+            "seed": settings.seed,
+        },
     )
     shutil.rmtree(out / "finetune", ignore_errors=True)  # the baseline always starts from her weights
     trainer = start_run(
