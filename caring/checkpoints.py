@@ -139,7 +139,7 @@ def restore(trainer: Any) -> None:
     tensors, meta, where = found
     _upgrade_legacy(tensors, meta)
     _check_meta(where, meta, trainer)
-    trainer.enter_stage(meta["update"])  # a curriculum's checkpoint holds the worlds of its stage
+    trainer.enter_stage(meta["update"], stagger=False)  # a curriculum's checkpoint holds its stage's worlds
     dev = trainer.device
     fields = dataclasses.fields(trainer.task.state_class)
     expected = {f"world.{f.name}": getattr(trainer.state, f.name) for f in fields}

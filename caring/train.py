@@ -120,9 +120,10 @@ class Trainer:
         """The world the run trains in after `update` updates: the warm-up's, then its own."""
         return self.warmup if update < self.warmup_updates else self.world
 
-    def enter_stage(self, update: int) -> None:
+    def enter_stage(self, update: int, stagger: bool = True) -> None:
         """Make the worlds those of `update`'s stage: on a change of stage every world starts a fresh
-        episode of the new one (keys drawn from the old ones, so a run stays deterministic)."""
+        episode of the new one (keys drawn from the old ones, so a run stays deterministic), staggered
+        (`stagger_episodes`) unless a checkpoint is about to replace them."""
         world = self.world_at(update)
         if world == self.core.config:
             return
@@ -130,6 +131,34 @@ class Trainer:
         self.state, self.obs = self.core.reset(rng.next_key(self.state.key))
         self.tally = self.task.start_episode(self.state)
         self.stream.ctx = dataclasses.replace(self.stream.ctx, core=self.core)
+        if stagger:
+            self.stagger_episodes()
+
+    @torch.no_grad()
+    def stagger_episodes(self) -> None:
+        """Spread fresh episodes over their phases: world b first plays k_b steps (uniform in [0,
+        max_cycles)) with the current mother, not trained on, so that an update's rollout does not see
+        every world at the same moment of its episode (as after a reset of all worlds together, which
+        only deaths would undo: a stage of competent mothers stays in step for millions of agent-steps).
+        A world whose episode ends meanwhile plays on into its next one."""
+        core, task, B, M = self.core, self.task, self.config.worlds, self.core.M
+        steps = torch.randint(0, core.config.max_cycles, (B,), generator=self.gen, device=self.device)
+        for t in range(core.config.max_cycles):
+            playing = steps > t  # (B,)
+            if not bool(playing.any()):
+                break
+            logits, _, _ = self.net(self.mothers(self.obs).reshape(B * M, -1))
+            action = torch.multinomial(torch.softmax(logits, -1), 1, generator=self.gen)[:, 0]
+            state, out = core.step(self.state, F.pad(action.view(B, M), (0, core.A - M)))
+            tally = task.track(self.tally, self.state, out)
+            self.tally = {k: torch.where(playing, tally[k], v) for k, v in self.tally.items()}
+            self.state = self.state.where(playing, state)
+            self.obs = torch.where(playing[:, None, None], out.obs, self.obs)
+            ended = playing & task.ended(state, out)
+            if bool(ended.any()):
+                self.state, self.obs = core.reset_done(self.state, self.obs, ended)
+                fresh = task.start_episode(self.state)
+                self.tally = {k: torch.where(ended, fresh[k], v) for k, v in self.tally.items()}
 
     # ------------------------------------------------------------------ one update
     def collect_rollout(self) -> tuple[dict[str, torch.Tensor], dict[str, float], dict[str, float]]:

@@ -34,10 +34,15 @@ def test_the_warm_up_trains_in_its_world_then_the_run_in_its_own(tmp_path):
     assert trainer.core.config.orphans == 0 and trainer.core.config.birth_place == "beside"
     seen = []
 
+    clocks = {}
+
     def watch(update, total, row, speed):
         seen.append((update, trainer.core.config.orphans, trainer.state.baby_alive.shape[0]))
+        clocks[update] = trainer.state.t.clone()
 
     trainer.run(watch)
+    # the new world's episodes start staggered over their phases, not all at step 0 together
+    assert len(clocks[2].unique()) >= 5 and int(clocks[2].max()) > 8
     # after update 2 (the warm-up's last) the worlds are the run's own: 2 mothers' babies + 2 orphans
     assert seen == [(1, 0, 2), (2, 2, 4), (3, 2, 4), (4, 2, 4)]
     assert trainer.core.config == SELECTIVE and trainer.stream.ctx.core is trainer.core
