@@ -252,3 +252,28 @@ def test_evaluation_counts_the_orphans_a_mother_saves_apart_from_her_own():
     assert kin_aware["orphan_survival_rate"] < 0.1 < 0.25 < indiscriminate["orphan_survival_rate"]
     plain = NurseryCore(NurseryConfig())
     assert "orphan_survival_rate" not in evaluate(plain, SCRIPTED["expert"](plain), 2, seed=0)
+
+
+def test_the_sensing_expert_knows_her_baby_only_by_sight_cry_or_memory():
+    """In view she walks to it; silent and out of view she does not know where it is (she wanders, the
+    omniscient expert walks straight there); crying and the nearest cry, she follows it; once known she
+    remembers it out of view. Over whole episodes her senses cost her babies, not herself."""
+    from worlds.nursery.core import DOWN, RIGHT
+
+    core = make_core(n_mothers=1, height=12, width=12, view_radius=2)
+    sensing, omniscient = SCRIPTED["expert-senses"](core), SCRIPTED["expert"](core)
+    seen = scenario(core, mothers=[(2, 2)], babies=[(2, 4)], t=30)
+    assert sensing.act(seen)[0, 0] == RIGHT == omniscient.act(seen)[0, 0]
+    far = scenario(core, mothers=[(2, 2)], babies=[(9, 2)], t=30)
+    assert omniscient.act(far)[0, 0] == DOWN
+    fresh = SCRIPTED["expert-senses"](core)
+    assert not fresh._sense(far)[0].any()  # she has a baby, and no idea where
+    crying = scenario(core, mothers=[(2, 2)], babies=[(9, 2)], hunger=[20], t=30)
+    assert fresh.act(crying)[0, 0] == DOWN  # the cry leads her
+    assert fresh._sense(far)[0].all()  # quiet again: she remembers where the cry came from
+
+    world = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
+    senses = evaluate(world, SCRIPTED["expert-senses"](world), 120, seed=2)
+    full = evaluate(world, SCRIPTED["expert"](world), 120, seed=2)
+    assert senses["baby_survival_ci95"][1] < full["baby_survival_ci95"][0]
+    assert senses["mother_survival_rate"] >= 0.95 and senses["orphan_survival_rate"] < 0.1

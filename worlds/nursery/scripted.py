@@ -212,12 +212,54 @@ class GivesUpMother(ExpertMother):
         return alive & another & (far | wounded | dear)
 
 
+class SensingExpert(ExpertMother):
+    """The kin-aware expert limited to what a mother senses: the fair reference for a trained mother, who
+    reads her observation, not the world's state. She knows where her baby is while it is in her view or
+    is the crying baby she hears (the nearest cry: its direction, and its marker where hearing is
+    marked), remembers where she last knew it to be until she gets there, and otherwise, once she has
+    given birth, wanders safely until she finds it. Memory lives in the policy (one episode per world at
+    a time; a world at step 0 starts afresh), so use one instance per evaluation."""
+
+    def __init__(self, core: NurseryCore):
+        super().__init__(core)
+        self.last: torch.Tensor | None = None  # (2, A, B) where she last knew her baby to be; -1: nowhere
+        self.belief: tuple[torch.Tensor, ...] | None = None
+
+    def act(self, state: NurseryState) -> torch.Tensor:
+        self.belief = self._sense(state)
+        act = super().act(state)
+        searching = state.has_given_birth & ~self.belief[0] & (act == STAY)
+        return torch.where(searching, self._safe_random_move(state), act)
+
+    def her_baby(self, state: NurseryState) -> tuple[torch.Tensor, ...]:
+        return self.belief if self.belief is not None else self._sense(state)
+
+    def _sense(self, state: NurseryState) -> tuple[torch.Tensor, ...]:
+        cfg, s = self.core.config, state
+        alive, pos, carrier, hunger, health = super().her_baby(s)
+        crying = s.baby_alive & (s.hunger >= cfg.cry_threshold)  # (babies, B)
+        rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
+        dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
+        _, nearest = argmin_(dist, 1)  # (A, B): the cry she hears, as the world computes it
+        heard = any_(crying, 0)[None] & (nearest == self.babies(s))
+        known = alive & ((chebyshev(s.mother_pos, pos) <= cfg.view_radius) | heard)
+        if self.last is None or self.last.shape != pos.shape:
+            self.last = torch.full_like(pos, -1)
+        last = torch.where((s.t == 0)[None, None], -1, self.last)  # a new episode: nothing known yet
+        last = torch.where(known[None], pos, last)
+        there = (last[0] >= 0) & ~known & (chebyshev(s.mother_pos, last) == 0)  # not where she left it
+        self.last = torch.where(there[None], -1, last)
+        believed = known | (self.last[0] >= 0)
+        return alive & believed, torch.where(known[None], pos, self.last), carrier, hunger, health
+
+
 SCRIPTED = {
     "expert": ExpertMother,
     "expert-no-feed": lambda core: ExpertMother(core, feed=False),
     "expert-no-guard": lambda core: ExpertMother(core, guard=False),
     "expert-no-carry": lambda core: ExpertMother(core, carry=False),
     "expert-any": lambda core: ExpertMother(core, kin=False),
+    "expert-senses": SensingExpert,
     "expert-gives-up": GivesUpMother,
     "negligent": NegligentMother,
     "random": RandomMother,
