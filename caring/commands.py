@@ -613,9 +613,13 @@ def cmd_params(args: argparse.Namespace) -> None:
         rows = [(name, kind, defaults[name], meaning) for name, kind, _, meaning in describe(TrainConfig)]
     else:
         rows = describe(task.config_class)
-    widths = [max(len(str(row[i])) for row in rows) for i in range(3)]  # a long default stays aligned
+    rows = [
+        (name, kind, "''" if default == "" else str(default), meaning)
+        for name, kind, default, meaning in rows
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]  # a long default stays aligned
     for name, kind, default, meaning in rows:
-        print(f"{name:{widths[0]}s} {kind:{widths[1]}s} {default!s:{widths[2]}s} {meaning}")
+        print(f"{name:{widths[0]}s} {kind:{widths[1]}s} {default:{widths[2]}s} {meaning}")
 
 
 def run(argv: list[str] | None, *extensions: Callable[[Any], None]) -> int:
