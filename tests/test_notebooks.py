@@ -11,8 +11,13 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01_quickstart", "02_caring_circuits", "03_retargeting"]
+def test_the_four_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_quickstart",
+        "02_caring_circuits",
+        "03_retargeting",
+        "04_selective_care",
+    ]
 
 
 def key_numbers(path: Path, monkeypatch) -> dict[str, float]:
@@ -53,3 +58,13 @@ def test_retargeting_measures_her_own_and_a_foster_baby(monkeypatch):
     assert key["own"] >= 0.8
     assert key["steered_0"] == key["random_0"] == key["foster"]  # a zero dose changes nothing
     assert 0.0 <= key["foster"] <= 1.0
+
+
+def test_selective_care_shows_a_mother_who_tells_her_baby_apart(monkeypatch):
+    key = key_numbers(notebook("04_selective_care"), monkeypatch)
+    assert key["expert_own"] > key["expert-any_own"] + 0.1  # in this world selectivity pays
+    assert key["expert_foster"] == 0.0 and key["expert_orphans"] == 0.0
+    assert key["trained_own"] > key["trained_foster"] + 0.1  # she cares for hers, not a never-seen baby
+    # a zero edit changes nothing: the same episodes as her untreated row
+    assert key["rewrite_0_foster"] == key["trained_foster"]
+    assert 0.0 <= key["rewrite_1_foster"] <= 1.0 and 0.0 <= key["rewrite_1_new_beside_own"] <= 1.0
