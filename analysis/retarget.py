@@ -272,35 +272,13 @@ def _best(dose: list[dict], key: str) -> dict:
 
 def _steer(study: Study) -> Chosen:
     """Sweep the steering coefficient on selection episodes, with random vectors of the same norm."""
-    settings, task, net, progress = study.settings, study.task, study.net, study.progress
-    foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
-    progress(f"steering vector at {settings.site}")
-    foster, kin = paired_observations(foster_core, net, settings.vector_episodes, settings.seed)
+    settings, net = study.settings, study.net
+    study.progress(f"steering vector at {settings.site}")
+    foster, kin = paired_observations(study.foster_core, net, settings.vector_episodes, settings.seed)
     vector = steering_vector(net, settings.site, foster, kin)
-    generator = torch.Generator().manual_seed(settings.seed)
-    randoms = []
-    for _ in range(settings.random_vectors):
-        r = torch.randn(vector.shape, generator=generator).to(vector)
-        randoms.append(r * vector.norm() / r.norm())
-    mother, n = TrainedMother(net), settings.episodes
-    dose = []
-    for c in settings.coefficients:
-        with steer(net, settings.site, vector, c):
-            row = {
-                "coefficient": c,
-                "foster": measure(foster_core, task, mother, n, select_seed),
-                "own": measure(kin_core, task, mother, n, select_seed),
-                "random": [],
-            }
-        for r in randoms:
-            with steer(net, settings.site, r, c):
-                row["random"].append(measure(foster_core, task, mother, n, select_seed))
-        dose.append(row)
-        progress(
-            f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
-            f"{row['own']['baby_survival']:.3f}"
-        )
-    chosen = _best(dose, "coefficient")["coefficient"]
+    dose, chosen, controls, apply = _coefficient_sweep(
+        study, vector, lambda v, c: steer(net, settings.site, v, c)
+    )
     extra = {
         "site": settings.site,
         "vector_norm": float(vector.norm()),
@@ -308,8 +286,45 @@ def _steer(study: Study) -> Chosen:
         "dose_response": dose,
         "chosen_coefficient": chosen,
     }
-    controls = [(lambda r=r: steer(net, settings.site, r, chosen), mother) for r in randoms]
-    return extra, lambda: steer(net, settings.site, vector, chosen), mother, controls
+    return extra, apply, TrainedMother(net), controls
+
+
+Intervention = Callable[[torch.Tensor, float], Any]  # (direction, coefficient) -> a context manager
+
+
+def _coefficient_sweep(
+    study: Study, direction: torch.Tensor, intervention: Intervention
+) -> tuple[list[dict], float, list[tuple[Callable[[], Any], Any]], Callable[[], Any]]:
+    """The dose-response of an intervention along `direction` over the settings' coefficients, on
+    selection episodes, each beside random directions of the same norm: (rows, the chosen coefficient,
+    the random controls at it, the chosen intervention)."""
+    settings, task, progress = study.settings, study.task, study.progress
+    generator = torch.Generator().manual_seed(settings.seed)
+    randoms = []
+    for _ in range(settings.random_vectors):
+        r = torch.randn(direction.shape, generator=generator).to(direction)
+        randoms.append(r * direction.norm() / r.norm())
+    mother, n, seed = TrainedMother(study.net), settings.episodes, study.select_seed
+    dose = []
+    for c in settings.coefficients:
+        with intervention(direction, c):
+            row = {
+                "coefficient": c,
+                "foster": measure(study.foster_core, task, mother, n, seed),
+                "own": measure(study.kin_core, task, mother, n, seed),
+                "random": [],
+            }
+        for r in randoms:
+            with intervention(r, c):
+                row["random"].append(measure(study.foster_core, task, mother, n, seed))
+        dose.append(row)
+        progress(
+            f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
+            f"{row['own']['baby_survival']:.3f}"
+        )
+    chosen = _best(dose, "coefficient")["coefficient"]
+    controls = [(lambda r=r: intervention(r, chosen), mother) for r in randoms]
+    return dose, chosen, controls, lambda: intervention(direction, chosen)
 
 
 def _patch(study: Study) -> Chosen:
@@ -400,35 +415,11 @@ def edited(net: MotherNet, columns: list[int], delta: torch.Tensor, coefficient:
 def _rewrite(study: Study) -> Chosen:
     """Sweep the coefficient of the fitted target edit on selection episodes, with random edits of the
     same columns and norm."""
-    settings, task, net, progress = study.settings, study.task, study.net, study.progress
-    foster_core, kin_core, select_seed = study.foster_core, study.kin_core, study.select_seed
-    columns = kin_marker_inputs(kin_core)
-    delta, residual = target_edit(net, kin_core)
+    net, progress = study.net, study.progress
+    columns = kin_marker_inputs(study.kin_core)
+    delta, residual = target_edit(net, study.kin_core)
     progress(f"target edit: the kin-marker inputs and bias, relative residual {residual:.3f}")
-    generator = torch.Generator().manual_seed(settings.seed)
-    randoms = []
-    for _ in range(settings.random_vectors):
-        r = torch.randn(delta.shape, generator=generator).to(delta)
-        randoms.append(r * delta.norm() / r.norm())
-    mother, n = TrainedMother(net), settings.episodes
-    dose = []
-    for c in settings.coefficients:
-        with edited(net, columns, delta, c):
-            row = {
-                "coefficient": c,
-                "foster": measure(foster_core, task, mother, n, select_seed),
-                "own": measure(kin_core, task, mother, n, select_seed),
-                "random": [],
-            }
-        for r in randoms:
-            with edited(net, columns, r, c):
-                row["random"].append(measure(foster_core, task, mother, n, select_seed))
-        dose.append(row)
-        progress(
-            f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
-            f"{row['own']['baby_survival']:.3f}"
-        )
-    chosen = _best(dose, "coefficient")["coefficient"]
+    dose, chosen, controls, apply = _coefficient_sweep(study, delta, lambda d, c: edited(net, columns, d, c))
     extra = {
         "edited_inputs": columns,
         "edit_norm": float(delta.norm()),
@@ -436,8 +427,7 @@ def _rewrite(study: Study) -> Chosen:
         "dose_response": dose,
         "chosen_coefficient": chosen,
     }
-    controls = [(lambda r=r: edited(net, columns, r, chosen), mother) for r in randoms]
-    return extra, lambda: edited(net, columns, delta, chosen), mother, controls
+    return extra, apply, TrainedMother(net), controls
 
 
 def _finetune(study: Study) -> Chosen:
