@@ -34,6 +34,7 @@ from analysis import assays, circuit_plots
 from analysis.circuits import load_run
 from analysis.localize import rank_units
 from analysis.probes import activations, collect
+from analysis.retarget import measure
 from caring.files import write_json
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
@@ -120,16 +121,6 @@ class TransplantedMother(TrainedMother):
             return own
         units = self.adapter(obs) if self.adapter is not None else self.donor.trunk(obs)[:, self.units]
         return own + self.coefficient * units @ self.readout.T
-
-
-def measure(core: Any, task: Any, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
-    result = task.evaluate(core, policy, episodes, seed)
-    return {
-        "baby_survival": result["baby_survival_rate"],
-        "baby_survival_ci95": result["baby_survival_ci95"],
-        "mother_survival": result["mother_survival_rate"],
-        "babies": result["babies_born"],
-    }
 
 
 def run_transplant(
