@@ -275,3 +275,20 @@ def test_the_sensing_expert_knows_her_baby_only_by_sight_cry_or_memory():
     full = evaluate(world, SCRIPTED["expert"](world), 120, seed=2)
     assert senses["baby_survival_ci95"][1] < full["baby_survival_ci95"][0]
     assert senses["mother_survival_rate"] >= 0.95 and senses["orphan_survival_rate"] < 0.1
+
+
+def test_babies_born_anywhere_land_on_every_floor_cell_alike():
+    """The birth cell is the k-th floor cell for a uniform k: its rank among the world's floor cells is
+    uniform, the first and the last floor cell included (an off-by-one would never pick one of them)."""
+    core = NurseryCore(NurseryConfig(birth_place="anywhere", birth_step=0, n_mothers=2))
+    s, _ = core.reset(torch.arange(3000))
+    rows, cols = core.interior
+    floor = (s.cells[rows, cols] == 0).T  # (B, L)
+    cell = (s.baby_pos[0] * core.W + s.baby_pos[1]).T  # (B, A)
+    at = (rows * core.W + cols)[None, None] == cell[..., None]  # (B, A, L)
+    assert (at.float().sum(-1) == 1).all() and (at & floor[:, None]).any(-1).all()
+    rank = (floor.long().cumsum(-1)[:, None] * at).sum(-1) - 1  # (B, A) among the floor cells
+    share = (rank.float() + 0.5) / floor.sum(-1, keepdim=True)
+    quarters = torch.histc(share, bins=4, min=0.0, max=1.0) / share.numel()
+    assert (quarters - 0.25).abs().max() < 0.03
+    assert (rank == 0).any() and (rank == floor.sum(-1, keepdim=True) - 1).any()

@@ -628,12 +628,14 @@ class NurseryCore:
         return s, grew
 
     def _random_floor_cells(self, s: NurseryState) -> torch.Tensor:
-        """(2, A, B): one uniformly random floor cell per mother slot (its own random stream, so the
-        default "beside" worlds draw exactly what they always drew)."""
-        L = self.interior.shape[1]
-        u = rng.uniform(s.key, s.t, _S_BIRTH_PLACE, self.A * L).view(self.A, L, -1)  # (A, L, B)
+        """(2, A, B): one uniformly random floor cell per mother slot, the k-th floor cell for a uniform
+        k: one number per mother, not one per cell, since this runs at every step (its own random stream,
+        so the default "beside" worlds draw exactly what they always drew)."""
         floor = s.cells[self.interior[0], self.interior[1]] == FLOOR  # (L, B)
-        pick = torch.where(floor[None], u, -1.0).argmax(1)  # (A, B): every layout has floor cells
+        ends = floor.long().cumsum(0).T.contiguous()  # (B, L): floor cells up to and including each
+        u = rng.uniform(s.key, s.t, _S_BIRTH_PLACE, self.A)  # (A, B)
+        k = (u.T * ends[:, -1:]).long().contiguous()  # (B, A) in [0, floor cells): none has none
+        pick = torch.searchsorted(ends, k, right=True).T  # (A, B): the first cell with ends > k
         return self.interior[:, pick]
 
     # ------------------------------------------------------------------ helpers
