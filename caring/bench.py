@@ -59,7 +59,7 @@ def bench_batched(config: Any, batch: int, steps: int, repeats: int, device: str
             torch.cuda.synchronize()
         count, start = 0, time.perf_counter()
         for t in range(steps):
-            count += int(batch * core.A)  # every agent slot is stepped and observed
+            count += int(batch * core.M)  # the agents' steps (a nursery's orphan slots have no agent)
             state, _ = core.step(state, actions[t])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -166,7 +166,7 @@ def run_bench(
         }
         for mode, compile, steps in views
     ]
-    agents = task_of(config).make_core(config, "cpu").A
+    agents = task_of(config).make_core(config, "cpu").M
     for device in devices:
         for batch in batches:
             steps = max(20, min(200, 20_000 // batch))

@@ -196,7 +196,7 @@ class Viewer:
         self.pg = pg = renderer.pg
         self.font, self.small = pg.font.Font(None, 18), pg.font.Font(None, 15)
         overlays = (overlay, *(o for o in (None, *OVERLAYS) if o != overlay)) if self.net else (None,)
-        self.controls = Controls(fps, overlays, core.A)
+        self.controls = Controls(fps, overlays, core.M)  # focus cycles through mothers, not orphans
         self._decided: tuple[Moment | None, str | None, list[Decision]] = (None, None, [])
         width, height = renderer.size
         self.size = (width + PANEL, max(height, self._panel_height()))

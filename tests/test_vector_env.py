@@ -23,7 +23,11 @@ BUSY_NURSERY = {  # three mothers who die often and at different times, short ep
     "birth_step": 2,
     "n_predators": 2,
 }
-CASES = {"nursery": ("nursery", BUSY_NURSERY), "lava": ("lava", {"max_cycles": 30})}
+CASES = {
+    "nursery": ("nursery", BUSY_NURSERY),
+    "nursery-orphans": ("nursery", BUSY_NURSERY | {"orphans": 2, "n_mothers": 2}),  # orphans: no agents
+    "lava": ("lava", {"max_cycles": 30}),
+}
 
 
 def core_ended(name: str, after, out) -> torch.Tensor:
@@ -38,28 +42,35 @@ def test_vector_env_equals_the_core_across_autoresets(case):
     name, params = CASES[case]
     env = worlds.make_vec(name, num_envs=12 if name == "nursery" else 8, **params)
     core, W, A = env.core, env.num_worlds, env.agents_per_world
+    assert params.get("n_mothers", 1) == A
+
+    def agents(x: torch.Tensor) -> torch.Tensor:  # the core's (W, slots, ...) -> the agents' (W, A, ...)
+        return x[:, :A]
+
     obs, info = env.reset(seed=7)
     state, core_obs = core.reset(rng.episode_keys(7, W))
     assert info == {}
-    np.testing.assert_array_equal(obs, core_obs.reshape(W * A, -1).numpy())
+    np.testing.assert_array_equal(obs, agents(core_obs).reshape(W * A, -1).numpy())
     inactive = torch.zeros(W, A, dtype=torch.bool)
     gen = np.random.default_rng(0)
     resets = terminated_seen = inactive_steps = 0
     for _ in range(150):
         actions = gen.integers(0, env.single_action_space.n, size=W * A)
         obs, reward, terminated, truncated, info = env.step(actions)
-        state, out = core.step(state, torch.as_tensor(actions).view(W, A))
-        term = out.terminated & ~inactive
+        padded = torch.zeros(W, core.A, dtype=torch.int64)
+        padded[:, :A] = torch.as_tensor(actions).view(W, A)
+        state, out = core.step(state, padded)
+        term = agents(out.terminated) & ~inactive
         trunc = out.truncated[:, None] & ~inactive & ~term
-        np.testing.assert_array_equal(reward, out.reward.reshape(-1).numpy())
+        np.testing.assert_array_equal(reward, agents(out.reward).reshape(-1).numpy())
         np.testing.assert_array_equal(terminated, term.reshape(-1).numpy())
         np.testing.assert_array_equal(truncated, trunc.reshape(-1).numpy())
         np.testing.assert_array_equal(info["inactive"], inactive.reshape(-1).numpy())
         for k, v in out.events.items():
-            np.testing.assert_array_equal(info[k], v.reshape(-1).numpy())
+            np.testing.assert_array_equal(info[k], agents(v).reshape(-1).numpy())
         done = (term | trunc).reshape(-1).numpy()
         np.testing.assert_array_equal(info["_final_obs"], done)
-        final = out.obs.reshape(W * A, -1).numpy()
+        final = agents(out.obs).reshape(W * A, -1).numpy()
         for i in range(W * A):
             if done[i]:
                 np.testing.assert_array_equal(info["final_obs"][i], final[i])
@@ -78,7 +89,7 @@ def test_vector_env_equals_the_core_across_autoresets(case):
             state, core_obs = core.reset_done(state, out.obs, ended)
         else:
             core_obs = out.obs
-        np.testing.assert_array_equal(obs, core_obs.reshape(W * A, -1).numpy())
+        np.testing.assert_array_equal(obs, agents(core_obs).reshape(W * A, -1).numpy())
     assert resets >= W and terminated_seen > 0  # episodes ended both ways and worlds were reset
     if name == "nursery":
         assert inactive_steps > 0  # some mother waited for her world while another lived

@@ -6,8 +6,9 @@ the same speed behind Gymnasium's `VectorEnv` API, with no rule re-implemented a
 loop. Conventions (the module's contract; tests hold it):
 
 - **One env index per agent.** Every agent of every world is one env: index i is agent i % A of world
-  i // A, where A is the world's agents per world (nursery: `n_mothers`, lava: 1). `num_envs` must be
-  a multiple of A, and `num_envs // A` worlds are stepped.
+  i // A, where A is the world's agents per world (nursery: its mothers, `n_mothers` x `generations`;
+  lava: 1). Orphans are no agents (nothing acts for them). `num_envs` must be a multiple of A, and
+  `num_envs // A` worlds are stepped.
 - **Autoreset: SAME_STEP** (`metadata["autoreset_mode"]`). A world ends when every one of its agents is
   done or it reaches `max_cycles` (exactly when its PettingZoo view's agent list runs empty). It is
   reset inside the step that ended it: that step returns the new episode's first observation, and the
@@ -36,6 +37,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
@@ -83,7 +85,7 @@ class VectorWorld(VectorEnv):
         self.name = name
         self.config = build_config(kind.config, params)
         self.core = kind.core(self.config, device)
-        A = self.core.A
+        A = self.core.M  # the slots that act: a nursery's orphan slots have no mother
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < A:
             raise ConfigError(f"num_envs must be a positive multiple of the {A} agents per {name} world")
         if num_envs % A:
@@ -159,6 +161,7 @@ class VectorWorld(VectorEnv):
         else:
             keys = rng.next_key(self.state.key)
         self.state, obs = self.core.reset(keys)
+        obs = self._agents(obs)
         self._inactive = torch.zeros(W, self.agents_per_world, dtype=torch.bool, device=dev)
         self._spare, self._spare_ready = None, torch.zeros(W, dtype=torch.bool, device=dev)
         return self._flat_obs(obs), {}
@@ -181,8 +184,9 @@ class VectorWorld(VectorEnv):
             raise ValueError("call reset() before step()")
         W, A = self.num_worlds, self.agents_per_world
         inactive = self._inactive
-        self.state, out = self.core.step(self.state, actions.to(self.core.device).view(W, A))
-        terminated = out.terminated & ~inactive  # (W, A)
+        actions = F.pad(actions.to(self.core.device).view(W, A), (0, self.core.A - A))  # orphans STAY
+        self.state, out = self.core.step(self.state, actions)
+        terminated = self._agents(out.terminated) & ~inactive  # (W, A)
         truncated = out.truncated[:, None] & ~inactive & ~terminated
         done_agents = inactive | terminated
         ended = out.truncated | done_agents.all(1)  # (W,): the world's episode is over
@@ -191,10 +195,10 @@ class VectorWorld(VectorEnv):
             self.state, obs = self._autoreset(obs, ended)
             done_agents = done_agents & ~ended[:, None]
         self._inactive = done_agents
-        info = {k: v.reshape(-1) for k, v in out.events.items()}
+        info = {k: self._agents(v).reshape(-1) for k, v in out.events.items()}
         info["inactive"] = inactive.reshape(-1)
-        flat = (out.reward, terminated, truncated)
-        return obs, out.obs, *(x.reshape(-1) for x in flat), info
+        flat = (self._agents(out.reward), terminated, truncated)
+        return self._agents(obs), self._agents(out.obs), *(x.reshape(-1) for x in flat), info
 
     def _autoreset(self, obs: torch.Tensor, ended: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """`core.reset_done(state, obs, ended)`'s result (each ended world starts the episode of its
@@ -220,6 +224,10 @@ class VectorWorld(VectorEnv):
         obs[worlds] = spare_obs[worlds]
         self._spare_ready = self._spare_ready & ~ended
         return self.state.put(worlds, spare_state.index(worlds)), obs
+
+    def _agents(self, x: torch.Tensor) -> torch.Tensor:
+        """(worlds, core slots, ...) -> (worlds, A, ...): the agents' slots, the first A."""
+        return x[:, : self.agents_per_world]
 
     def _flat_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """(worlds, A, obs_dim) uint8 -> (num_envs, obs_dim) in the chosen dtype."""
