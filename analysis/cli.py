@@ -226,6 +226,10 @@ def cmd_retarget(args: argparse.Namespace) -> None:
             continue
         value = summary[key]
         print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    for name, part in summary["goal"].items():  # the goal part by part: which bar fails?
+        value = "n/a" if part["value"] is None else f"{part['value']:.3f}"
+        verdict = {True: "met", False: "NOT met", None: "does not apply"}[part["met"]]
+        print(f"  goal: {name:26s} {value:>7s}  ({part['bar']})  {verdict}")
     print(f"wrote {out}/: {written}")
 
 

@@ -52,7 +52,11 @@ from worlds.config import ConfigError, build_config, param, validate_fields
 from worlds.nursery.core import NurseryCore, NurseryState
 
 METHODS = ("steer", "patch", "rewrite", "finetune")
-GOAL = 0.8  # the foster baby's survival as a share of her own baby's: the issue's success bar
+GOAL = 0.8  # the new baby's survival as a share of her own baby's (untreated): the issue's success bar
+ROOM = 0.3  # ... and at most this share before: a selective mother, so there is care to move
+MOTHER_MOVE = 0.05  # her own survival may move this much (either way)
+CONTROL_GAIN = 0.05  # a random intervention of the same dose may raise the new baby's survival this much
+TRANSFER_KEPT = 0.7  # share of the effect kept on held-out layouts of another size
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ def run_retarget(
         },
         "new_baby_survival_before": before["foster"]["baby_survival"],
         "own_baby_survival_before": before["own"]["baby_survival"],
-        "goal_met_before": _goal_met(before),
+        "goal_met_before": _share_reached(before["foster"]["baby_survival"], before["own"]["baby_survival"]),
     }
 
     method = {"steer": _steer, "patch": _patch, "rewrite": _rewrite, "finetune": _finetune}[settings.method]
@@ -244,7 +248,10 @@ def run_retarget(
     report["mother_survival_change"] = (
         after["foster"]["mother_survival"] - before["foster"]["mother_survival"]
     )
-    report["goal_met"] = _goal_met(after)
+    report["new_baby_transfer_survival_before"] = before["foster_transfer"]["baby_survival"]
+    report["new_baby_transfer_survival_after"] = after["foster_transfer"]["baby_survival"]
+    report["goal"] = goal_parts(report)
+    report["goal_met"] = all(part["met"] is not False for part in report["goal"].values())
     if both is not None:  # does her care move to the new baby, or spread to it, or neither?
         for when, measured in (("before", before), ("after", after)):
             report[f"new_baby_beside_own_survival_{when}"] = measured["both"]["orphan_survival"]
@@ -255,9 +262,36 @@ def run_retarget(
     return report
 
 
-def _goal_met(measured: dict[str, Any]) -> bool:
-    own = measured["own"]["baby_survival"]
-    return bool(own > 0 and measured["foster"]["baby_survival"] >= GOAL * own)
+def _share_reached(new: float, own: float) -> bool:
+    """Does the new baby survive at least GOAL of what her own does?"""
+    return bool(own > 0 and new >= GOAL * own)
+
+
+def goal_parts(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's retargeting goal, part by part, from a report's (or a pooled summary's) headline
+    numbers: each part's value, its bar and whether it is met (None where it does not apply: no random
+    control, or no effect to keep). Shares are of her own baby's survival *untreated*: an intervention
+    that only lowers her own baby's survival does not count as moving care to the new one."""
+    own, new_before = summary["own_baby_survival_before"], summary["new_baby_survival_before"]
+    new_after = summary["new_baby_survival_after"]
+    effect = new_after - new_before
+    transfer = summary["new_baby_transfer_survival_after"] - summary["new_baby_transfer_survival_before"]
+    control = summary.get("new_baby_survival_control")
+    mother = summary["mother_survival_change"]
+    parts = {
+        "new_baby_share_before": (new_before / own if own > 0 else None, "<=", ROOM),
+        "new_baby_share_after": (new_after / own if own > 0 else None, ">=", GOAL),
+        "mother_survival_change": (abs(mother), "<=", MOTHER_MOVE),
+        "control_gain": (None if control is None else control - new_before, "<=", CONTROL_GAIN),
+        "transfer_kept": (transfer / effect if effect > 0 else None, ">=", TRANSFER_KEPT),
+    }
+    applies = {"control_gain": control is not None, "transfer_kept": effect > 0}
+    out = {}
+    for name, (value, sign, bar) in parts.items():
+        met = value is not None and (value <= bar if sign == "<=" else value >= bar)
+        out[name] = {"value": value, "bar": f"{sign} {bar}", "met": met if applies.get(name, True) else None}
+    out["mother_survival_change"] |= {"value": mother, "bar": f"|x| <= {MOTHER_MOVE}"}  # signed
+    return out
 
 
 Chosen = tuple[dict[str, Any], Callable[[], Any], Any, list[tuple[Callable[[], Any], Any]]]
@@ -502,9 +536,7 @@ def pooled(reports: list[dict[str, Any]]) -> dict[str, Any]:
         alive = sum(m["baby_survival"] * m["babies"] for m in controls)
         out["new_baby_survival_control"] = alive / born if born else 0.0
         out["new_baby_survival_control_ci95"] = list(wilson_ci95(alive, born))
-    for when in ("before", "after"):
-        own = out[f"own_baby_survival_{when}"]
-        out["goal_met" + ("_before" if when == "before" else "")] = bool(
-            own > 0 and out[f"new_baby_survival_{when}"] >= GOAL * own
-        )
+    out["goal_met_before"] = _share_reached(out["new_baby_survival_before"], out["own_baby_survival_before"])
+    out["goal"] = goal_parts(out)
+    out["goal_met"] = all(part["met"] is not False for part in out["goal"].values())
     return out

@@ -412,12 +412,39 @@ def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, caps
         assert len(report["dose_response"][0]["random"]) == 1
     if method == "rewrite":
         assert 0 < report["edit_residual"] < 1 and len(report["edited_inputs"]) == 3
+    assert report["goal_met"] == all(part["met"] is not False for part in report["goal"].values())
+    assert (report["goal"]["control_gain"]["met"] is None) == (method == "finetune")
     if method != "finetune":  # a random intervention of the same dose, on the same test episodes
         assert len(report["controls"]) == 1 and 0 <= report["new_baby_survival_control"] <= 1
     if method == "finetune":
         assert [p["agent_steps"] for p in report["finetune_curve"]] == sorted(
             p["agent_steps"] for p in report["finetune_curve"]
         )
+
+
+def test_the_retargeting_goal_is_judged_part_by_part_against_her_untreated_care():
+    from analysis.retarget import goal_parts
+
+    good = {
+        "own_baby_survival_before": 0.5, "new_baby_survival_before": 0.1, "new_baby_survival_after": 0.45,
+        "own_baby_survival_after": 0.5, "mother_survival_change": -0.02, "new_baby_survival_control": 0.12,
+        "new_baby_transfer_survival_before": 0.1, "new_baby_transfer_survival_after": 0.4,
+    }  # fmt: skip
+    assert all(part["met"] for part in goal_parts(good).values())
+    # Care for her own baby falling does not count as care moving: shares are of her untreated care.
+    assert goal_parts(good | {"new_baby_survival_after": 0.3, "own_baby_survival_after": 0.3})[
+        "new_baby_share_after"
+    ] == {"value": pytest.approx(0.6), "bar": ">= 0.8", "met": False}
+    for broken, part in (
+        ({"new_baby_survival_before": 0.2}, "new_baby_share_before"),  # not selective: nothing to move
+        ({"mother_survival_change": 0.08}, "mother_survival_change"),  # either way
+        ({"new_baby_survival_control": 0.2}, "control_gain"),
+        ({"new_baby_transfer_survival_after": 0.3}, "transfer_kept"),  # 0.2 of 0.35 kept
+    ):
+        parts = goal_parts(good | broken)
+        assert [name for name, p in parts.items() if not p["met"]] == [part]
+    without = goal_parts({k: v for k, v in good.items() if k != "new_baby_survival_control"})
+    assert without["control_gain"] == {"value": None, "bar": "<= 0.05", "met": None}  # fine-tuning: none
 
 
 def test_retarget_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys):
