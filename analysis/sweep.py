@@ -669,15 +669,21 @@ def add_derived(experiment: Experiment, out: Path, cells: list[tuple[Cell, dict[
         if cell.train is not None and found:
             target = REACH * sum(found) / len(found)
             row[REACH_KEY] = steps_to_reach(
-                run_dir(cell, out) / "metrics.csv", experiment.task.headline, target
+                run_dir(cell, out) / "metrics.csv",
+                experiment.task.headline,
+                target,
+                after=int(cell.train.get("warmup_steps", 0)),
             )
 
 
-def steps_to_reach(metrics: Path, column: str, target: float, window: int = REACH_WINDOW) -> float:
+def steps_to_reach(
+    metrics: Path, column: str, target: float, window: int = REACH_WINDOW, after: int = 0
+) -> float:
     """The first agent_steps at which the trailing mean of `column` over a full `window` of updates
-    (NaN updates, in which no episode ended, skipped) reaches `target`; NaN if it never does."""
+    (NaN updates, in which no episode ended, skipped) reaches `target`; NaN if it never does. Only
+    updates past `after` agent-steps count (a warm-up's updates play another world)."""
     with metrics.open() as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if float(r["agent_steps"]) > after]
     curve = smooth([float(r[column]) for r in rows], window)
     reached = (
         float(r["agent_steps"])

@@ -444,3 +444,14 @@ def test_a_metric_the_stored_counts_give_is_filled_in_not_re_evaluated(tmp_path)
     assert sweep.finished_row(experiment, cell, tmp_path)[key] == 6 / 8
     write_json(sweep.cell_path(cell, tmp_path), {"row": dict.fromkeys(keys, 0.5), "evaluations": {}})
     assert sweep.missing_keys(cell, experiment, tmp_path) == {key}  # no counts stored: evaluated again
+
+
+def test_steps_to_reach_counts_only_the_updates_after_a_warm_up(tmp_path):
+    """A warm-up plays an easier world: its survival must not count as reaching the expert's."""
+    metrics = tmp_path / "metrics.csv"
+    survival = [0.9] * 6 + [0.1] * 6 + [0.9] * 6  # warm-up high, then the run's own world
+    rows = "".join(f"{(i + 1) * 100},{v}\n" for i, v in enumerate(survival))
+    metrics.write_text("agent_steps,baby_survival\n" + rows)
+    assert sweep.steps_to_reach(metrics, "baby_survival", 0.8) == 500
+    assert sweep.steps_to_reach(metrics, "baby_survival", 0.8, after=600) == 1700  # a full window after it
+    assert math.isnan(sweep.steps_to_reach(metrics, "baby_survival", 0.8, after=1800))
