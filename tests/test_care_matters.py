@@ -38,3 +38,13 @@ def test_each_care_mechanism_matters(results, ablated, cause):
     assert without["baby_survival_ci95"][1] < lo_full  # survival drops beyond both intervals
     # and the babies now die of exactly the threat that mechanism answered
     assert without["baby_deaths"][cause] > 10 * max(1, full["baby_deaths"][cause])
+
+
+def test_every_mother_who_dies_is_counted_once_by_how_she_died(results):
+    for name, result in results.items():
+        died = result["mother_deaths"]["hazard"] + result["mother_deaths"]["starved"]
+        mothers = 2 * EPISODES  # two mothers per world, all alive at the start
+        assert died == round((1 - result["mother_survival_rate"]) * mothers), name
+    random = results["random"]["mother_deaths"]
+    assert random["hazard"] > 0 and random["starved"] > 0  # random mothers both drown and starve
+    assert results["expert"]["mother_deaths"]["hazard"] == 0  # she walks round water
