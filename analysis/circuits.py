@@ -21,7 +21,7 @@ import torch
 
 from analysis import assays, circuit_plots
 from analysis.attribution import integrated_gradients, unit_conductance
-from analysis.localize import ROLES, ablation_curve, rank_units, role_effects, role_scores
+from analysis.localize import ROLES, ablation_curve, localisation_goal, rank_units, role_effects, role_scores
 from analysis.probes import FACTS, activations, collect, probe_all
 from caring.files import write_atomic, write_json
 from caring.networks import MotherNet
@@ -43,6 +43,9 @@ class ProbeSettings:
     sizes: tuple[int, ...] = (0, 1, 2, 4, 6, 8, 12, 16, 32)
     random_sets: int = param(20, "random unit sets per ablation size", 0, 10**4)
     seed: int = param(0, "seed of rollouts, batteries, episodes and random unit sets", 0, 2**31 - 1)
+    expert: str = param(
+        "expert", "the scripted mother whose baby survival the localisation goal is a share of"
+    )
 
     def validate(self) -> None:
         validate_fields(self)
@@ -104,6 +107,8 @@ def run_probe(
     check_hidden_site(net, settings.site)
     if any(k > net.hidden for k in settings.sizes):
         raise ConfigError(f"ablation sizes must be at most the layer's {net.hidden} units")
+    if settings.expert not in task.scripted:
+        raise ConfigError(f"unknown --expert {settings.expert!r}; valid: {', '.join(task.scripted)}")
     out.mkdir(parents=True, exist_ok=True)
     mother = TrainedMother(net)
     report: dict[str, Any] = {"run": str(run), "settings": dataclasses.asdict(settings)}
@@ -167,6 +172,12 @@ def run_probe(
     curve["ranking"] = settings.ranking
     curve["ranked_units"] = ranking.tolist()
     report["ablation"] = curve
+    if 0 in settings.sizes:
+        progress(f"the {settings.expert} on the ablation's episodes: the localisation goal's reference")
+        expert = task.evaluate(
+            core, load_policy(settings.expert, core, task), settings.episodes, settings.seed + 2
+        )
+        report["localisation_goal"] = localisation_goal(curve, expert["baby_survival_rate"])
     circuit_plots.plot_ablation(curve, out / "ablation_curve.png")
 
     write_json(out / "report.json", report)
@@ -254,4 +265,30 @@ def format_report(report: dict[str, Any]) -> str:
             else:
                 row.append(f"{randoms[len(randoms) // 2]:.3f}" if randoms else "-")
         lines.append("| " + " | ".join(row) + " |")
+    goal = report.get("localisation_goal")
+    if goal:
+        bars = goal["bars"]
+        lines += [
+            "",
+            f"## Localisation goal (≤ {bars['small_set']:.0%} of the units)",
+            "",
+            f"Her babies' survival intact: {goal['intact_share_of_expert']:.0%} of the expert's "
+            f"({goal['expert_baby_survival']:.3f}; bar ≥ {bars['strong']:.0%}). Goal met: "
+            f"{'yes' if goal['met'] else 'no'}.",
+            "",
+            f"| k | share of units | ablated: share of the expert (≤ {bars['dropped']:.0%}) | her own "
+            f"survival change (≤ {bars['mother_move']}) | random sets' median move (≤ {bars['random_move']}) "
+            "[largest] | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in goal["sizes"]:
+            move = (
+                "-"
+                if row["random_sets_median_move"] is None
+                else (f"{row['random_sets_median_move']:.3f} [{row['random_sets_largest_move']:.3f}]")
+            )
+            lines.append(
+                f"| {row['k']} | {row['share_of_units']:.1%} | {row['ablated_share_of_expert']:.0%} | "
+                f"{row['mother_survival_change']:+.3f} | {move} | {'yes' if row['met'] else 'no'} |"
+            )
     return "\n".join(lines) + "\n"

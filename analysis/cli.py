@@ -335,6 +335,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--mode", help="ablation: zero, mean or resample (mean)")
     p.add_argument("--sizes", type=int, nargs="+", help="numbers of units to ablate (0 1 2 4 6 8 12 16 32)")
     p.add_argument("--random-sets", dest="random_sets", type=int, help="random unit sets per size (20)")
+    p.add_argument(
+        "--expert", help="scripted mother whose baby survival the localisation goal is a share of (expert)"
+    )
     p.add_argument("--seed", type=SEED)
     p.add_argument("--quick", action="store_true", help="small settings for a first look (under a minute)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")

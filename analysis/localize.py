@@ -25,6 +25,10 @@ from worlds.config import ConfigError
 from worlds.nursery.core import NurseryCore
 
 RANKINGS = ("ablation", "conductance")
+# The localisation goal (issue 18): at most SMALL_SET of a layer's units whose ablation drops her babies'
+# survival from at least STRONG of the expert's to at most DROPPED of it, her own survival moving at most
+# MOTHER_MOVE, and random sets of the same size moving her babies' survival at most RANDOM_MOVE.
+SMALL_SET, STRONG, DROPPED, MOTHER_MOVE, RANDOM_MOVE = 0.05, 0.8, 0.3, 0.05, 0.10
 
 
 def care_and_self(net: MotherNet, battery: assays.Battery) -> dict[str, float]:
@@ -145,3 +149,51 @@ def ablation_curve(
 
 def _median(values: list[float]) -> float:
     return float(torch.tensor(values).median()) if values else float("nan")
+
+
+def localisation_goal(curve: dict[str, Any], expert: float) -> dict[str, Any]:
+    """The localisation goal judged on an ablation curve (which must include k = 0, the intact mother)
+    against the expert's baby survival `expert`: for each ablated size of at most SMALL_SET of the
+    units, each part's value and whether it is met; the goal is met if one size meets every part.
+    Random sets are judged by their median change (the typical set of that size); the largest is kept
+    beside it."""
+    intact = next((p["top"] for p in curve["points"] if p["k"] == 0), None)
+    if intact is None:
+        raise ConfigError("the localisation goal needs the intact mother: include 0 in the ablation sizes")
+    strong = intact["baby_survival"] / expert if expert > 0 else float("nan")
+    sizes = []
+    for point in curve["points"]:
+        k, top = point["k"], point["top"]
+        if k == 0 or k > SMALL_SET * curve["units"]:
+            continue
+        moves = sorted(abs(r["baby_survival"] - intact["baby_survival"]) for r in point["random"])
+        random_move = moves[len(moves) // 2] if moves else None
+        row = {
+            "k": k,
+            "share_of_units": k / curve["units"],
+            "ablated_share_of_expert": top["baby_survival"] / expert if expert > 0 else float("nan"),
+            "mother_survival_change": top["mother_survival"] - intact["mother_survival"],
+            "random_sets_median_move": random_move,
+            "random_sets_largest_move": moves[-1] if moves else None,
+        }
+        row["met"] = bool(
+            row["ablated_share_of_expert"] <= DROPPED
+            and abs(row["mother_survival_change"]) <= MOTHER_MOVE
+            and random_move is not None
+            and random_move <= RANDOM_MOVE
+        )
+        sizes.append(row)
+    return {
+        "expert_baby_survival": expert,
+        "intact_share_of_expert": strong,
+        "strong_before": bool(strong >= STRONG),
+        "sizes": sizes,
+        "bars": {
+            "small_set": SMALL_SET,
+            "strong": STRONG,
+            "dropped": DROPPED,
+            "mother_move": MOTHER_MOVE,
+            "random_move": RANDOM_MOVE,
+        },
+        "met": bool(strong >= STRONG and any(row["met"] for row in sizes)),
+    }

@@ -279,7 +279,35 @@ def test_probe_cli_writes_every_figure_and_a_report(tiny_run, tmp_path, capsys):
     assert {len(v) for v in roles["drops"].values()} == {16} and set(roles["top_units"]) == set(ROLES)
     assert "Roles of the units of hook_trunk_2" in (out / "report.md").read_text()
     assert [p["k"] for p in report["ablation"]["points"]] == [0, 2]
+    goal = report["localisation_goal"]  # 2 of 16 units is more than 5%: no size is small enough
+    assert goal["sizes"] == [] and goal["met"] is False and 0 <= goal["expert_baby_survival"] <= 1
+    assert "Localisation goal" in (out / "report.md").read_text()
     assert "Caring probe" in capsys.readouterr().out
+
+
+def test_the_localisation_goal_needs_a_small_set_that_drops_her_babies_and_nothing_else():
+    from analysis.localize import localisation_goal
+
+    def point(k, baby, mother, randoms):
+        return {"k": k, "top": {"baby_survival": baby, "mother_survival": mother},
+                "random": [{"baby_survival": r} for r in randoms]}  # fmt: skip
+
+    intact = point(0, 0.7, 0.9, [])
+    good = point(4, 0.2, 0.88, [0.69, 0.65, 0.5])  # 4 of 128 units; random median move 0.05
+    curve = {"units": 128, "points": [intact, good, point(16, 0.0, 0.2, [0.6])]}
+    goal = localisation_goal(curve, expert=0.8)
+    assert [row["k"] for row in goal["sizes"]] == [4]  # 16 of 128 is over 5%: not judged
+    assert goal["met"] and goal["strong_before"]
+    assert goal["sizes"][0]["random_sets_largest_move"] == pytest.approx(0.2)
+    for broken in (
+        point(4, 0.3, 0.88, [0.69]),  # her babies still get 0.3 / 0.8 = 37.5% of the expert's
+        point(4, 0.2, 0.8, [0.69]),  # she herself survives 10 points less
+        point(4, 0.2, 0.88, [0.5, 0.55, 0.69]),  # random sets of that size move it 0.15 (median)
+    ):
+        assert not localisation_goal({**curve, "points": [intact, broken]}, expert=0.8)["met"]
+    assert not localisation_goal(curve, expert=0.9)["met"]  # 0.7 is under 80% of 0.9: not strong
+    with pytest.raises(ConfigError, match="include 0"):
+        localisation_goal({**curve, "points": [good]}, expert=0.8)
 
 
 @pytest.mark.parametrize(
@@ -290,6 +318,7 @@ def test_probe_cli_writes_every_figure_and_a_report(tiny_run, tmp_path, capsys):
         (None, ["--site", "hook_nope"], "hidden layer"),
         (None, ["--ranking", "vibes"], "ranking"),
         (None, ["--sizes", "999"], "at most"),
+        (None, ["--expert", "nobody"], "unknown --expert"),
     ],
 )
 def test_probe_cli_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys, make, args, message):
