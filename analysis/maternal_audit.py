@@ -48,13 +48,19 @@ def action_preferences(task: Task, core: Any, judge: Judge, policy: Policy, epis
         keep = task.judged(before) & task.acting(before)  # (B, A)
         if not keep.any():
             continue
-        rewards = torch.empty(B, A, n, device=core.device)
-        for mother in range(A):  # she alone deviates; the other mothers act as they really did
-            for a in range(n):
-                forced = taken.clone()
-                forced[:, mother] = a
-                _, out = core.step(before, forced)
-                rewards[:, mother, a] = judge(step.obs[:, mother], forced[:, mother], out.obs[:, mother])
+        # Every (mother, action) deviation in one step of A*n copies of each world: she alone deviates,
+        # the other mothers act as they really did. Copy k = mother * n + a of world b is row k*B + b.
+        copies = torch.arange(A * n, device=core.device)
+        deviant, action = copies // n, copies % n  # (A*n,)
+        forced = taken.repeat(A * n, 1)  # (A*n*B, A)
+        rows = torch.arange(A * n * B, device=core.device)
+        column = deviant.repeat_interleave(B)  # (A*n*B,): whose action is forced in each row
+        forced[rows, column] = action.repeat_interleave(B)
+        _, out = core.step(before.index(torch.arange(B, device=core.device).repeat(A * n)), forced)
+        judged = judge(
+            step.obs.repeat(A * n, 1, 1)[rows, column], forced[rows, column], out.obs[rows, column]
+        )  # (A*n*B,)
+        rewards = judged.view(A, n, B).permute(2, 0, 1)  # (B, A, n)
         kept = rewards[keep]  # (states, n)
         took = taken[keep]  # (states,)
         table.index_add_(0, took, kept)

@@ -269,6 +269,8 @@ def test_the_sensing_expert_knows_her_baby_only_by_sight_cry_or_memory():
     crying = scenario(core, mothers=[(2, 2)], babies=[(9, 2)], hunger=[20], t=30)
     assert fresh.act(crying)[0, 0] == DOWN  # the cry leads her
     assert fresh._sense(far)[0].all()  # quiet again: she remembers where the cry came from
+    forgetful = SCRIPTED["expert-senses-no-memory"](core)
+    assert forgetful.act(crying)[0, 0] == DOWN and not forgetful._sense(far)[0].any()  # no memory
 
     world = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
     senses = evaluate(world, SCRIPTED["expert-senses"](world), 120, seed=2)

@@ -218,10 +218,13 @@ class SensingExpert(ExpertMother):
     is the crying baby she hears (the nearest cry: its direction, and its marker where hearing is
     marked), remembers where she last knew it to be until she gets there, and otherwise, once she has
     given birth, wanders safely until she finds it. Memory lives in the policy (one episode per world at
-    a time; a world at step 0 starts afresh), so use one instance per evaluation."""
+    a time; a world at step 0 starts afresh), so use one instance per evaluation. `memory=False`
+    forgets at every step: what memory is worth to a mother who reads only her observation (the
+    question a recurrent network would answer)."""
 
-    def __init__(self, core: NurseryCore):
+    def __init__(self, core: NurseryCore, memory: bool = True):
         super().__init__(core)
+        self.memory = memory
         self.last: torch.Tensor | None = None  # (2, A, B) where she last knew her baby to be; -1: nowhere
         self.belief: tuple[torch.Tensor, ...] | None = None
 
@@ -243,7 +246,7 @@ class SensingExpert(ExpertMother):
         _, nearest = argmin_(dist, 1)  # (A, B): the cry she hears, as the world computes it
         heard = any_(crying, 0)[None] & (nearest == self.babies(s))
         known = alive & ((chebyshev(s.mother_pos, pos) <= cfg.view_radius) | heard)
-        if self.last is None or self.last.shape != pos.shape:
+        if self.last is None or self.last.shape != pos.shape or not self.memory:
             self.last = torch.full_like(pos, -1)
         last = torch.where((s.t == 0)[None, None], -1, self.last)  # a new episode: nothing known yet
         last = torch.where(known[None], pos, last)
@@ -260,6 +263,7 @@ SCRIPTED = {
     "expert-no-carry": lambda core: ExpertMother(core, carry=False),
     "expert-any": lambda core: ExpertMother(core, kin=False),
     "expert-senses": SensingExpert,
+    "expert-senses-no-memory": lambda core: SensingExpert(core, memory=False),
     "expert-gives-up": GivesUpMother,
     "negligent": NegligentMother,
     "random": RandomMother,
