@@ -11,7 +11,7 @@ from caring.episodes import episode_keys, play, wilson_ci95
 from caring.protocols import Policy
 from worlds.nursery.core import HARM_CAUSES, NurseryCore
 
-MOTHER_DEATHS = {"hazard": "drowned", "starved": "starved"}  # how a mother dies -> her tally's name
+MOTHER_DEATH_CAUSES = ("hazard", "starved")  # a mother drowns, or her energy runs out
 
 
 @torch.inference_mode()
@@ -42,7 +42,7 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
         "mother_survival_rate": totals["mothers_alive_at_end"] / totals["mothers_joined"],
         "babies_born": int(born),
         "baby_deaths": {cause: int(totals[f"deaths_{cause}"]) for cause in HARM_CAUSES},
-        "mother_deaths": {cause: int(totals[f"mothers_{how}"]) for cause, how in MOTHER_DEATHS.items()},
+        "mother_deaths": {cause: int(totals[f"mother_deaths_{cause}"]) for cause in MOTHER_DEATH_CAUSES},
     }
     result |= from_counts(result)
     if core.config.orphans:  # the babies nobody is paid for: does her care reach them?
@@ -105,8 +105,7 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
             "hazard_contacts",
             "baby_lifetime",
             "babies_grown",
-            "mothers_drowned",
-            "mothers_starved",
+            *(f"mother_deaths_{c}" for c in MOTHER_DEATH_CAUSES),
             *(f"deaths_{c}" for c in HARM_CAUSES),
         )
     }
@@ -125,8 +124,8 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
         acc["baby_lifetime"] += ev["baby_alive"] + ev["baby_died"]  # a baby's last step counts as lived
         acc["babies_born"] += ev["baby_born"]
         acc["babies_grown"] += ev["grew_up"]
-        acc["mothers_drowned"] += ev["mother_died"] * ev["mother_hazard"]  # else her energy ran out
-        acc["mothers_starved"] += ev["mother_died"] * (1 - ev["mother_hazard"])
+        acc["mother_deaths_hazard"] += ev["mother_died"] * ev["mother_hazard"]
+        acc["mother_deaths_starved"] += ev["mother_died"] * (1 - ev["mother_hazard"])
         for cause, died in death_causes(ev).items():
             acc[f"deaths_{cause}"] += died
     acc["babies_alive_at_end"] = (state.baby_alive & state.joined).long().T
