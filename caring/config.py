@@ -63,6 +63,7 @@ class TrainerSettings:
     epochs: int = param(4, "PPO epochs per update", 1, 100)
     minibatches: int = param(4, "minibatches per epoch", 1, 1024)
     lr: float = param(3e-4, "Adam learning rate", 1e-7, 1.0)
+    lr_anneal: bool = param(False, "the learning rate falls linearly from lr towards 0 over the updates")
     gamma: float = param(0.99, "discount", 0.0, 1.0)
     lam: float = param(0.95, "GAE lambda", 0.0, 1.0)
     clip: float = param(0.2, "PPO clip range", 0.0, 1.0)

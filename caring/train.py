@@ -257,6 +257,9 @@ class Trainer:
             beta = stream.schedule.step(self.update, harm_rate) if scheduled else 0.0  # weaned: gone
             stream.after_rollout(buf, self.update, self.updates_weaning_starts)
             next_obs = self.mothers(self.obs).reshape(c.worlds * self.core.M, -1)
+            if c.lr_anneal:  # from the update count alone, so a resumed run anneals as it would have
+                for group in self.opt.param_groups:
+                    group["lr"] = c.lr * (1.0 - self.update / self.updates_total)
             losses = ppo.update(self.net, self.opt, buf, next_obs, beta, c, self.gen, stream)
             self.clock.seconds["update_s"] = time.perf_counter() - start - rollout_s
             self.update += 1

@@ -326,3 +326,32 @@ def test_a_resume_refuses_flags_that_would_change_the_run(tmp_path, capsys):
         assert main(["train", "nursery", "--out", str(tmp_path / "run"), "--resume", *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"{extra[0]} cannot change a resumed run" in err
+
+
+def test_an_annealed_learning_rate_falls_to_its_last_step_and_resumes_exactly(tmp_path, capsys):
+    """lr_anneal: update u (0-based) of U steps with lr * (1 - u / U); a run killed after a checkpoint
+    and resumed anneals exactly as the whole run did."""
+    from caring.runs import run_training, run_world
+    from caring.train import start_run
+
+    anneal = ["--train-set", "lr_anneal=true", "--train-set", "lr=0.001"]
+    assert train(tmp_path / "whole", "ppo", 4, *anneal) == 0
+    saved = json.loads((tmp_path / "whole" / "checkpoint.json").read_text())
+    assert saved["opt_param_groups"][0]["lr"] == pytest.approx(0.001 * (1 - 3 / 4))
+    assert train(tmp_path / "flat", "ppo", 4, "--train-set", "lr=0.001") == 0
+    assert (tmp_path / "flat" / "metrics.csv").read_text() != (tmp_path / "whole" / "metrics.csv").read_text()
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_second_update(update, total, row, speed):
+        if update == 2:  # its checkpoint is written (checkpoint_every=2)
+            raise Killed
+
+    world, config = run_world(tmp_path / "whole")[1], run_training(tmp_path / "whole")
+    trainer = start_run(tmp_path / "cut", world, config, "cpu", resume=False)
+    with pytest.raises(Killed):
+        trainer.run(killed_after_second_update)
+    assert main(["train", "nursery", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    for name in ("metrics.csv", "mother.safetensors"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
