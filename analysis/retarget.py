@@ -39,7 +39,7 @@ import torch
 from analysis import assays, circuit_plots
 from analysis.circuits import check_hidden_site, load_run
 from analysis.hooks import cache, intervene, steer, units_mask
-from analysis.localize import rank_units
+from analysis.localize import MOTHER_MOVE, rank_units  # her own survival may move this much
 from analysis.probes import activations
 from caring.config import TrainConfig
 from caring.episodes import episode_keys, play, wilson_ci95
@@ -54,7 +54,6 @@ from worlds.nursery.core import NurseryCore, NurseryState
 METHODS = ("steer", "patch", "rewrite", "finetune")
 GOAL = 0.8  # the new baby's survival as a share of her own baby's (untreated): the success bar
 ROOM = 0.3  # ... and at most this share before: a selective mother, so there is care to move
-MOTHER_MOVE = 0.05  # her own survival may move this much (either way)
 CONTROL_GAIN = 0.05  # a random intervention of the same dose may raise the new baby's survival this much
 TRANSFER_KEPT = 0.7  # share of the effect kept on held-out layouts of another size
 
