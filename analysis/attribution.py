@@ -26,9 +26,9 @@ def baby_features(core: NurseryCore) -> torch.Tensor:
     mask = torch.zeros(core.obs_dim, dtype=torch.bool, device=core.device)
     for channel in BABY_CHANNELS:
         mask[VIEW_CHANNELS.index(channel) : VV * C : C] = True
-    for scalar in BABY_SCALARS:
-        if scalar in core.scalar_names:  # the heard cry's marker only where hearing="marked"
-            mask[VV * C + core.scalar_names.index(scalar)] = True
+    for i, scalar in enumerate(core.scalar_names):  # every heard cry's marker where hearing has them
+        if scalar in BABY_SCALARS or scalar.startswith("cry"):
+            mask[VV * C + i] = True
     return mask
 
 

@@ -12,6 +12,7 @@ maternal.safetensors and maternal.json). Writing and resuming one is `caring.che
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,12 @@ def run_world(out: Path, saved: dict | None = None) -> tuple[str, Any]:
     saved = saved or run_config(out)
     name = saved.get("world_name", "nursery")
     world_class = get_task(name).config_class
-    return name, _field(Path(out) / "config.json", "world", build_config, world_class, saved["world"])
+    # A setting added since the run was saved takes its default, not its preset's value: the run's
+    # world had no such rule, and a preset changed later must not change a finished run's world.
+    values = saved["world"]
+    if isinstance(values, dict):
+        values = {f.name: f.default for f in dataclasses.fields(world_class)} | values
+    return name, _field(Path(out) / "config.json", "world", build_config, world_class, values)
 
 
 def run_training(out: Path, saved: dict | None = None) -> Any:

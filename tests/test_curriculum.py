@@ -82,7 +82,7 @@ def test_a_warm_up_changes_what_is_learned(tmp_path):
 @pytest.mark.parametrize(
     "warmup, steps, error",
     [
-        ("view_radius=2", 2, "changes the observation size (270 vs 510)"),
+        ("view_radius=2", 2, "changes the observation size (290 vs 530)"),
         ("n_mothers=1", 2, "changes the number of mothers (1 vs 2)"),
         ("wings=3", 2, "warmup_world: unknown NurseryConfig key 'wings'"),
         ("orphans=99", 2, "warmup_world: orphans=99 is out of range"),

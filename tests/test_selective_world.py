@@ -11,7 +11,17 @@ from caring.evaluate import evaluate
 from worlds import rng
 from worlds.config import ConfigError, build_config
 from worlds.nursery.config import NurseryConfig
-from worlds.nursery.core import CARRY, FEED, HEARD_MARKER, ON, SCALARS, STAY, VIEW_CHANNELS, NurseryCore
+from worlds.nursery.core import (
+    CARRY,
+    FEED,
+    FURTHER_CRY,
+    HEARD_MARKER,
+    ON,
+    SCALARS,
+    STAY,
+    VIEW_CHANNELS,
+    NurseryCore,
+)
 from worlds.nursery.nursery_v0 import NurseryEnv
 from worlds.nursery.scenario import scenario
 from worlds.nursery.scripted import SCRIPTED
@@ -80,6 +90,51 @@ def test_marked_hearing_adds_the_crying_babys_marker_and_the_default_world_is_un
     assert obs[1, cry].tolist() == s.baby_marker[:, 0, 0].tolist()  # she hears her own, the nearer one
     quiet = scenario(core, mothers=[(1, 1), (7, 7)], babies=[(7, 6), (2, 2)])
     assert core.observe(quiet)[0, 0, cry].tolist() == [0, 0, 0]
+
+
+def test_hearing_several_gives_the_nearest_cries_each_with_its_direction_and_marker():
+    core = make_core(n_mothers=2, orphans=1, hearing="several", cries_heard=4, cry_threshold=5)
+    further = [f"cry{k}_{part}" for k in (2, 3, 4) for part in FURTHER_CRY]
+    assert core.scalar_names == SCALARS + HEARD_MARKER + tuple(further)
+    at = {name: len(VIEW_CHANNELS) * core.V * core.V + i for i, name in enumerate(core.scalar_names)}
+    # Mother 0 at (1, 1): mother 1's baby cries at (2, 2), her own farther at (5, 4), the orphan is quiet.
+    s = scenario(core, mothers=[(1, 1), (7, 7), None], babies=[(5, 4), (2, 2), (7, 6)], hunger=[6, 6, 0])
+    obs = core.observe(s)[0, 0]
+    marker = s.baby_marker[:, :, 0].tolist()  # (3, babies)
+    assert [obs[at[f"cry_marker_{c}"]] for c in "rgb"] == [marker[i][1] for i in range(3)]  # the nearest
+    scale = max(core.H, core.W)
+    assert obs[at["cry2_heard"]] == ON
+    assert (obs[at["cry2_dy"]], obs[at["cry2_dx"]]) == (128 + 4 * 127 // scale, 128 + 3 * 127 // scale)
+    assert [obs[at[f"cry2_marker_{c}"]] for c in "rgb"] == [marker[i][0] for i in range(3)]  # her own
+    for k in (3, 4):  # the silent orphan, and a fourth cry where there are three babies
+        assert [obs[at[f"cry{k}_{part}"]] for part in FURTHER_CRY] == [0, 128, 128, 0, 0, 0]
+    # The size of what she hears does not change with the number of babies (curricula keep one network).
+    assert make_core(n_mothers=2, hearing="several", cries_heard=4).obs_dim == core.obs_dim
+    # Hearing two cries of three, the farthest is not heard: the sensing expert does not know where hers
+    # is when it is the farthest, and does when it is among the two nearest.
+    two = make_core(n_mothers=2, orphans=1, hearing="several", cries_heard=2, cry_threshold=5)
+    far = scenario(two, mothers=[(1, 1), (7, 7), None], babies=[(7, 5), (2, 2), (3, 3)], hunger=[6, 6, 6])
+    near = scenario(two, mothers=[(1, 1), (7, 7), None], babies=[(3, 4), (2, 2), (7, 5)], hunger=[6, 6, 6])
+    sensing = SCRIPTED["expert-senses"](two)
+    assert not sensing._sense(far)[0][0, 0] and sensing._sense(near)[0][0, 0]
+    # Mother 1 at (7, 7) hears mother 0's baby first (3 cells away), then her own (5).
+    obs1 = core.observe(s)[0, 1]
+    assert [obs1[at[f"cry_marker_{c}"]] for c in "rgb"] == [marker[i][0] for i in range(3)]
+    assert [obs1[at[f"cry2_marker_{c}"]] for c in "rgb"] == [marker[i][1] for i in range(3)]
+
+
+def test_a_newborn_cries_for_its_first_newborn_cry_steps_whatever_its_hunger():
+    core = make_core(newborn_cry=2, cry_threshold=20)
+    C, VV = len(VIEW_CHANNELS), core.V * core.V
+    heard = C * VV + SCALARS.index("cry_heard")
+    s = scenario(core, mothers=[(4, 4)], babies=[(4, 5)])  # newborn (age 0), fed, in her view
+    cries = []
+    for _ in range(3):
+        obs = core.observe(s)[0, 0]
+        cries.append((int(obs[VIEW_CHANNELS.index("baby_crying") : C * VV : C].max()), int(obs[heard])))
+        s = step(core, s, STAY)[0]
+    assert cries == [(ON, ON), (ON, ON), (0, 0)]
+    assert not make_core().crying(scenario(make_core(), mothers=[(4, 4)], babies=[(4, 5)])).any()
 
 
 @pytest.mark.parametrize(
@@ -174,8 +229,8 @@ def test_caring_params_lists_the_selective_preset_and_its_new_settings(capsys):
 
     assert main(["params", "nursery"]) == 0
     out = capsys.readouterr().out
-    assert "selective: birth_place=anywhere orphans=2 care_reach=cell hearing=marked" in out
-    assert all(name in out for name in ("orphans", "care_reach", "hearing"))
+    assert "selective: birth_place=anywhere orphans=2 care_reach=cell hearing=several newborn_cry=3" in out
+    assert all(name in out for name in ("orphans", "care_reach", "hearing", "newborn_cry"))
 
 
 def test_recognition_assays_separate_the_kin_aware_expert_from_the_indiscriminate_one():
@@ -272,11 +327,15 @@ def test_the_sensing_expert_knows_her_baby_only_by_sight_cry_or_memory():
     forgetful = SCRIPTED["expert-senses-no-memory"](core)
     assert forgetful.act(crying)[0, 0] == DOWN and not forgetful._sense(far)[0].any()  # no memory
 
-    world = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
-    senses = evaluate(world, SCRIPTED["expert-senses"](world), 120, seed=2)
-    full = evaluate(world, SCRIPTED["expert"](world), 120, seed=2)
-    assert senses["baby_survival_ci95"][1] < full["baby_survival_ci95"][0]
-    assert senses["mother_survival_rate"] >= 0.95 and senses["orphan_survival_rate"] < 0.1
+    # Hearing only the nearest cry and no newborn's, her senses cost her babies, not herself; hearing
+    # every cry and the newborns' (the selective world) she finds hers as soon as the omniscient expert.
+    for settings, costs in (({"hearing": "marked", "newborn_cry": 0}, True), ({}, False)):
+        world = NurseryCore(build_config(NurseryConfig, {"preset": "selective", **settings}))
+        senses = evaluate(world, SCRIPTED["expert-senses"](world), 120, seed=2)
+        full = evaluate(world, SCRIPTED["expert"](world), 120, seed=2)
+        assert (senses["baby_survival_ci95"][1] < full["baby_survival_ci95"][0]) == costs, settings
+        assert senses["baby_survival_rate"] >= full["baby_survival_rate"] - (0.25 if costs else 0.03)
+        assert senses["mother_survival_rate"] >= 0.95 and senses["orphan_survival_rate"] < 0.1
 
 
 def test_babies_born_anywhere_land_on_every_floor_cell_alike():

@@ -1,6 +1,7 @@
 """The trainer's machinery on tiny runs: determinism, exact resume, run directories, bad input."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 from analysis.cli import main
 from caring.runs import snapshots, weaning_mother
 from caring.train import Trainer
+from worlds.config import build_config
+from worlds.nursery.config import NurseryConfig
 
 TINY = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16",
         "--train-set", "checkpoint_every=2", "--train-set", "demo_episodes=4"]  # fmt: skip
@@ -355,3 +358,22 @@ def test_an_annealed_learning_rate_falls_to_its_last_step_and_resumes_exactly(tm
     assert main(["train", "nursery", "--out", str(tmp_path / "cut"), "--resume"]) == 0
     for name in ("metrics.csv", "mother.safetensors"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_a_setting_added_since_a_run_was_saved_takes_its_default_not_its_presets(tmp_path):
+    """A run saved before `newborn_cry` existed, in the selective world as it was then: loading it gives
+    that world (no newborn cries), not the preset's later value, and `started_with` still matches it."""
+    from caring.config import TrainConfig
+    from caring.runs import run_world, started_with
+
+    world = build_config(NurseryConfig, {"preset": "selective", "hearing": "marked", "newborn_cry": 0})
+    saved = dataclasses.asdict(world)
+    del saved["newborn_cry"]
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(
+        json.dumps({"world_name": "nursery", "world": saved, "train": dataclasses.asdict(TrainConfig())})
+    )
+    assert build_config(NurseryConfig, {"preset": "selective"}).newborn_cry > 0
+    assert run_world(run)[1] == world and run_world(run)[1].newborn_cry == 0
+    assert started_with(run, world, TrainConfig())

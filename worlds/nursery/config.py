@@ -16,14 +16,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # unless she eats (in the default world she starts with 40 and nothing before the birth asks it).
     "hungry": {"energy_start": 15},
     # Caring for the wrong baby costs her own (issue 18's world): babies are born anywhere among two
-    # orphans nobody is paid for, she tends only the baby on her own cell, and the cry she hears carries
-    # its baby's marker. A scripted mother who tends whichever baby is at hand (`expert-any`) saves far
-    # fewer of her own than one who tells hers by its marker (`expert`): README, "Selective care".
+    # orphans nobody is paid for, she tends only the baby on her own cell, and she hears every cry (four
+    # babies, four cries heard) with its baby's marker, a newborn's first cries too, so a mother who reads
+    # only her senses can find hers as soon as the omniscient expert can. A scripted mother who tends
+    # whichever baby is at hand (`expert-any`) saves far fewer of her own than one who tells hers by its
+    # marker (`expert`): README, "Selective care". Before 2026-12-01 it was `hearing=marked
+    # newborn_cry=0`: the nearest cry alone, none at birth; those settings still give that world.
     "selective": {
         "birth_place": "anywhere",
         "orphans": 2,
         "care_reach": "cell",
-        "hearing": "marked",
+        "hearing": "several",
+        "newborn_cry": 3,
         "n_hazards": 4,
         "curiosity": 0.3,
     },
@@ -85,8 +89,17 @@ class NurseryConfig:
     hearing: str = param(
         "nearest",
         "what a mother hears: nearest = the direction of the nearest crying baby; marked = that and the "
-        "crying baby's marker (three more scalars), so she can tell whether the cry is her baby's",
-        choices=("nearest", "marked"),
+        "crying baby's marker (three more scalars), so she can tell whether the cry is her baby's; several = "
+        "the nearest cries_heard crying babies, nearest first, each with its direction and marker, so "
+        "she hears her own baby's cry among the others'",
+        choices=("nearest", "marked", "several"),
+    )
+    cries_heard: int = param(
+        4,
+        "with hearing=several, how many cries a mother hears (the nearest first; six scalars each after "
+        "the nearest): a number of its own, so the observation does not change with the babies' count",
+        2,
+        8,
     )
 
     # Life cycle.
@@ -129,6 +142,13 @@ class NurseryConfig:
     # Babies: weak, hungry, curious, and they grow.
     hunger_max: int = param(30, "a baby starves (loses health each step) at this hunger", 2, 10000)
     cry_threshold: int = param(15, "a baby cries when its hunger reaches this", 1, 10000)
+    newborn_cry: int = param(
+        0,
+        "a newborn cries for its first this many steps whatever its hunger (0 = only a hungry baby "
+        "cries): with births anywhere, its first cries are how its mother learns where it was born",
+        0,
+        10000,
+    )
     feed_amount: int = param(30, "hunger removed by one feed", 1, 10000)
     baby_health: int = param(3, "baby health points; 0 = dead", 1, 100)
     baby_move_period: int = param(2, "a young baby moves once every this many steps", 1, 100)

@@ -72,6 +72,18 @@ SCALARS = (
     "cry_heard", "cry_dy", "cry_dx", "time",
 )  # fmt: skip
 HEARD_MARKER = ("cry_marker_r", "cry_marker_g", "cry_marker_b")  # after SCALARS where hearing="marked"
+FURTHER_CRY = ("heard", "dy", "dx", "marker_r", "marker_g", "marker_b")  # per cry, hearing="several"
+
+
+def heard_names(hearing: str, cries_heard: int) -> tuple[str, ...]:
+    """The scalars after SCALARS that `hearing` adds: the nearest cry's marker (marked, several), then
+    (several) the k-th nearest cry's flag, direction and marker as cry{k}_..., k = 2..cries_heard."""
+    if hearing == "nearest":
+        return ()
+    further = () if hearing == "marked" else FURTHER_CRY
+    return HEARD_MARKER + tuple(f"cry{k}_{part}" for k in range(2, cries_heard + 1) for part in further)
+
+
 ON = 255
 
 # Kin markers (RGB). Mothers' markers come from the training palette; "novel" babies get a marker from
@@ -185,7 +197,7 @@ class NurseryCore:
         r = cfg.view_radius
         self.V = 2 * r + 1
         C = len(VIEW_CHANNELS)
-        self.scalar_names = SCALARS + (HEARD_MARKER if cfg.hearing == "marked" else ())
+        self.scalar_names = SCALARS + heard_names(cfg.hearing, cfg.cries_heard)
         self.scalar_cells = -(-len(self.scalar_names) // C)  # scalars ride in extra cells after the view
         self.view_dim = self.V * self.V * C
         self.obs_dim = self.view_dim + self.scalar_cells * C
@@ -668,7 +680,7 @@ class NurseryCore:
     def observe(self, s: NurseryState) -> torch.Tensor:
         """(B, A, obs_dim) uint8: each mother's egocentric view (V, V, C), then `scalar_names`."""
         cfg = self.config
-        crying = s.baby_alive & (s.hunger >= cfg.cry_threshold)  # (A, B)
+        crying = self.crying(s)  # (A, B)
         # Hearing: direction to the nearest crying baby, however far.
         rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
         dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
@@ -676,10 +688,11 @@ class NurseryCore:
         heard = any_(crying, 0).expand(self.A, -1)
         toward_cry = torch.gather(rel, 2, nearest[None, :, None].expand(2, -1, 1, -1))[:, :, 0]  # (2, A, B)
         cry_dir = torch.where(heard, 128 + toward_cry * 127 // max(self.H, self.W), 128)
-        if cfg.hearing == "marked":  # (3, A, B) the heard baby's marker, 0 when nothing is heard
+        cry_marker = []
+        if cfg.hearing != "nearest":  # (3, A, B) the heard baby's marker, 0 when nothing is heard
             cry_marker = [torch.gather(m, 0, nearest) * heard for m in s.baby_marker.long()]
-        else:
-            cry_marker = []
+        if cfg.hearing == "several":
+            cry_marker += self._further_cries(s, rel, dist)
         scalars = torch.stack([
             s.energy * ON // cfg.energy_max,
             s.has_given_birth.long() * ON,
@@ -691,6 +704,29 @@ class NurseryCore:
             *cry_marker,
         ])  # fmt: skip
         return self.render_obs(s, s.mother_pos, s.mother_alive, scalars, exclude_self_mother=True)
+
+    def crying(self, s: NurseryState) -> torch.Tensor:
+        """(A, B) bool: a living baby cries while hungry, and a newborn for its first `newborn_cry` steps."""
+        cfg = self.config
+        return s.baby_alive & ((s.hunger >= cfg.cry_threshold) | (s.age < cfg.newborn_cry))
+
+    def _further_cries(self, s: NurseryState, rel: torch.Tensor, dist: torch.Tensor) -> list[torch.Tensor]:
+        """hearing="several": the 2nd..cries_heard-th nearest cries (ties to the lower slot, as `argmin_`
+        breaks them; silent where fewer babies cry), six (A, B) scalars each (FURTHER_CRY).
+        rel (2, mothers, babies, B); dist (mothers, babies, B), 10**6 where a baby is silent."""
+        slot = self.slots
+        closer = dist[:, :, None] < dist[:, None, :]  # (mothers, i, j, B): baby i is heard before j
+        tie = (dist[:, :, None] == dist[:, None, :]) & (slot[:, None] < slot[None, :])[None, :, :, None]
+        rank = (closer | tie).sum(1)  # (mothers, babies, B): 0 = the nearest cry
+        scale = max(self.H, self.W)
+        parts = []
+        for k in range(1, self.config.cries_heard):
+            pick = rank == k  # (mothers, babies, B) one baby each
+            heard = any_(pick & (dist < 10**6), 1)  # (mothers, B)
+            toward = (rel * pick).sum(2)  # (2, mothers, B)
+            parts += [heard.long() * ON, *torch.where(heard, 128 + toward * 127 // scale, 128)]
+            parts += [(m[None] * pick).sum(1) * heard for m in s.baby_marker.long()]
+        return parts
 
     def observe_babies(self, s: NurseryState) -> torch.Tensor:
         """(B, A, obs_dim) uint8 observations from each baby's place, in the mothers' format (the baby's
@@ -745,7 +781,7 @@ class NurseryCore:
         Layout: V*V view cells then `scalar_cells` cells holding the scalars, C channels each, so one
         table lookup writes the whole observation. Terrain and food come from one gather of cell codes;
         the few entities are scattered in with max-reduction (overlaps resolve deterministically)."""
-        cfg, B, V, r = self.config, s.batch, self.V, self.config.view_radius
+        B, V, r = s.batch, self.V, self.config.view_radius
         C, VV = len(VIEW_CHANNELS), self.V * self.V
         E = viewer_pos.shape[1]
         codes = s.cells + 3 * (s.food_timer == 0).to(torch.uint8)
@@ -755,7 +791,7 @@ class NurseryCore:
         window = codes.gather(0, idx).T.reshape(-1)  # (B*E*(VV+sc),) batch-first
         obs = self.code_table.index_select(0, window.int()).view(B * E, -1)
 
-        crying = s.baby_alive & (s.hunger >= cfg.cry_threshold)
+        crying = self.crying(s)
         ones = torch.full_like(s.baby_alive, ON, dtype=torch.uint8)
         others = s.mother_alive[None].expand(E, -1, -1)
         if exclude_self_mother:

@@ -215,12 +215,12 @@ class GivesUpMother(ExpertMother):
 class SensingExpert(ExpertMother):
     """The kin-aware expert limited to what a mother senses: the fair reference for a trained mother, who
     reads her observation, not the world's state. She knows where her baby is while it is in her view or
-    is the crying baby she hears (the nearest cry: its direction, and its marker where hearing is
-    marked), remembers where she last knew it to be until she gets there, and otherwise, once she has
-    given birth, wanders safely until she finds it. Memory lives in the policy (one episode per world at
-    a time; a world at step 0 starts afresh), so use one instance per evaluation. `memory=False`
-    forgets at every step: what memory is worth to a mother who reads only her observation (the
-    question a recurrent network would answer)."""
+    is a crying baby she hears (the nearest cry, or with hearing="several" the nearest cries_heard: its
+    direction, and its marker where hearing is marked or several), remembers where she last knew it to
+    be until she gets there, and otherwise, once she has given birth, wanders safely until she finds it.
+    Memory lives in the policy (one episode per world at a time; a world at step 0 starts afresh), so
+    use one instance per evaluation. `memory=False` forgets at every step: what memory is worth to a
+    mother who reads only her observation (the question a recurrent network would answer)."""
 
     def __init__(self, core: NurseryCore, memory: bool = True):
         super().__init__(core)
@@ -240,11 +240,19 @@ class SensingExpert(ExpertMother):
     def _sense(self, state: NurseryState) -> tuple[torch.Tensor, ...]:
         cfg, s = self.core.config, state
         alive, pos, carrier, hunger, health = super().her_baby(s)
-        crying = s.baby_alive & (s.hunger >= cfg.cry_threshold)  # (babies, B)
-        rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
-        dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
-        _, nearest = argmin_(dist, 1)  # (A, B): the cry she hears, as the world computes it
-        heard = any_(crying, 0)[None] & (nearest == self.babies(s))
+        crying, mine = self.core.crying(s), self.babies(s)  # (babies, B), (A, B)
+        if cfg.hearing == "several":  # she hears the nearest cries_heard cries, her own baby's among them
+            rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
+            dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
+            own = dist.gather(1, mine.clamp(min=0)[:, None])  # (A, 1, B)
+            slot = self.core.slots[None, :, None]
+            ahead = (dist < own) | ((dist == own) & (slot < mine[:, None]))  # cries heard before hers
+            heard = (mine >= 0) & crying.gather(0, mine.clamp(min=0)) & (ahead.sum(1) < cfg.cries_heard)
+        else:
+            rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
+            dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
+            _, nearest = argmin_(dist, 1)  # (A, B): the cry she hears, as the world computes it
+            heard = any_(crying, 0)[None] & (nearest == mine)
         known = alive & ((chebyshev(s.mother_pos, pos) <= cfg.view_radius) | heard)
         if self.last is None or self.last.shape != pos.shape or not self.memory:
             self.last = torch.full_like(pos, -1)
