@@ -137,6 +137,17 @@ def test_a_newborn_cries_for_its_first_newborn_cry_steps_whatever_its_hunger():
     assert not make_core().crying(scenario(make_core(), mothers=[(4, 4)], babies=[(4, 5)])).any()
 
 
+def test_the_viewer_shows_a_newborn_crying_and_a_fed_one_content(monkeypatch):
+    from worlds.nursery.render import Renderer
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    for newborn_cry, cue in ((3, "crying"), (0, "content")):
+        core = make_core(newborn_cry=newborn_cry)
+        state = scenario(core, mothers=[(4, 4)], babies=[(4, 5)])
+        facts = {f.label: f.text for f in Renderer(core).agents(state)[0].facts}
+        assert facts["baby"].startswith(cue), facts
+
+
 @pytest.mark.parametrize(
     "settings, error",
     [

@@ -96,12 +96,11 @@ class Renderer(PygameRenderer):
             if alive[i]:
                 _mother(pg, surf, self.cell(*pos[i]), kin[i], generation[i])
         baby_alive, baby_pos, marker = slots(s.baby_alive), rows(s.baby_pos), rows(s.baby_marker)
-        hunger, carried, energy = slots(s.hunger), slots(s.carried_by), slots(s.energy)
-        given_birth = slots(s.has_given_birth)
+        carried, energy = slots(s.carried_by), slots(s.energy)
+        given_birth, crying = slots(s.has_given_birth), slots(core.crying(s))
         for i in range(core.A):
             if baby_alive[i]:
-                crying = hunger[i] >= cfg.cry_threshold
-                _baby(pg, surf, self.cell(*baby_pos[i]), marker[i], carried[i] >= 0, crying)
+                _baby(pg, surf, self.cell(*baby_pos[i]), marker[i], carried[i] >= 0, crying[i])
         top = cfg.height * CELL
         for i in range(core.A):
             y = top + i * STRIP + 4
@@ -110,7 +109,7 @@ class Renderer(PygameRenderer):
             pg.draw.rect(surf, (60, 60, 60), (24, y + 2, 100, 12))
             pg.draw.rect(surf, ENERGY if alive[i] else (120, 40, 40), (24, y + 2, int(100 * fill), 12))
             if baby_alive[i]:
-                cue = "crying" if hunger[i] >= cfg.cry_threshold else "content"
+                cue = "crying" if crying[i] else "content"
                 text = f"baby {cue}" + (", carried" if carried[i] >= 0 else "")
             elif grown_up(i):
                 text = f"her baby grew up (mother {i + core.founders})"
@@ -135,7 +134,7 @@ class Renderer(PygameRenderer):
             *generations,
             (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, False), "baby (its marker)"),
             (lambda s, r: _baby(pg, s, r, LEGEND_BABY, True, False), "baby, carried"),
-            (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, True), "baby crying (hungry)"),
+            (lambda s, r: _baby(pg, s, r, LEGEND_BABY, False, True), "baby crying (hungry, or newborn)"),
             (lambda s, r: _predator(pg, s, r, False), "predator"),
             (lambda s, r: _predator(pg, s, r, True), "predator resting"),
             (lambda s, r: _food(pg, s, r, True), "food ready"),
@@ -155,7 +154,7 @@ class Renderer(PygameRenderer):
             facts = [Fact("energy", f"{energy}/{cfg.energy_max}", energy / cfg.energy_max, ENERGY)]
             if bool(s.baby_alive[i, 0]):
                 hunger, health = int(s.hunger[i, 0]), int(s.health[i, 0])
-                cue = "crying" if hunger >= cfg.cry_threshold else "content"
+                cue = "crying" if bool(self.core.crying(s)[i, 0]) else "content"
                 where = "carried" if int(s.carried_by[i, 0]) >= 0 else "on the ground"
                 facts += [
                     Fact("baby hunger", f"{hunger}/{cfg.hunger_max}", hunger / cfg.hunger_max),

@@ -205,10 +205,10 @@ class GivesUpMother(ExpertMother):
         cfg, s = self.core.config, state
         alive, pos, _, hunger, health = self.her_baby(s)
         another = self.core.another_baby_possible(s)
-        crying = hunger >= cfg.cry_threshold
+        crying = self.core.crying(s).gather(0, self.babies(s).clamp(min=0))  # hungry, or a newborn
         far = crying & (chebyshev(s.mother_pos, pos) > cfg.view_radius + FAR_BEYOND_VIEW)
         wounded = (health < cfg.baby_health) & (health <= cfg.predator_bite)
-        dear = crying & (s.energy - cfg.feed_cost < cfg.feed_cost)
+        dear = (hunger >= cfg.cry_threshold) & (s.energy - cfg.feed_cost < cfg.feed_cost)
         return alive & another & (far | wounded | dear)
 
 
