@@ -30,7 +30,7 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
     lo, hi = wilson_ci95(survived, born)
     per_episode = {
         f"{k}_per_episode": totals[k] / episodes
-        for k in ("harm_events", "feeds", "carry_steps", "guards", "hazard_contacts")
+        for k in ("harm_events", "feeds", "carry_steps", "guards", "hazard_contacts", "drops")
     }
     result = {
         "episodes": episodes,
@@ -39,6 +39,9 @@ def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch:
         "baby_survival_ci95": [lo, hi],
         "baby_lifetime_mean": totals["baby_lifetime"] / born if born else 0.0,
         **per_episode,
+        # Where her care goes: did she ever hold her own baby, and whom did she carry?
+        "own_baby_held_rate": totals["babies_held"] / born if born else 0.0,
+        "carry_share_own": totals["own_carry_steps"] / max(totals["carry_steps"], 1.0),
         "mother_survival_rate": totals["mothers_alive_at_end"] / totals["mothers_joined"],
         "babies_born": int(born),
         "baby_deaths": {cause: int(totals[f"deaths_{cause}"]) for cause in HARM_CAUSES},
@@ -105,6 +108,9 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
             "hazard_contacts",
             "baby_lifetime",
             "babies_grown",
+            "babies_held",
+            "own_carry_steps",
+            "drops",
             *(f"mother_deaths_{c}" for c in MOTHER_DEATH_CAUSES),
             *(f"deaths_{c}" for c in HARM_CAUSES),
         )
@@ -112,8 +118,15 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
     mothered = state.joined  # (A, B): slots with a mother; an orphan's baby counts only as an orphan
     acc["babies_born"] = (state.baby_alive & mothered).long().T  # births at reset; state is batch-last
     orphan_born = state.baby_alive & core.orphan  # (A, B): orphans carry no events; seen alive = born
+    held = torch.zeros_like(state.baby_alive)  # (A, B): she has held her present baby at some step
     for step in play(core, policy, state, obs):
         state, ev = step.after, step.out.events
+        holds_own = (state.carried_by == core.slots[:, None]) & state.baby_alive  # (A, B)
+        held = held & ~ev["baby_born"].T.bool()  # a new baby: not held yet
+        acc["babies_held"] += (holds_own & ~held).long().T
+        acc["own_carry_steps"] += holds_own.long().T
+        held = held | holds_own
+        acc["drops"] += ev["dropped"]
         orphan_born = orphan_born | (state.baby_alive & core.orphan)
         harms = [ev[f"baby_harm_{c}"] for c in HARM_CAUSES]
         acc["harm_events"] += sum(harms)

@@ -48,3 +48,14 @@ def test_every_mother_who_dies_is_counted_once_by_how_she_died(results):
     random = results["random"]["mother_deaths"]
     assert random["hazard"] > 0 and random["starved"] > 0  # random mothers both drown and starve
     assert results["expert"]["mother_deaths"]["hazard"] == 0  # she walks round water
+
+
+def test_where_her_care_goes_is_counted(results):
+    """The expert holds nearly every baby of hers and carries only her own (the default world's CARRY
+    reaches her own first) and never drops one; a negligent mother holds none; a random one drops."""
+    expert, negligent, random = results["expert"], results["negligent"], results["random"]
+    assert expert["own_baby_held_rate"] >= 0.9 and expert["carry_share_own"] == 1.0
+    assert expert["drops_per_episode"] == 0.0
+    assert negligent["own_baby_held_rate"] == negligent["carry_steps_per_episode"] == 0.0
+    assert negligent["drops_per_episode"] == 0.0
+    assert random["drops_per_episode"] > 0 and 0 < random["own_baby_held_rate"] < expert["own_baby_held_rate"]

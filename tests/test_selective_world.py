@@ -184,16 +184,17 @@ def test_in_the_selective_world_telling_her_baby_apart_pays():
     her own babies than the indiscriminate one, and lets a never-seen baby placed as hers die."""
     episodes = 120  # 240 of her babies per policy: the gap is ~0.24, each CI about +-0.06
 
-    def survival(policy: str, markers: str) -> tuple[float, list[float]]:
+    def survival(policy: str, markers: str) -> dict:
         core = NurseryCore(build_config(NurseryConfig, {"preset": "selective", "baby_markers": markers}))
-        result = evaluate(core, SCRIPTED[policy](core), episodes, seed=7)
-        return result["baby_survival_rate"], result["baby_survival_ci95"]
+        return evaluate(core, SCRIPTED[policy](core), episodes, seed=7)
 
-    own, own_ci = survival("expert", "kin")
-    indiscriminate, indiscriminate_ci = survival("expert-any", "kin")
-    assert indiscriminate_ci[1] < own_ci[0], (own, indiscriminate)
-    foster, _ = survival("expert", "novel")
-    assert foster <= 0.3 * own
+    own, indiscriminate = survival("expert", "kin"), survival("expert-any", "kin")
+    assert indiscriminate["baby_survival_ci95"][1] < own["baby_survival_ci95"][0]
+    foster = survival("expert", "novel")
+    assert foster["baby_survival_rate"] <= 0.3 * own["baby_survival_rate"]
+    # Where the care goes: the kin-aware expert carries her own, the indiscriminate one mostly others'.
+    assert own["carry_share_own"] > 0.95 and indiscriminate["carry_share_own"] < 0.5
+    assert own["own_baby_held_rate"] > indiscriminate["own_baby_held_rate"] + 0.3
 
 
 def test_the_indiscriminate_expert_is_marker_blind():

@@ -77,6 +77,9 @@ class NurseryTask:
         "feeds_per_episode": ("feeds / episode", 1),
         "guards_per_episode": ("guards / episode", 1),
         "carry_steps_per_episode": ("carry steps / episode", 0),
+        "carry_share_own": ("share of carrying on her own baby", 3),
+        "own_baby_held_rate": ("her babies she ever held", 3),
+        "drops_per_episode": ("drops / episode", 2),
         # Worlds with orphans only (the babies nobody is paid for), and worlds of several generations
         # only (NaN elsewhere): see caring.evaluate.
         "orphan_survival_rate": ("orphan survival", 3),
