@@ -682,8 +682,7 @@ class NurseryCore:
         cfg = self.config
         crying = self.crying(s)  # (A, B)
         # Hearing: direction to the nearest crying baby, however far.
-        rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
-        dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
+        rel, dist = self.cry_distances(s)  # (2, mothers, babies, B), (mothers, babies, B)
         _, nearest = argmin_(dist, 1)  # (A, B)
         heard = any_(crying, 0).expand(self.A, -1)
         toward_cry = torch.gather(rel, 2, nearest[None, :, None].expand(2, -1, 1, -1))[:, :, 0]  # (2, A, B)
@@ -692,7 +691,7 @@ class NurseryCore:
         if cfg.hearing != "nearest":  # (3, A, B) the heard baby's marker, 0 when nothing is heard
             cry_marker = [torch.gather(m, 0, nearest) * heard for m in s.baby_marker.long()]
         if cfg.hearing == "several":
-            cry_marker += self._further_cries(s, rel, dist)
+            cry_marker += self._further_cries(s, rel, self.cry_rank(dist))
         scalars = torch.stack([
             s.energy * ON // cfg.energy_max,
             s.has_given_birth.long() * ON,
@@ -710,19 +709,30 @@ class NurseryCore:
         cfg = self.config
         return s.baby_alive & ((s.hunger >= cfg.cry_threshold) | (s.age < cfg.newborn_cry))
 
-    def _further_cries(self, s: NurseryState, rel: torch.Tensor, dist: torch.Tensor) -> list[torch.Tensor]:
-        """hearing="several": the 2nd..cries_heard-th nearest cries (ties to the lower slot, as `argmin_`
-        breaks them; silent where fewer babies cry), six (A, B) scalars each (FURTHER_CRY).
-        rel (2, mothers, babies, B); dist (mothers, babies, B), 10**6 where a baby is silent."""
-        slot = self.slots
+    def cry_rank(self, dist: torch.Tensor) -> torch.Tensor:
+        """(mothers, babies, B) int64: the order in which each mother hears each baby's cry, 0 = the
+        nearest (ties to the lower slot, as `argmin_` breaks them), from `dist` (mothers, babies, B), the
+        Chebyshev distances with 10**6 where a baby is silent (silent babies rank after every cry)."""
         closer = dist[:, :, None] < dist[:, None, :]  # (mothers, i, j, B): baby i is heard before j
+        slot = self.slots
         tie = (dist[:, :, None] == dist[:, None, :]) & (slot[:, None] < slot[None, :])[None, :, :, None]
-        rank = (closer | tie).sum(1)  # (mothers, babies, B): 0 = the nearest cry
-        scale = max(self.H, self.W)
+        return (closer | tie).sum(1)
+
+    def cry_distances(self, s: NurseryState) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rel (2, mothers, babies, B): each baby's place relative to each mother, dist (mothers, babies,
+        B): its Chebyshev distance where it cries, 10**6 where it is silent)."""
+        rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]
+        dist = torch.where(self.crying(s)[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
+        return rel, dist
+
+    def _further_cries(self, s: NurseryState, rel: torch.Tensor, rank: torch.Tensor) -> list[torch.Tensor]:
+        """hearing="several": the 2nd..cries_heard-th cries she hears (`cry_rank`; silent where fewer
+        babies cry), six (A, B) scalars each (FURTHER_CRY). rel (2, mothers, babies, B)."""
+        scale, crying = max(self.H, self.W), self.crying(s)[None]
         parts = []
         for k in range(1, self.config.cries_heard):
             pick = rank == k  # (mothers, babies, B) one baby each
-            heard = any_(pick & (dist < 10**6), 1)  # (mothers, B)
+            heard = any_(pick & crying, 1)  # (mothers, B)
             toward = (rel * pick).sum(2)  # (2, mothers, B)
             parts += [heard.long() * ON, *torch.where(heard, 128 + toward * 127 // scale, 128)]
             parts += [(m[None] * pick).sum(1) * heard for m in s.baby_marker.long()]

@@ -241,17 +241,12 @@ class SensingExpert(ExpertMother):
         cfg, s = self.core.config, state
         alive, pos, carrier, hunger, health = super().her_baby(s)
         crying, mine = self.core.crying(s), self.babies(s)  # (babies, B), (A, B)
+        _, dist = self.core.cry_distances(s)  # (mothers, babies, B), as the world computes it
         if cfg.hearing == "several":  # she hears the nearest cries_heard cries, her own baby's among them
-            rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
-            dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
-            own = dist.gather(1, mine.clamp(min=0)[:, None])  # (A, 1, B)
-            slot = self.core.slots[None, :, None]
-            ahead = (dist < own) | ((dist == own) & (slot < mine[:, None]))  # cries heard before hers
-            heard = (mine >= 0) & crying.gather(0, mine.clamp(min=0)) & (ahead.sum(1) < cfg.cries_heard)
+            rank = self.core.cry_rank(dist).gather(1, mine.clamp(min=0)[:, None])[:, 0]  # (A, B)
+            heard = (mine >= 0) & crying.gather(0, mine.clamp(min=0)) & (rank < cfg.cries_heard)
         else:
-            rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]  # (2, mothers, babies, B)
-            dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
-            _, nearest = argmin_(dist, 1)  # (A, B): the cry she hears, as the world computes it
+            _, nearest = argmin_(dist, 1)  # (A, B): the cry she hears
             heard = any_(crying, 0)[None] & (nearest == mine)
         known = alive & ((chebyshev(s.mother_pos, pos) <= cfg.view_radius) | heard)
         if self.last is None or self.last.shape != pos.shape or not self.memory:
