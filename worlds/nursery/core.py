@@ -682,7 +682,7 @@ class NurseryCore:
         cfg = self.config
         crying = self.crying(s)  # (A, B)
         # Hearing: direction to the nearest crying baby, however far.
-        rel, dist = self.cry_distances(s)  # (2, mothers, babies, B), (mothers, babies, B)
+        rel, dist = self.cry_distances(s, crying)  # (2, mothers, babies, B), (mothers, babies, B)
         _, nearest = argmin_(dist, 1)  # (A, B)
         heard = any_(crying, 0).expand(self.A, -1)
         toward_cry = torch.gather(rel, 2, nearest[None, :, None].expand(2, -1, 1, -1))[:, :, 0]  # (2, A, B)
@@ -691,7 +691,7 @@ class NurseryCore:
         if cfg.hearing != "nearest":  # (3, A, B) the heard baby's marker, 0 when nothing is heard
             cry_marker = [torch.gather(m, 0, nearest) * heard for m in s.baby_marker.long()]
         if cfg.hearing == "several":
-            cry_marker += self._further_cries(s, rel, self.cry_rank(dist))
+            cry_marker += self._further_cries(s, rel, self.cry_rank(dist), crying)
         scalars = torch.stack([
             s.energy * ON // cfg.energy_max,
             s.has_given_birth.long() * ON,
@@ -718,21 +718,24 @@ class NurseryCore:
         tie = (dist[:, :, None] == dist[:, None, :]) & (slot[:, None] < slot[None, :])[None, :, :, None]
         return (closer | tie).sum(1)
 
-    def cry_distances(self, s: NurseryState) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rel (2, mothers, babies, B): each baby's place relative to each mother, dist (mothers, babies,
-        B): its Chebyshev distance where it cries, 10**6 where it is silent)."""
+    def cry_distances(self, s: NurseryState, crying: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """crying (babies, B) (`crying`) -> (rel (2, mothers, babies, B): each baby's place relative to
+        each mother, dist (mothers, babies, B): its Chebyshev distance where it cries, 10**6 where not)."""
         rel = s.baby_pos[:, None] - s.mother_pos[:, :, None]
-        dist = torch.where(self.crying(s)[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
+        dist = torch.where(crying[None], torch.maximum(rel[0].abs(), rel[1].abs()), 10**6)
         return rel, dist
 
-    def _further_cries(self, s: NurseryState, rel: torch.Tensor, rank: torch.Tensor) -> list[torch.Tensor]:
+    def _further_cries(
+        self, s: NurseryState, rel: torch.Tensor, rank: torch.Tensor, crying: torch.Tensor
+    ) -> list[torch.Tensor]:
         """hearing="several": the 2nd..cries_heard-th cries she hears (`cry_rank`; silent where fewer
-        babies cry), six (A, B) scalars each (FURTHER_CRY). rel (2, mothers, babies, B)."""
-        scale, crying = max(self.H, self.W), self.crying(s)[None]
+        babies cry), six (A, B) scalars each (FURTHER_CRY). rel (2, mothers, babies, B), crying (babies,
+        B)."""
+        scale = max(self.H, self.W)
         parts = []
         for k in range(1, self.config.cries_heard):
             pick = rank == k  # (mothers, babies, B) one baby each
-            heard = any_(pick & crying, 1)  # (mothers, B)
+            heard = any_(pick & crying[None], 1)  # (mothers, B)
             toward = (rel * pick).sum(2)  # (2, mothers, B)
             parts += [heard.long() * ON, *torch.where(heard, 128 + toward * 127 // scale, 128)]
             parts += [(m[None] * pick).sum(1) * heard for m in s.baby_marker.long()]

@@ -241,7 +241,7 @@ class SensingExpert(ExpertMother):
         cfg, s = self.core.config, state
         alive, pos, carrier, hunger, health = super().her_baby(s)
         crying, mine = self.core.crying(s), self.babies(s)  # (babies, B), (A, B)
-        _, dist = self.core.cry_distances(s)  # (mothers, babies, B), as the world computes it
+        _, dist = self.core.cry_distances(s, crying)  # (mothers, babies, B), as the world computes it
         if cfg.hearing == "several":  # she hears the nearest cries_heard cries, her own baby's among them
             rank = self.core.cry_rank(dist).gather(1, mine.clamp(min=0)[:, None])[:, 0]  # (A, B)
             heard = (mine >= 0) & crying.gather(0, mine.clamp(min=0)) & (rank < cfg.cries_heard)
