@@ -77,6 +77,13 @@ class TrainerSettings:
         "on a trunk of its own",
         choices=CRITICS,
     )
+    kin_match: int = param(
+        0,
+        "features per marker from a comparator with one set of weights that reads each marker she sees or "
+        "hears beside her own kin marker, for the policy's trunk (0: none; worlds with markers only)",
+        0,
+        64,
+    )
     value_norm: bool = param(False, "PopArt: each critic learns its returns in running-normalised units")
     adv_norm: str = param(
         "per-stream",

@@ -26,6 +26,7 @@ def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
 POPART_RATE = 0.05  # weight of each update's returns in the running return moments
 POPART_MIN_VAR = 1e-4  # floor of the return variance (a stream that pays nothing has none)
 BABY_MOVES = 5  # stay, up, right, down, left: what a theory-of-mind head predicts the baby does next
+KIN_MATCH_HIDDEN = 8  # hidden units of the marker comparator (`kin_match`)
 
 
 # Which critics have a trunk of their own (the others' value heads sit on the policy's trunk).
@@ -45,7 +46,14 @@ class MotherNet(nn.Module):
     rescaling the heads so that the values the net returns do not jump; `forward` always returns values
     in reward units. With `predicts_baby` (theory of mind, spec 003) a prediction head on the policy's
     trunk gives logits of the baby's next move; the policy and value losses never reach it, and its loss
-    reaches only it and the trunk."""
+    reaches only it and the trunk.
+
+    With `kin_match` = k > 0 a comparator with one set of weights reads each marker she sees or hears
+    beside her own kin marker (`markers`: the world's `marker_inputs()`) and gives k features per marker
+    (hook_kin_match, (N, markers * k)), which the policy's trunk reads after the observation: "is this
+    baby mine?" is learnt once for every cell and cry instead of once per cell and colour by the first
+    layer. The comparator's first layer reads her kin marker in its last three columns (what a re-write
+    of her target edits). Critics with trunks of their own read the observation alone."""
 
     def __init__(
         self,
@@ -55,14 +63,30 @@ class MotherNet(nn.Module):
         predicts_baby: bool = False,
         critics: str = "shared",
         value_norm: bool = False,
+        kin_match: int = 0,
+        markers: tuple[list[int], list[list[int]]] | None = None,
     ):
         super().__init__()
         if critics not in CRITICS:
             raise ValueError(f"critics={critics!r} must be one of {CRITICS}")
+        if kin_match and not markers:
+            raise ValueError("kin_match needs the markers' places in the observation")
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
         self.predicts_baby, self.critics, self.value_norm = predicts_baby, critics, value_norm
+        self.kin_match, self.markers = kin_match, markers if kin_match else None
         self.hook_obs = HookPoint()
-        self.trunk_1 = _layer(obs_dim, hidden, 2**0.5)
+        matched = 0
+        if kin_match:  # index tables move with the net but are not weights (not saved)
+            kin, seen = markers
+            self.register_buffer("kin_inputs", torch.tensor(kin), persistent=False)  # (3,)
+            self.register_buffer("seen_inputs", torch.tensor(seen), persistent=False)  # (markers, 3)
+            self.kin_match_1 = _layer(6, KIN_MATCH_HIDDEN, 2**0.5)
+            self.kin_match_relu_1 = nn.ReLU()
+            self.kin_match_2 = _layer(KIN_MATCH_HIDDEN, kin_match, 2**0.5)
+            self.kin_match_relu_2 = nn.ReLU()
+            self.hook_kin_match = HookPoint()
+            matched = len(seen) * kin_match
+        self.trunk_1 = _layer(obs_dim + matched, hidden, 2**0.5)
         self.relu_1 = nn.ReLU()
         self.hook_trunk_1 = HookPoint()
         self.trunk_2 = _layer(hidden, hidden, 2**0.5)
@@ -90,13 +114,31 @@ class MotherNet(nn.Module):
     def blank(self) -> MotherNet:
         """An untrained network of the same architecture (drawn from torch's global generator)."""
         return MotherNet(
-            self.obs_dim, self.n_actions, self.hidden, self.predicts_baby, self.critics, self.value_norm
+            self.obs_dim,
+            self.n_actions,
+            self.hidden,
+            self.predicts_baby,
+            self.critics,
+            self.value_norm,
+            self.kin_match,
+            self.markers,
         )
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         x = self.hook_obs(obs.float() * (1.0 / 255.0))
+        if self.kin_match:
+            x = torch.cat([x, self.match_kin(x)], 1)
         x = self.hook_trunk_1(self.relu_1(self.trunk_1(x)))
         return self.hook_trunk_2(self.relu_2(self.trunk_2(x)))
+
+    def match_kin(self, x: torch.Tensor) -> torch.Tensor:
+        """Scaled observation (N, obs_dim) -> (N, markers * kin_match): each marker read beside hers."""
+        n, weight = x.shape[0], self.kin_match_1.weight  # weight (hidden, 6): seen marker, then kin marker
+        seen = x.index_select(1, self.seen_inputs.flatten()).view(n, -1, 3)  # (N, markers, 3)
+        kin = x.index_select(1, self.kin_inputs)  # (N, 3): the same for every marker, so read once
+        h = seen @ weight[:, :3].T + (kin @ weight[:, 3:].T + self.kin_match_1.bias)[:, None]
+        h = self.kin_match_relu_1(h)  # (N, markers, hidden)
+        return self.hook_kin_match(self.kin_match_relu_2(self.kin_match_2(h)).flatten(1))
 
     def _critic_trunk(self, stream: str, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float() * (1.0 / 255.0)

@@ -105,10 +105,25 @@ def snapshots(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def mother_net(obs_dim: int, n_actions: int, config: Any) -> MotherNet:
-    """The untrained network a TrainConfig describes (its method decides whether it predicts the baby)."""
+def mother_net(core: Any, n_actions: int, config: Any) -> MotherNet:
+    """The untrained network a TrainConfig describes for a world's core (its method decides whether it
+    predicts the baby; `kin_match` needs a world whose observations carry kin markers)."""
     predicts_baby = get_stream(config.method).predicts_baby
-    return MotherNet(obs_dim, n_actions, config.hidden, predicts_baby, config.critics, config.value_norm)
+    markers = None
+    if config.kin_match:
+        if not hasattr(core, "marker_inputs"):
+            raise ConfigError("kin_match needs a world with kin markers (the nursery); set kin_match=0")
+        markers = core.marker_inputs()
+    return MotherNet(
+        core.obs_dim,
+        n_actions,
+        config.hidden,
+        predicts_baby,
+        config.critics,
+        config.value_norm,
+        config.kin_match,
+        markers,
+    )
 
 
 def scheduled_updates(config: Any, agents: int) -> int:
@@ -136,13 +151,13 @@ def load_mother(run: Path, core: Any, task: Any, weights: Path | None = None) ->
         tensors = load_checked(path)
     except ConfigError as err:
         raise ConfigError(f"{err}; {resume} writes her again from the run's checkpoint") from None
-    first = tensors.get("trunk_1.weight")
-    if first is not None and first.dim() == 2 and first.shape[1] != core.obs_dim:
+    net = mother_net(core, task.n_actions, config)
+    first, wanted = tensors.get("trunk_1.weight"), net.trunk_1.weight
+    if first is not None and first.dim() == 2 and first.shape[1] != wanted.shape[1]:
         raise ConfigError(
-            f"{run} was trained on observations of size {first.shape[1]}, this world gives {core.obs_dim}; "
+            f"{run}'s first layer reads {first.shape[1]} inputs, this world gives {wanted.shape[1]}; "
             "use the run's own world settings"
         )
-    net = mother_net(core.obs_dim, task.n_actions, config)
     check_tensors(str(path), "the network", tensors, net.state_dict())
     net.load_state_dict(tensors)
     return net.to(core.device)

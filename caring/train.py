@@ -80,7 +80,7 @@ class Trainer:
         if self.warmup is not None:
             self.core = self.task.make_core(self.warmup, device)
         torch.manual_seed(config.seed)
-        self.net = mother_net(self.core.obs_dim, self.task.n_actions, config).to(self.device)
+        self.net = mother_net(self.core, self.task.n_actions, config).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, eps=1e-5)
         self.gen = torch.Generator(device=self.device).manual_seed(config.seed)
         self.update = 0

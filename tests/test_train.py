@@ -174,7 +174,7 @@ def test_bad_run_directories_and_checkpoints(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
     # a mother trained on 7x7 views cannot drive a world that shows 5x5 views
     assert main(["eval", "nursery", "--policy", str(tmp_path / "run"), "--set", "view_radius=2"]) == 2
-    assert "trained on observations of size 500" in capsys.readouterr().err
+    assert "first layer reads 500 inputs" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_checkpoint_from_a_world_with_another_observation_shape(tmp_path, capsys):

@@ -704,6 +704,21 @@ class NurseryCore:
         ])  # fmt: skip
         return self.render_obs(s, s.mother_pos, s.mother_alive, scalars, exclude_self_mother=True)
 
+    def marker_inputs(self) -> tuple[list[int], list[list[int]]]:
+        """Where an observation holds kin markers: (her own kin marker's three indices, the three indices
+        of each marker she can see or hear: every view cell's baby marker, then each heard cry's), so a
+        network can compare each with hers using one set of weights."""
+        C, cells = len(VIEW_CHANNELS), self.V * self.V
+        colour = [self.channel[f"baby_marker_{c}"] for c in "rgb"]
+        seen = [[cell * C + ch for ch in colour] for cell in range(cells)]
+        names = self.scalar_names
+        heard = ["cry_marker_"] + [f"cry{k}_marker_" for k in range(2, self.config.cries_heard + 1)]
+        for prefix in heard:
+            if prefix + "r" in names:
+                seen.append([self.view_dim + names.index(prefix + c) for c in "rgb"])
+        kin = [self.view_dim + names.index(f"kin_marker_{c}") for c in "rgb"]
+        return kin, seen
+
     def crying(self, s: NurseryState) -> torch.Tensor:
         """(A, B) bool: a living baby cries while hungry, and a newborn for its first `newborn_cry` steps."""
         cfg = self.config
