@@ -11,11 +11,12 @@ and transfer to layouts of a size she never trained on:
 - patch: her top-k care units (the localization ranking) take the values they would have if the
   foster baby wore her kin marker (activation patching from the counterfactual observation).
 - rewrite: re-write the target itself. Her first layer reads her own kin marker (three scalars of her
-  observation); an edit of those weights and the layer's bias makes each training marker read as the
-  never-seen marker her baby would wear in the foster world (least squares over the palette's eight
-  pairs: inexact, and the report says how far), so the baby she looks for is the new one. Scaled by
-  the swept coefficient (1 = the fitted edit), against random edits of the same columns and norm.
-  Nothing else she sees is touched.
+  observation), and so does a marker comparator's first layer where she has one (`kin_match`); an
+  edit of those weights and each layer's bias makes each training marker read as the never-seen
+  marker her baby would wear in the foster world (least squares over the palette's eight pairs:
+  inexact, and the report says how far), so the baby she looks for is the new one. Scaled by the swept
+  coefficient (1 = the fitted edit), against random edits of the same columns and norm. Nothing else
+  she sees is touched.
 - finetune: PPO on the foster world from her weights; the agent-steps it needs to reach the goal.
 
 The coefficient (or k) is chosen on selection episodes and reported on different test episodes. In a
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from analysis import assays, circuit_plots
 from analysis.circuits import check_hidden_site, load_run
@@ -413,48 +415,71 @@ def kin_marker_inputs(core: NurseryCore) -> list[int]:
     return [core.view_dim + core.scalar_names.index(name) for name in KIN_MARKER]
 
 
+def kin_readers(net: MotherNet, core: NurseryCore) -> list[tuple[nn.Linear, list[int]]]:
+    """The layers that read her own kin marker and the input columns they read it in: the first layer
+    of her trunk, and with `kin_match` the marker comparator's first layer (its last three inputs)."""
+    readers = [(net.trunk_1, kin_marker_inputs(core))]
+    if net.kin_match:
+        readers.append((net.kin_match_1, [3, 4, 5]))
+    return readers
+
+
 def target_edit(net: MotherNet, core: NurseryCore) -> tuple[torch.Tensor, float]:
-    """(delta (hidden, 4), relative residual): the change to the first layer's kin-marker columns W and
-    bias b (delta's last column) that makes W' k + b' = W n + b for every training marker k and the
-    never-seen marker n her baby wears in its place: least squares over the palette (eight pairs, four
-    numbers per unit, so inexact; the residual says how far)."""
-    weight = net.trunk_1.weight.detach()[:, kin_marker_inputs(core)].double()  # (hidden, 3)
+    """(delta, relative residual): for each layer that reads her kin marker (`kin_readers`), the change
+    to its kin-marker columns W and bias b that makes W' k + b' = W n + b for every training marker k
+    and the never-seen marker n her baby wears in its place, fitted by least squares over the palette
+    (eight pairs, four numbers per unit, so inexact; the residual says how far over all of them).
+    delta is flat: each reader's (units, 4) block (its last column the bias), in `kin_readers` order."""
     kin = core.train_markers.double() / 255.0  # (3, P): what the network sees (obs / 255)
     novel = core.novel_markers.double() / 255.0
-    wanted = weight @ (novel - kin)  # (hidden, P)
     affine = torch.cat([kin, torch.ones_like(kin[:1])])  # (4, P)
-    delta = wanted @ torch.linalg.pinv(affine)  # (hidden, 4)
-    residual = float((delta @ affine - wanted).norm() / wanted.norm().clamp(min=1e-12))
-    return delta.to(net.trunk_1.weight.dtype), residual
+    deltas, misses, wants = [], [], []
+    for layer, columns in kin_readers(net, core):
+        wanted = layer.weight.detach()[:, columns].double() @ (novel - kin)  # (units, P)
+        delta = wanted @ torch.linalg.pinv(affine)  # (units, 4)
+        deltas.append(delta.flatten())
+        misses.append((delta @ affine - wanted).flatten())
+        wants.append(wanted.flatten())
+    residual = float(torch.cat(misses).norm() / torch.cat(wants).norm().clamp(min=1e-12))
+    return torch.cat(deltas).to(net.trunk_1.weight.dtype), residual
 
 
 @contextmanager
-def edited(net: MotherNet, columns: list[int], delta: torch.Tensor, coefficient: float) -> Iterator[None]:
-    """The first layer's `columns` and bias plus coefficient x delta (hidden, len(columns) + 1), restored
-    however the block ends."""
-    layer = net.trunk_1
-    saved = layer.weight.detach().clone(), layer.bias.detach().clone()
+def edited(net: MotherNet, core: NurseryCore, delta: torch.Tensor, coefficient: float) -> Iterator[None]:
+    """Each kin-reading layer's kin columns and bias plus coefficient x its block of delta (as
+    `target_edit` lays it out), restored however the block ends."""
+    readers = kin_readers(net, core)
+    saved = [(layer.weight.detach().clone(), layer.bias.detach().clone()) for layer, _ in readers]
     try:
         with torch.no_grad():
-            layer.weight[:, columns] += coefficient * delta[:, :-1]
-            layer.bias += coefficient * delta[:, -1]
+            at = 0
+            for layer, columns in readers:
+                size = layer.out_features * (len(columns) + 1)
+                block = delta[at : at + size].view(layer.out_features, -1)
+                at += size
+                layer.weight[:, columns] += coefficient * block[:, :-1]
+                layer.bias += coefficient * block[:, -1]
         yield
     finally:
         with torch.no_grad():
-            layer.weight.copy_(saved[0])
-            layer.bias.copy_(saved[1])
+            for (layer, _), (weight, bias) in zip(readers, saved, strict=True):
+                layer.weight.copy_(weight)
+                layer.bias.copy_(bias)
 
 
 def _rewrite(study: Study) -> Chosen:
     """Sweep the coefficient of the fitted target edit on selection episodes, with random edits of the
     same columns and norm."""
-    net, progress = study.net, study.progress
-    columns = kin_marker_inputs(study.kin_core)
-    delta, residual = target_edit(net, study.kin_core)
-    progress(f"target edit: the kin-marker inputs and bias, relative residual {residual:.3f}")
-    dose, chosen, controls, apply = _coefficient_sweep(study, delta, lambda d, c: edited(net, columns, d, c))
+    net, progress, core = study.net, study.progress, study.kin_core
+    delta, residual = target_edit(net, core)
+    layers = [layer for layer, _ in kin_readers(net, core)]
+    names = [name for name, module in net.named_modules() if any(module is layer for layer in layers)]
+    edits = ", ".join(names)
+    progress(f"target edit: the kin-marker inputs and biases of {edits}; relative residual {residual:.3f}")
+    dose, chosen, controls, apply = _coefficient_sweep(study, delta, lambda d, c: edited(net, core, d, c))
     extra = {
-        "edited_inputs": columns,
+        "edited_inputs": kin_marker_inputs(core),
+        "edited_layers": names,
         "edit_norm": float(delta.norm()),
         "edit_residual": residual,
         "dose_response": dose,

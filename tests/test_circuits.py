@@ -18,7 +18,7 @@ from analysis.localize import ROLES, ablation_curve, ablation_effects, rank_unit
 from analysis.probes import baby_facts, collect, fit_and_score, probe_all
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
-from worlds.config import ConfigError
+from worlds.config import ConfigError, build_config
 from worlds.nursery.config import NurseryConfig
 from worlds.nursery.core import CARRY, FEED, SHOO, VIEW_CHANNELS, NurseryCore, chebyshev
 from worlds.nursery.scripted import SCRIPTED
@@ -396,30 +396,58 @@ def test_patching_every_unit_acts_as_if_the_foster_baby_wore_the_kin_marker(tiny
     assert torch.equal(nothing(state, obs), TrainedMother(net)(state, obs))
 
 
+def _check_target_edit(core, net) -> None:
+    """The fitted edit changes only each kin-reading layer's kin columns and bias, reads each training
+    marker as its foster marker up to the reported residual, and is undone however the block ends."""
+    from analysis.retarget import edited, kin_readers, target_edit
+
+    delta, residual = target_edit(net, core)
+    kin, novel = core.train_markers.float() / 255, core.novel_markers.float() / 255
+    readers = kin_readers(net, core)
+    saved = [(layer.weight.detach().clone(), layer.bias.detach().clone()) for layer, _ in readers]
+    before = [
+        w[:, cols] @ novel + b[:, None] for (w, b), (_, cols) in zip(saved, readers, strict=True)
+    ]  # (units, P)
+    read = {id(p) for layer, _ in readers for p in (layer.weight, layer.bias)}
+    others = {n: p.detach().clone() for n, p in net.named_parameters() if id(p) not in read}
+    assert others  # the policy head, the critics, the trunk's second layer...
+    misses, wanted = [], []
+    with edited(net, core, delta, 1.0):
+        for (layer, cols), (w, _), was in zip(readers, saved, before, strict=True):
+            after = layer.weight[:, cols].detach() @ kin + layer.bias.detach()[:, None]
+            untouched = [c for c in range(layer.in_features) if c not in cols]
+            assert torch.equal(layer.weight[:, untouched], w[:, untouched])
+            misses.append((after - was).flatten())
+            wanted.append((w[:, cols] @ (novel - kin)).flatten())
+        assert all(torch.equal(p, others[n]) for n, p in net.named_parameters() if n in others)
+    assert math.isclose(float(torch.cat(misses).norm() / torch.cat(wanted).norm()), residual, rel_tol=1e-3)
+    assert 0 < residual < 1  # better than no edit (residual 1), and inexact: eight pairs, four numbers
+    with pytest.raises(RuntimeError), edited(net, core, delta, 3.0):
+        raise RuntimeError("interrupted")
+    for (layer, _), (w, b) in zip(readers, saved, strict=True):
+        assert torch.equal(layer.weight, w) and torch.equal(layer.bias, b)
+
+
 def test_the_target_edit_reads_each_training_marker_as_its_foster_marker_and_is_undone(tiny_run):
-    from analysis.retarget import edited, kin_marker_inputs, target_edit
+    from analysis.retarget import kin_marker_inputs, kin_readers
 
     _, core, net = load_run(tiny_run)
     state, _ = core.reset(torch.arange(2))
     moved = dataclasses.replace(state, kin_marker=(state.kin_marker.long() + 7).to(torch.uint8))
     changed = (core.observe(moved)[:, 0] != core.observe(state)[:, 0]).nonzero()[:, 1].unique()
-    columns = kin_marker_inputs(core)
-    assert changed.tolist() == columns  # her kin marker's three inputs, nothing else
-    delta, residual = target_edit(net, core)
-    kin, novel = core.train_markers.float() / 255, core.novel_markers.float() / 255
-    layer = net.trunk_1
-    before = layer.weight[:, columns].detach() @ novel + layer.bias.detach()[:, None]  # (hidden, P)
-    saved = layer.weight.detach().clone(), layer.bias.detach().clone()
-    with edited(net, columns, delta, 1.0):
-        after = layer.weight[:, columns].detach() @ kin + layer.bias.detach()[:, None]
-        untouched = [c for c in range(core.obs_dim) if c not in columns]
-        assert torch.equal(layer.weight[:, untouched], saved[0][:, untouched])
-    wanted = saved[0][:, columns] @ (novel - kin)
-    assert math.isclose(float((after - before).norm() / wanted.norm()), residual, rel_tol=1e-3)
-    assert 0 < residual < 1  # better than no edit (residual 1), and inexact: eight pairs, four numbers
-    with pytest.raises(RuntimeError), edited(net, columns, delta, 3.0):
-        raise RuntimeError("interrupted")
-    assert torch.equal(layer.weight, saved[0]) and torch.equal(layer.bias, saved[1])
+    assert changed.tolist() == kin_marker_inputs(core)  # her kin marker's three inputs, nothing else
+    assert [layer for layer, _ in kin_readers(net, core)] == [net.trunk_1]
+    _check_target_edit(core, net)
+
+
+def test_the_target_edit_also_rewrites_the_marker_comparators_kin_inputs():
+    from analysis.retarget import kin_readers
+
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
+    torch.manual_seed(0)
+    net = MotherNet(core.obs_dim, 9, 16, kin_match=2, markers=core.marker_inputs())
+    assert [layer for layer, _ in kin_readers(net, core)] == [net.trunk_1, net.kin_match_1]
+    _check_target_edit(core, net)
 
 
 @pytest.mark.parametrize("method", ["steer", "patch", "rewrite", "finetune"])

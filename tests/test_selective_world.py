@@ -123,6 +123,61 @@ def test_hearing_several_gives_the_nearest_cries_each_with_its_direction_and_mar
     assert [obs1[at[f"cry2_marker_{c}"]] for c in "rgb"] == [marker[i][1] for i in range(3)]
 
 
+def test_the_marker_comparator_reads_each_marker_she_sees_or_hears_with_one_set_of_weights():
+    from analysis.hooks import cache
+    from caring.networks import MotherNet
+
+    core = make_core(n_mothers=2, orphans=1, hearing="several", cries_heard=4, cry_threshold=5)
+    kin, seen = core.marker_inputs()
+    C, VV = len(VIEW_CHANNELS), core.V * core.V
+    names = {core.view_dim + i: name for i, name in enumerate(core.scalar_names)}
+    assert [names[i] for i in kin] == ["kin_marker_r", "kin_marker_g", "kin_marker_b"]
+    assert len(seen) == VV + 4  # every view cell, then every cry she can hear
+    marker_channels = [VIEW_CHANNELS.index(f"baby_marker_{c}") for c in "rgb"]
+    assert all([i - cell * C for i in seen[cell]] == marker_channels for cell in range(VV))
+    heard = [n for n in core.scalar_names if "marker" in n and not n.startswith("kin")]
+    assert [names[i] for triple in seen[VV:] for i in triple] == heard
+    # Mother 0 at (1, 1) sees mother 1's baby at (2, 2), one cell down and right of her view's centre.
+    s = scenario(core, mothers=[(1, 1), (7, 7), None], babies=[(5, 4), (2, 2), (7, 6)], hunger=[6, 6, 0])
+    obs = core.observe(s)[0]  # (mothers, obs_dim)
+    r = core.config.view_radius
+    assert obs[0, seen[(r + 1) * core.V + r + 1]].tolist() == s.baby_marker[:, 1, 0].tolist()
+
+    torch.manual_seed(0)
+    net = MotherNet(core.obs_dim, 9, 16, kin_match=3, markers=(kin, seen))
+    assert net.trunk_1.in_features == core.obs_dim + len(seen) * 3
+    assert net.blank().trunk_1.in_features == net.trunk_1.in_features
+
+    def features(o):
+        with cache(net, ["hook_kin_match"]) as acts:
+            net(o)
+        return acts["hook_kin_match"].view(len(o), len(seen), 3)
+
+    before = features(obs)
+    i, j = seen[(r + 1) * core.V + r + 1], seen[VV + 1]  # a view cell and the second cry heard
+    swapped = obs.clone()
+    swapped[:, i], swapped[:, j] = obs[:, j], obs[:, i]
+    after = features(swapped)
+    cell, cry = (r + 1) * core.V + r + 1, VV + 1
+    assert torch.equal(after[:, cell], before[:, cry]) and torch.equal(after[:, cry], before[:, cell])
+    rest = [k for k in range(len(seen)) if k not in (cell, cry)]
+    assert torch.equal(after[:, rest], before[:, rest])
+    other_kin = obs.clone()
+    other_kin[:, kin] = obs[1, kin]  # mother 0 with mother 1's marker: her reading of every marker moves
+    assert not torch.equal(features(other_kin)[0], before[0]) and torch.equal(
+        features(other_kin)[1], before[1]
+    )
+
+
+def test_kin_match_is_refused_in_a_world_without_markers(tmp_path, capsys):
+    from analysis.cli import main
+
+    args = ["train", "lava", "--steps", "64", "--out", str(tmp_path / "run"), "--train-set", "kin_match=2"]
+    assert main(args) == 2
+    assert "kin_match needs a world with kin markers" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
 def test_a_newborn_cries_for_its_first_newborn_cry_steps_whatever_its_hunger():
     core = make_core(newborn_cry=2, cry_threshold=20)
     C, VV = len(VIEW_CHANNELS), core.V * core.V
@@ -211,11 +266,21 @@ def test_the_indiscriminate_expert_is_marker_blind():
 
 def test_a_selective_run_trains_counting_the_mothers_steps_and_loads_for_evaluation(tmp_path, capsys):
     """Budgets count the mothers' steps (two), not the orphans' slots (four): 3 updates of 8 worlds x 2
-    mothers x 8 steps; the trained mother then evaluates in her world and in its foster variant."""
+    mothers x 8 steps; the trained mother (with a marker comparator) then evaluates in her world and in
+    its foster variant, and her target is re-written in both layers that read her kin marker."""
     from analysis.cli import main
 
     out = tmp_path / "run"
-    tiny = ["--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16"]
+    tiny = [
+        "--train-set",
+        "worlds=8",
+        "--train-set",
+        "rollout=8",
+        "--train-set",
+        "hidden=16",
+        "--train-set",
+        "kin_match=2",
+    ]
     args = ["train", "nursery", "--preset", "selective", "--method", "ppo", "--steps", str(3 * 8 * 2 * 8)]
     assert main([*args, "--out", str(out), *tiny]) == 0
     rows = (out / "metrics.csv").read_text().splitlines()
