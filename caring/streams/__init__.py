@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from caring.streams.base import Context, SecondStream
 from caring.streams.choice import Choice
+from caring.streams.kickstart import Kickstart
 from caring.streams.kindness import Kindness
 from caring.streams.lagrangian import Lagrangian
 from caring.streams.ppo import PPO
@@ -14,7 +15,8 @@ from caring.streams.tom import TheoryOfMind
 from worlds.config import ConfigError
 
 STREAMS: dict[str, type[SecondStream]] = {
-    stream.name: stream for stream in (PPO, RLMF, Lagrangian, Choice, TheoryOfMind, RLHF, RLAIF, Kindness)
+    stream.name: stream
+    for stream in (PPO, RLMF, Lagrangian, Choice, TheoryOfMind, RLHF, RLAIF, Kindness, Kickstart)
 }
 
 
