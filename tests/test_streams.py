@@ -64,8 +64,18 @@ print(json.dumps({{"cells": [cell.train for cell in experiment.cells]}}))
 
 def test_every_method_is_registered_with_a_file_of_its_own():
     files = {Path(sys.modules[stream.__module__].__file__).stem for stream in STREAMS.values()}
-    assert set(STREAMS) == {"ppo", "rlmf", "ppo-lagrangian", "choice", "tom", "rlhf", "rlaif", "kindness"}
-    assert files == {"ppo", "rlmf", "lagrangian", "choice", "tom", "rlhf", "kindness"}  # rlaif is rlhf's
+    methods = {"ppo", "rlmf", "ppo-lagrangian", "choice", "tom", "rlhf", "rlaif", "kindness", "kickstart"}
+    assert set(STREAMS) == methods
+    assert files == {
+        "ppo",
+        "rlmf",
+        "lagrangian",
+        "choice",
+        "tom",
+        "rlhf",
+        "kindness",
+        "kickstart",
+    }  # rlaif: rlhf's
     with pytest.raises(ConfigError, match="unknown method 'nope'; valid methods: ppo, rlmf"):
         get_stream("nope")
 
