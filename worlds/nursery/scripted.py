@@ -10,6 +10,7 @@ herself only; `random` presses buttons.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from worlds import rng
 from worlds.nursery.core import (
@@ -70,17 +71,17 @@ class ScriptedMother:
 
     def _walks_around(self, state: NurseryState, goals: torch.Tensor) -> torch.Tensor:
         """(5, A, B) walk to the nearest goal cell after each move STAY..LEFT (UNREACHABLE into walls
-        and water)."""
+        and water, and for the orphans' slots, which have no mother to walk: the fields, most of an
+        expert's cost, are planned for the M mothers' slots only)."""
         core = self.core
         H, W, A, B = goals.shape
-        passable = (state.cells == FLOOR)[:, :, None].expand(H, W, A, B).reshape(H, W, A * B)
-        dist = distance_field(passable, goals.reshape(H, W, A * B)).view(H * W, A, B)
-        return torch.stack(
-            [
-                dist.gather(0, core._flat(move(state.mother_pos, torch.full_like(state.energy, m)))[None])[0]
-                for m in range(N_MOVES)
-            ]
-        )  # (5, A, B): STAY, UP, RIGHT, DOWN, LEFT
+        M = core.M
+        passable = (state.cells == FLOOR)[:, :, None].expand(H, W, M, B).reshape(H, W, M * B)
+        dist = distance_field(passable, goals[:, :, :M].reshape(H, W, M * B)).view(H * W, M, B)
+        pos = state.mother_pos[:, :M]
+        after = [core._flat(move(pos, torch.full_like(pos[0], m))) for m in range(N_MOVES)]  # (M, B) each
+        walks = torch.stack([dist.gather(0, cell[None])[0] for cell in after])  # (5, M, B): STAY..LEFT
+        return F.pad(walks, (0, 0, 0, A - M), value=UNREACHABLE)
 
     def _eat_or_seek_food(self, state: NurseryState, seek: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         core, cfg = self.core, self.core.config
