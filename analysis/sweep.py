@@ -80,7 +80,7 @@ from caring.episodes import MAX_EPISODES, MAX_SEED
 from caring.files import read_json, write_json
 from caring.plots import plot_run, smooth
 from caring.policies import TrainedMother
-from caring.runs import load_mother, run_training, started_with, weaning_mother
+from caring.runs import extended_by, load_mother, run_training, started_with, weaning_mother
 from caring.streams import get_stream
 from caring.tasks import get_task
 from caring.train import start_run
@@ -363,10 +363,10 @@ def run_cell(cell: Cell, experiment: Experiment, out: Path, device: str = "cpu")
         row["kind"] = "scripted"
     else:
         run = run_dir(cell, out)
-        if cell_path(cell, out).exists():
+        if cell_path(cell, out).exists() and not short_of_budget(cell, experiment, out):
             mothers["final"] = TrainedMother(load_mother(run, training_core, task))
         else:
-            config = train_config(task, {**(cell.train or {}), "seed": cell.seed})
+            config = cell_config(experiment, cell)
             resume = (run / "config.json").exists()
             trainer = start_run(run, world, config, device, resume, log=lambda message: None)
             trainer.run()
@@ -455,16 +455,32 @@ def finished_runs(out: Path) -> list[Path]:
 
 
 def check_existing_runs(experiment: Experiment, out: Path) -> None:
-    """Refuse to resume a run directory that was started with other settings than the file now gives."""
+    """Refuse to resume a run directory that was started with other settings than the file now gives,
+    unless the file only gives it a larger step budget it can train on to (`extended_by`)."""
     for cell in experiment.cells:
         run, world = run_dir(cell, out), experiment.world_of(cell)
         if cell.scripted is None and (run / "config.json").exists():
-            config = train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed})
-            if not started_with(run, world, config):
+            config = cell_config(experiment, cell)
+            if not (started_with(run, world, config) or extended_by(run, world, config)):
                 raise ConfigError(
-                    f"{run} was started with other settings than the experiment file now gives; "
-                    "delete it or choose another --out"
+                    f"{run} was started with other settings than the experiment file now gives (a larger "
+                    "steps budget alone is fine, except with lr_anneal or wean_steps); delete it or "
+                    "choose another --out"
                 )
+
+
+def cell_config(experiment: Experiment, cell: Cell) -> Any:
+    """The TrainConfig a trained cell's run trains with."""
+    return train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed})
+
+
+def short_of_budget(cell: Cell, experiment: Experiment, out: Path) -> bool:
+    """A trained cell whose JSON holds results of a run trained on fewer agent-steps than the file now
+    asks (its budget was extended): it is not finished, its run trains on."""
+    if cell.scripted is not None or not cell_path(cell, out).exists():
+        return False
+    trained = finished_row(experiment, cell, out).get("agent_steps", 0)
+    return trained < cell_config(experiment, cell).steps
 
 
 def training_summary(metrics: Path, columns: tuple[str, ...]) -> dict[str, float]:
@@ -612,7 +628,7 @@ def missing_keys(cell: Cell, experiment: Experiment, out: Path) -> set[str] | No
     """Results the experiment now asks of a finished cell that its JSON lacks (None: not finished). The
     metrics only some worlds have (`Task.some_worlds_only`) are never asked: a cell evaluated before such
     a metric existed was evaluated in a world without it, and lacks only a NaN."""
-    if not cell_path(cell, out).exists():
+    if not cell_path(cell, out).exists() or short_of_budget(cell, experiment, out):
         return None
     optional = {e.key(m) for e in experiment.evaluations for m in experiment.task.some_worlds_only}
     return set(experiment.cell_keys(cell)) - set(finished_row(experiment, cell, out)) - optional

@@ -91,6 +91,21 @@ def started_with(out: Path, world: Any, config: Any) -> bool:
     return run_world(out, saved)[1] == world and run_training(out, saved) == config
 
 
+def extended_by(out: Path, world: Any, config: Any) -> bool:
+    """Whether `config` is the run in `out`'s settings with a larger step budget, one the run can train on
+    to as if it had had it from the start: no learning-rate annealing (it falls over the whole budget)
+    and no weaning phase (it starts where the budget ends)."""
+    saved = run_config(out)
+    started = run_training(out, saved)
+    return (
+        run_world(out, saved)[1] == world
+        and config.steps > started.steps
+        and dataclasses.replace(config, steps=started.steps) == started
+        and not config.lr_anneal
+        and not config.wean_steps
+    )
+
+
 SNAPSHOT = re.compile(r"mother_(\d{7})\.safetensors")
 
 

@@ -4,6 +4,7 @@ assays, feedback budget, steps to near the expert, held-out drops."""
 
 import csv
 import dataclasses
+import io
 import json
 import math
 
@@ -74,6 +75,38 @@ def test_a_worlds_grid_trains_and_evaluates_every_method_in_each_world(tmp_path,
     spec.write_text(bad)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "bad")]) == 2
     assert "worlds.large: height=99 is out of range" in capsys.readouterr().err
+
+
+def test_a_larger_budget_trains_a_finished_run_on_as_if_it_had_had_it_from_the_start(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(sweep, "ASSAY_INSTANCES", 4)
+    one = TINY.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        'scripted = ["expert", "negligent"]', "scripted = []"
+    )
+    one = one[: one.index("[methods.rlmf-exp]")]
+    spec, whole = tmp_path / "grown.toml", tmp_path / "whole.toml"
+    spec.write_text(one)
+    whole.write_text(one.replace("steps = 256", "steps = 512"))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "grown")]) == 0
+    spec.write_text(whole.read_text())  # the budget doubled after the cell finished
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "grown")]) == 0
+    assert main(["sweep", str(whole), "--out", str(tmp_path / "whole")]) == 0
+    grown, never = ((tmp_path / d / "results.csv").read_text() for d in ("grown", "whole"))
+    assert grown == never and int(next(csv.DictReader(io.StringIO(grown)))["agent_steps"]) == 512
+    run = tmp_path / "grown" / "runs" / "ppo" / "seed0"
+    assert (run / "metrics.csv").read_text() == (
+        tmp_path / "whole" / "runs" / "ppo" / "seed0" / "metrics.csv"
+    ).read_text()
+    # An annealed learning rate falls over the whole budget: a larger one would not be the same run.
+    spec.write_text(one.replace("[methods.ppo]", "[methods.ppo]\nlr_anneal = true"))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "annealed")]) == 0
+    spec.write_text(
+        one.replace("[methods.ppo]", "[methods.ppo]\nlr_anneal = true").replace("steps = 256", "steps = 512")
+    )
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "annealed")]) == 2
+    assert "a larger steps budget alone is fine, except with lr_anneal" in capsys.readouterr().err
 
 
 def test_a_tiny_sweep_runs_summarises_and_resumes(tmp_path, capsys, monkeypatch):
