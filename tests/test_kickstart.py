@@ -68,3 +68,13 @@ def test_an_unknown_teacher_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "teacher='nobody' is not a scripted mother of the nursery world" in err and "expert-senses" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_teacher_follows_a_curriculum_into_a_world_of_another_size(tmp_path):
+    """A warm-up without orphans (two baby slots), then the selective world (four): the teacher plans
+    in whichever world she is in."""
+    warmup = ["--preset", "selective", "--train-set", "warmup_world=orphans=0", "--train-set",
+              f"warmup_steps={2 * PER_UPDATE}", "--train-set", f"teacher_steps={8 * PER_UPDATE}"]  # fmt: skip
+    assert train(tmp_path / "run", 4, *warmup) == 0
+    found = rows(tmp_path / "run")
+    assert len(found) == 4 and all(0 <= float(r["teacher_agreement"]) <= 1 for r in found)

@@ -47,7 +47,7 @@ class Kickstart(PPO):
                 f"teacher={self.config.teacher!r} is not a scripted mother of the {ctx.task.name} world; "
                 f"choose from {', '.join(scripted)}"
             )
-        self.teacher = scripted[self.config.teacher](ctx.core)
+        self.teacher, self.taught = scripted[self.config.teacher](ctx.core), ctx.core
         self.update = 0  # the update the rollout being recorded feeds (0-based)
         self.loss_weight = self.weight(0)  # the teacher loss's weight in the update being made
         self._reset_tally()
@@ -73,6 +73,11 @@ class Kickstart(PPO):
         teacher is not asked then: a scripted mother's planning costs more than a step of the world)."""
         if self.weight(self.update) == 0.0:
             return {"teacher_action": torch.full_like(step.action, -1)}
+        if self.taught is not self.ctx.core:  # a curriculum's next stage: a world of other sizes
+            self.teacher, self.taught = (
+                self.ctx.task.scripted[self.config.teacher](self.ctx.core),
+                self.ctx.core,
+            )
         return {"teacher_action": self.teacher(step.before, step.obs)}
 
     def after_rollout(self, buf: dict[str, torch.Tensor], update: int, scheduled: int) -> None:
