@@ -142,6 +142,7 @@ def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
             {
                 "steer": "steering coefficient",
                 "rewrite": "coefficient of the target edit (1 = fitted)",
+                "imprint": "coefficient of the imprint (1 = her kin marker read as the new one)",
                 "patch": "patched units (top-k care units)",
             }[report["method"]]
         )
@@ -150,7 +151,7 @@ def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
     ax.axhline(untreated["own"]["baby_survival"], ls=":", color="C1", label="own baby, untreated")
     ax.set_ylabel("baby survival (selection episodes)")
     ax.set_ylim(0, 1)
-    where = "her kin-marker inputs" if report["method"] == "rewrite" else report.get("site", "all weights")
+    where = "her kin-marker inputs" if report["method"] in ("rewrite", "imprint") else report.get("site", "all weights")
     ax.set_title(f"{report['method']} at {where}")
     ax.legend(fontsize=7)
     return save_figure(fig, path)

@@ -194,6 +194,7 @@ RETARGET_KEYS = (
     "own_baby_survival_before",
     "own_baby_survival_after",
     "mother_survival_change",
+    "mother_survival_vs_own_baby",
     "goal_met_before",
     "goal_met",
 )
@@ -346,13 +347,16 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("retarget", help="make a nursery mother care for a baby with a never-seen marker")
     p.add_argument("run", nargs="+", help="nursery run directories trained on kin babies (several: pooled)")
     p.add_argument("--out", required=True, help="directory for report.json (and the fine-tuning run)")
-    p.add_argument("--method", help="steer, patch, rewrite or finetune (steer)")
+    p.add_argument("--method", help="steer, patch, rewrite, imprint or finetune (steer)")
     p.add_argument("--site", help="hook point to steer or patch (hook_trunk_2)")
+    p.add_argument(
+        "--select", help="dose choice: new (new baby's best, her survival within 5 points) or worse (new)"
+    )
     p.add_argument(
         "--coefficients",
         type=finite_float,
         nargs="+",
-        help="steering or rewrite coefficients (0 0.5 1 2 4 8)",
+        help="steering, rewrite or imprint coefficients (0 0.5 1 2 4 8)",
     )
     p.add_argument("--units", type=int, nargs="+", help="patched unit counts (4 8 16 32 64)")
     p.add_argument("--episodes", type=int, help="episodes per measurement (200)")

@@ -17,9 +17,17 @@ and transfer to layouts of a size she never trained on:
   inexact, and the report says how far), so the baby she looks for is the new one. Scaled by the swept
   coefficient (1 = the fitted edit), against random edits of the same columns and norm. Nothing else
   she sees is touched.
+- imprint: re-write what she looks for, exactly. Her kin marker k (what every kin-reading layer
+  compares her babies with) is read as k + c x (n - k), n the never-seen marker paired with k: at c = 1
+  she looks for the new marker as if born to it. For a mother of marker k this is the same as adding
+  c x W_k (n - k) to each kin-reading layer's bias: a weight edit exact for each mother, where
+  `rewrite` must fit one edit for all eight markers. Swept by c against random shifts of the same norm.
 - finetune: PPO on the foster world from her weights; the agent-steps it needs to reach the goal.
 
-The coefficient (or k) is chosen on selection episodes and reported on different test episodes. In a
+The coefficient (or k) is chosen on selection episodes and reported on different test episodes, by
+`select`: "new" (the default) takes the new baby's highest survival among the doses that lower her
+own survival by at most MOTHER_MOVE (the issue's goal: move care to the new baby without harming her);
+"worse" the highest of the worse of the new and her own baby's survival (care that spreads). In a
 world with orphans (the selective preset) each intervention is also scored with both babies present
 (`baby_markers="both"`: her own wears her marker, an orphan wears her foster's): does her care move to
 the new baby, spread to it, or stay?
@@ -53,7 +61,8 @@ from caring.train import start_run
 from worlds.config import ConfigError, build_config, param, validate_fields
 from worlds.nursery.core import NurseryCore, NurseryState
 
-METHODS = ("steer", "patch", "rewrite", "finetune")
+METHODS = ("steer", "patch", "rewrite", "imprint", "finetune")
+SELECTIONS = ("new", "worse")
 GOAL = 0.8  # the new baby's survival as a share of her own baby's (untreated): the issue's success bar
 ROOM = 0.3  # ... and at most this share before: a selective mother, so there is care to move
 CONTROL_GAIN = 0.05  # a random intervention of the same dose may raise the new baby's survival this much
@@ -64,6 +73,12 @@ TRANSFER_KEPT = 0.7  # share of the effect kept on held-out layouts of another s
 class RetargetSettings:
     method: str = param("steer", "how to retarget", choices=METHODS)
     site: str = param("hook_trunk_2", "hook point to steer or patch")
+    select: str = param(
+        "new",
+        "how the dose is chosen: the new baby's best survival that costs her <= 5 points (new), or the "
+        "best of the worse of the new and her own baby's survival (worse)",
+        choices=SELECTIONS,
+    )
     coefficients: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
     units: tuple[int, ...] = (4, 8, 16, 32, 64)
     episodes: int = param(200, "episodes per measurement", 4, 10**6)
@@ -78,7 +93,7 @@ class RetargetSettings:
 
     def validate(self) -> None:
         validate_fields(self)
-        if self.method in ("steer", "rewrite") and not self.coefficients:
+        if self.method in ("steer", "rewrite", "imprint") and not self.coefficients:
             raise ConfigError(f"{self.method} needs at least one coefficient")
         if self.method == "patch" and not self.units:
             raise ConfigError("patching needs at least one unit count")
@@ -153,6 +168,7 @@ class Study:
     net: MotherNet
     select_seed: int
     progress: Callable[[str], None]
+    her_survival_before: float  # in the foster world, untreated, on the selection episodes
 
 
 def measure(core: NurseryCore, task: Any, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
@@ -230,8 +246,11 @@ def run_retarget(
         "goal_met_before": _share_reached(before["foster"]["baby_survival"], before["own"]["baby_survival"]),
     }
 
-    method = {"steer": _steer, "patch": _patch, "rewrite": _rewrite, "finetune": _finetune}[settings.method]
-    study = Study(Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress)
+    method = {"steer": _steer, "patch": _patch, "rewrite": _rewrite, "imprint": _imprint, "finetune": _finetune}[
+        settings.method
+    ]
+    her_before = report["before_selection"]["foster"]["mother_survival"]
+    study = Study(Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress, her_before)
     extra, context, policy, controls = method(study)
     with context():
         after = all_worlds(policy, test_seed)
@@ -249,6 +268,10 @@ def run_retarget(
     report["mother_survival_change"] = (
         after["foster"]["mother_survival"] - before["foster"]["mother_survival"]
     )
+    # her survival beside the new baby against hers beside her own, untreated: a mother who lost her
+    # baby may live differently from one who has one, so the foster world's own change is not the only
+    # reference
+    report["mother_survival_vs_own_baby"] = after["foster"]["mother_survival"] - before["own"]["mother_survival"]
     report["new_baby_transfer_survival_before"] = before["foster_transfer"]["baby_survival"]
     report["new_baby_transfer_survival_after"] = after["foster_transfer"]["baby_survival"]
     report["goal"] = goal_parts(report)
@@ -300,9 +323,18 @@ Chosen = tuple[dict[str, Any], Callable[[], Any], Any, list[tuple[Callable[[], A
 random controls of the same dose as (context factory, policy) pairs)"""
 
 
-def _best(dose: list[dict], key: str) -> dict:
-    """The setting whose worse of foster- and own-baby survival is highest (ties: the smaller one)."""
-    return max(dose, key=lambda r: (min(r["foster"]["baby_survival"], r["own"]["baby_survival"]), -r[key]))
+def _best(study: Study, dose: list[dict], key: str) -> dict:
+    """The chosen setting (ties: the smaller one), by `select`: "new", the highest foster-baby survival
+    among the settings that lower her own survival in the foster world by at most MOTHER_MOVE (none
+    qualifying: the one that lowers it least); "worse", the highest worse of foster- and own-baby
+    survival."""
+    if study.settings.select == "worse":
+        return max(dose, key=lambda r: (min(r["foster"]["baby_survival"], r["own"]["baby_survival"]), -r[key]))
+    floor = study.her_survival_before - MOTHER_MOVE
+    safe = [r for r in dose if r["foster"]["mother_survival"] >= floor - 1e-12]
+    if not safe:
+        return max(dose, key=lambda r: (r["foster"]["mother_survival"], -r[key]))
+    return max(safe, key=lambda r: (r["foster"]["baby_survival"], -r[key]))
 
 
 def _steer(study: Study) -> Chosen:
@@ -357,7 +389,7 @@ def _coefficient_sweep(
             f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
             f"{row['own']['baby_survival']:.3f}"
         )
-    chosen = _best(dose, "coefficient")["coefficient"]
+    chosen = _best(study, dose, "coefficient")["coefficient"]
     controls = [(lambda r=r: intervention(r, chosen), mother) for r in randoms]
     return dose, chosen, controls, lambda: intervention(direction, chosen)
 
@@ -384,7 +416,7 @@ def _patch(study: Study) -> Chosen:
             }
         )
         progress(f"k={k}: foster baby survival {dose[-1]['foster']['baby_survival']:.3f}")
-    chosen = _best(dose, "units")["units"]
+    chosen = _best(study, dose, "units")["units"]
     extra = {
         "site": settings.site,
         "dose_response": dose,
@@ -488,6 +520,44 @@ def _rewrite(study: Study) -> Chosen:
     return extra, apply, TrainedMother(net), controls
 
 
+def imprint_shift(core: NurseryCore) -> torch.Tensor:
+    """(P, 3): each training marker's never-seen partner minus itself, in the network's input units."""
+    return (core.novel_markers.float() - core.train_markers.float()).T * (1.0 / 255.0)
+
+
+@contextmanager
+def imprinted(net: MotherNet, core: NurseryCore, shift: torch.Tensor, coefficient: float) -> Iterator[None]:
+    """Within the block, a mother whose kin marker is training marker j reads it as
+    marker j + coefficient x shift[j] (`imprint_shift` gives the shift to each one's new partner); rows
+    whose kin marker is none of them (no mother in the slot) are untouched. Acts at `hook_obs`, so every
+    layer that reads her kin marker sees the same change, and nothing else she sees moves."""
+    columns = torch.tensor(kin_marker_inputs(core), device=shift.device)
+    markers = core.train_markers.float().T.to(shift.device) * (1.0 / 255.0)  # (P, 3), scaled as the net does
+
+    def edit(x: torch.Tensor) -> torch.Tensor:  # (N, obs_dim)
+        mine = x.index_select(1, columns)  # (N, 3)
+        which = (mine[:, None, :] == markers[None]).all(-1).to(x.dtype)  # (N, P): one-hot or none
+        return x.index_copy(1, columns, mine + coefficient * (which @ shift))
+
+    with intervene(net, {"hook_obs": edit}):
+        yield
+
+
+def _imprint(study: Study) -> Chosen:
+    """Sweep the imprint's coefficient on selection episodes, with random shifts of the same norm."""
+    net, core = study.net, study.kin_core
+    shift = imprint_shift(core).to(net.trunk_1.weight.device)
+    study.progress(f"imprint: her kin marker moved towards its never-seen partner (norm {float(shift.norm()):.3f})")
+    dose, chosen, controls, apply = _coefficient_sweep(study, shift, lambda d, c: imprinted(net, core, d, c))
+    extra = {
+        "edited_inputs": kin_marker_inputs(core),
+        "shift_norm": float(shift.norm()),
+        "dose_response": dose,
+        "chosen_coefficient": chosen,
+    }
+    return extra, apply, TrainedMother(net), controls
+
+
 def _finetune(study: Study) -> Chosen:
     """PPO on the foster world from the mother's weights, evaluated at `finetune_checks` points."""
     settings, task, net, progress, out = study.settings, study.task, study.net, study.progress, study.out
@@ -553,7 +623,8 @@ def pooled(reports: list[dict[str, Any]]) -> dict[str, Any]:
     for when in ("before", "after"):
         for world, name in names.items():
             out[f"{name}_survival_{when}"], out[f"{name}_survival_{when}_ci95"] = pool(when, world)
-    out["mother_survival_change"] = sum(r["mother_survival_change"] for r in reports) / len(reports)
+    for key in ("mother_survival_change", "mother_survival_vs_own_baby"):
+        out[key] = sum(r[key] for r in reports) / len(reports)
     controls = [m for r in reports for m in r.get("controls", [])]
     if controls:
         born = sum(m["babies"] for m in controls)

@@ -450,7 +450,69 @@ def test_the_target_edit_also_rewrites_the_marker_comparators_kin_inputs():
     _check_target_edit(core, net)
 
 
-@pytest.mark.parametrize("method", ["steer", "patch", "rewrite", "finetune"])
+def test_the_imprint_makes_her_look_for_her_markers_new_partner_exactly():
+    from analysis.retarget import imprint_shift, imprinted, kin_marker_inputs, kin_readers
+
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective"}))
+    torch.manual_seed(0)
+    net = MotherNet(core.obs_dim, 9, 16, kin_match=2, markers=core.marker_inputs())
+    state, obs = core.reset(torch.arange(3))
+    obs = obs.reshape(-1, core.obs_dim)  # (B * A, obs_dim)
+    kin = state.kin_marker.long()  # (3, A, B): each mother's training marker...
+    which = (kin[..., None] == core.train_markers.long()[:, None, None, :]).all(0).int().argmax(-1)  # (A, B)
+    partner = core.novel_markers[:, which]  # ... and its never-seen partner
+    looks_for_new = core.observe(dataclasses.replace(state, kin_marker=partner)).reshape(-1, core.obs_dim)
+    assert not torch.equal(looks_for_new, obs)
+    shift = imprint_shift(core)
+    with torch.no_grad():
+        untouched = net(obs)[0]
+        with imprinted(net, core, shift, 0.0):
+            assert torch.equal(net(obs)[0], untouched)
+        with imprinted(net, core, shift, 1.0):  # at c = 1 she reads her kin marker as its partner
+            imprinted_logits = net(obs)[0]
+        torch.testing.assert_close(imprinted_logits, net(looks_for_new)[0], rtol=0, atol=1e-5)
+        assert torch.equal(net(obs)[0], untouched)  # the hook left with the block
+        # For the mothers of one marker it is a bias edit of every layer that reads her kin marker.
+        mine = (which.T.reshape(-1) == int(which[0, 0])).nonzero()[:, 0]  # (rows of that marker)
+        readers = kin_readers(net, core)
+        saved = [layer.bias.detach().clone() for layer, _ in readers]
+        for layer, columns in readers:
+            layer.bias += 0.5 * layer.weight[:, columns] @ shift[int(which[0, 0])]
+        biased = net(obs[mine])[0]
+        for (layer, _), bias in zip(readers, saved, strict=True):
+            layer.bias.copy_(bias)
+        with imprinted(net, core, shift, 0.5):
+            torch.testing.assert_close(net(obs[mine])[0], biased, rtol=0, atol=1e-5)
+        # A row whose kin marker is none of the palette (an empty slot) is left alone.
+        empty = obs[:1].clone()
+        empty[:, kin_marker_inputs(core)] = 0
+        alone = net(empty)[0]
+        with imprinted(net, core, shift, 1.0):
+            assert torch.equal(net(empty)[0], alone)
+
+
+def test_the_dose_is_chosen_for_the_new_baby_without_harming_her_or_by_the_worse_baby():
+    from analysis.retarget import RetargetSettings, Study, _best
+
+    def row(c, new, own, her):
+        return {"coefficient": c, "foster": {"baby_survival": new, "mother_survival": her},
+                "own": {"baby_survival": own}}  # fmt: skip
+
+    dose = [row(0, 0.1, 0.5, 0.60), row(1, 0.45, 0.1, 0.58), row(2, 0.5, 0.05, 0.50), row(4, 0.45, 0.3, 0.7)]
+
+    def chosen(select, her_before=0.6, rows=dose):
+        study = Study(None, None, RetargetSettings(select=select), *([None] * 6), her_before)
+        return _best(study, rows, "coefficient")["coefficient"]
+
+    assert chosen("new") == 1  # c = 2 saves more new babies but costs her 10 points; c = 4 ties c = 1...
+    assert chosen("new", rows=[*dose[:3], row(4, 0.45, 0.3, 0.7), row(3, 0.45, 0.3, 0.7)]) == 1  # smallest
+    assert chosen("new", her_before=0.9) == 4  # none within 5 points: the one that costs her least
+    assert chosen("worse") == 4  # the worse of the two babies: 0.3 at c = 4
+    with pytest.raises(ConfigError, match="select"):
+        RetargetSettings(select="best").validate()
+
+
+@pytest.mark.parametrize("method", ["steer", "patch", "rewrite", "imprint", "finetune"])
 def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, capsys, method):
     out = tmp_path / method
     budget = ["--finetune-steps", "2048"]  # 16 updates of the tiny run's 128 agent-steps
@@ -464,11 +526,13 @@ def test_retarget_cli_reports_the_keys_researchers_read(tiny_run, tmp_path, caps
     report = json.loads((out / "report.json").read_text())
     assert report["new_baby_survival_after"] == printed["new_baby_survival_after"]
     assert {"foster", "own", "foster_transfer", "own_transfer"} <= set(report["after"])
-    if method in ("steer", "rewrite"):
+    if method in ("steer", "rewrite", "imprint"):
         assert [row["coefficient"] for row in report["dose_response"]] == [0.0, 2.0]
         assert len(report["dose_response"][0]["random"]) == 1
     if method == "rewrite":
         assert 0 < report["edit_residual"] < 1 and len(report["edited_inputs"]) == 3
+    if method == "imprint":
+        assert report["shift_norm"] > 0 and len(report["edited_inputs"]) == 3
     assert report["goal_met"] == all(part["met"] is not False for part in report["goal"].values())
     assert (report["goal"]["control_gain"]["met"] is None) == (method == "finetune")
     if method != "finetune":  # a random intervention of the same dose, on the same test episodes
