@@ -151,7 +151,11 @@ def plot_dose_response(report: dict[str, Any], path: Path) -> Path:
     ax.axhline(untreated["own"]["baby_survival"], ls=":", color="C1", label="own baby, untreated")
     ax.set_ylabel("baby survival (selection episodes)")
     ax.set_ylim(0, 1)
-    where = "her kin-marker inputs" if report["method"] in ("rewrite", "imprint") else report.get("site", "all weights")
+    where = (
+        "her kin-marker inputs"
+        if report["method"] in ("rewrite", "imprint")
+        else report.get("site", "all weights")
+    )
     ax.set_title(f"{report['method']} at {where}")
     ax.legend(fontsize=7)
     return save_figure(fig, path)

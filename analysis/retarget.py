@@ -246,11 +246,17 @@ def run_retarget(
         "goal_met_before": _share_reached(before["foster"]["baby_survival"], before["own"]["baby_survival"]),
     }
 
-    method = {"steer": _steer, "patch": _patch, "rewrite": _rewrite, "imprint": _imprint, "finetune": _finetune}[
-        settings.method
-    ]
+    method = {
+        "steer": _steer,
+        "patch": _patch,
+        "rewrite": _rewrite,
+        "imprint": _imprint,
+        "finetune": _finetune,
+    }[settings.method]
     her_before = report["before_selection"]["foster"]["mother_survival"]
-    study = Study(Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress, her_before)
+    study = Study(
+        Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress, her_before
+    )
     extra, context, policy, controls = method(study)
     with context():
         after = all_worlds(policy, test_seed)
@@ -271,7 +277,9 @@ def run_retarget(
     # her survival beside the new baby against hers beside her own, untreated: a mother who lost her
     # baby may live differently from one who has one, so the foster world's own change is not the only
     # reference
-    report["mother_survival_vs_own_baby"] = after["foster"]["mother_survival"] - before["own"]["mother_survival"]
+    report["mother_survival_vs_own_baby"] = (
+        after["foster"]["mother_survival"] - before["own"]["mother_survival"]
+    )
     report["new_baby_transfer_survival_before"] = before["foster_transfer"]["baby_survival"]
     report["new_baby_transfer_survival_after"] = after["foster_transfer"]["baby_survival"]
     report["goal"] = goal_parts(report)
@@ -329,7 +337,9 @@ def _best(study: Study, dose: list[dict], key: str) -> dict:
     qualifying: the one that lowers it least); "worse", the highest worse of foster- and own-baby
     survival."""
     if study.settings.select == "worse":
-        return max(dose, key=lambda r: (min(r["foster"]["baby_survival"], r["own"]["baby_survival"]), -r[key]))
+        return max(
+            dose, key=lambda r: (min(r["foster"]["baby_survival"], r["own"]["baby_survival"]), -r[key])
+        )
     floor = study.her_survival_before - MOTHER_MOVE
     safe = [r for r in dose if r["foster"]["mother_survival"] >= floor - 1e-12]
     if not safe:
@@ -547,7 +557,9 @@ def _imprint(study: Study) -> Chosen:
     """Sweep the imprint's coefficient on selection episodes, with random shifts of the same norm."""
     net, core = study.net, study.kin_core
     shift = imprint_shift(core).to(net.trunk_1.weight.device)
-    study.progress(f"imprint: her kin marker moved towards its never-seen partner (norm {float(shift.norm()):.3f})")
+    study.progress(
+        f"imprint: her kin marker moved towards its never-seen partner (norm {float(shift.norm()):.3f})"
+    )
     dose, chosen, controls, apply = _coefficient_sweep(study, shift, lambda d, c: imprinted(net, core, d, c))
     extra = {
         "edited_inputs": kin_marker_inputs(core),
