@@ -84,6 +84,11 @@ class TrainerSettings:
         0,
         64,
     )
+    init_from: str = param(
+        "",
+        "a run directory whose trained mother the network starts from (the same network settings; a fresh "
+        "optimiser): e.g. a second phase of training with other PPO settings",
+    )
     value_norm: bool = param(False, "PopArt: each critic learns its returns in running-normalised units")
     adv_norm: str = param(
         "per-stream",

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from caring import checkpoints, ppo
 from caring.config import warmup_settings
 from caring.episodes import episode_keys
-from caring.files import fsync_dir, remove_temporaries, run_lock, write_json
+from caring.files import check_tensors, fsync_dir, remove_temporaries, run_lock, write_json
 from caring.protocols import Transition
-from caring.runs import mother_net, run_config, run_training, run_world, scheduled_updates
+from caring.runs import load_mother, mother_net, run_config, run_training, run_world, scheduled_updates
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
 from worlds import rng
@@ -89,6 +89,13 @@ class Trainer:
         self.tally = self.task.start_episode(self.state)  # running per-world episode outcomes
         self.stream = stream_class(Context(config, self.task, self.core, self.net, self.out, self.device))
         self.columns = (*METRIC_COLUMNS, *self.task.train_columns, *self.stream.columns, *LOSS_COLUMNS)
+
+    def start_from(self, run: Path) -> None:
+        """The network's weights from another run's trained mother (`init_from`), checked name by name,
+        shape by shape: only a fresh run starts from them (a resumed one has its own checkpoint)."""
+        donor = load_mother(run, self.core, self.task).state_dict()
+        check_tensors(f"{run}/mother.safetensors", "this run's network", donor, self.net.state_dict())
+        self.net.load_state_dict(donor)
 
     # ------------------------------------------------------------------ a curriculum's worlds
     def _warmup_world(self, config: Any) -> Any:
@@ -327,6 +334,8 @@ def start_run(
                 "delete it or choose another --out"
             )
         trainer = Trainer(out, world, config, device)  # checks the world before anything is written
+        if config.init_from:
+            trainer.start_from(Path(config.init_from))
         out.mkdir(parents=True, exist_ok=True)
         fsync_dir(out.parent)  # the new run directory's name survives a power cut with its files
         with run_lock(out):

@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from analysis.cli import main
 from caring.runs import snapshots, weaning_mother
@@ -377,3 +378,45 @@ def test_a_setting_added_since_a_run_was_saved_takes_its_default_not_its_presets
     assert build_config(NurseryConfig, {"preset": "selective"}).newborn_cry > 0
     assert run_world(run)[1] == world and run_world(run)[1].newborn_cry == 0
     assert started_with(run, world, TrainConfig())
+
+
+def test_a_run_can_start_from_another_runs_mother_and_refuses_one_that_does_not_fit(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from caring.config import train_config
+    from caring.tasks import get_task
+    from caring.train import start_run
+
+    assert train(tmp_path / "first", "ppo", 2) == 0
+    world, task = build_config(NurseryConfig, {}), get_task("nursery")
+    settings = {"worlds": 8, "rollout": 8, "hidden": 16, "method": "ppo", "seed": 9, "steps": 2 * PER_UPDATE}
+    donor = load_file(tmp_path / "first" / "mother.safetensors")
+    second = start_run(
+        tmp_path / "second",
+        world,
+        train_config(task, settings | {"init_from": str(tmp_path / "first")}),
+        "cpu",
+        False,
+    )
+    assert all(torch.equal(second.net.state_dict()[name], tensor) for name, tensor in donor.items())
+    fresh = start_run(tmp_path / "fresh", world, train_config(task, settings), "cpu", False)
+    assert not torch.equal(fresh.net.trunk_1.weight, second.net.trunk_1.weight)  # not the seed's own start
+    # the second phase trains on from her, with its own settings
+    args = ["train", "nursery", "--method", "ppo", "--steps", str(2 * PER_UPDATE), "--seed", "9",
+            "--out", str(tmp_path / "phase2"), *TINY, "--train-set", f"init_from={tmp_path / 'first'}",
+            "--train-set", "ent_coef=0"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((tmp_path / "phase2" / "config.json").read_text())["train"]["init_from"] == str(
+        tmp_path / "first"
+    )
+    capsys.readouterr()
+    for bad, message in (
+        ([*TINY, "--train-set", "hidden=32"], "does not fit this run's network"),  # another network
+        ([*TINY, "--train-set", f"init_from={tmp_path / 'none'}"], "none"),  # no run there
+    ):
+        args = ["train", "nursery", "--method", "ppo", "--steps", str(PER_UPDATE), "--out",
+                str(tmp_path / "bad"), "--train-set", f"init_from={tmp_path / 'first'}", *bad]  # fmt: skip
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()  # nothing written
