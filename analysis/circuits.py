@@ -21,6 +21,7 @@ import torch
 
 from analysis import assays, circuit_plots
 from analysis.attribution import integrated_gradients, unit_conductance
+from analysis.hooks import ablate
 from analysis.localize import ROLES, ablation_curve, localisation_goal, rank_units, role_effects, role_scores
 from analysis.probes import FACTS, activations, collect, probe_all
 from caring.files import write_atomic, write_json
@@ -153,6 +154,10 @@ def run_probe(
     }
     progress(f"roles of the units of {settings.site}: recognition, care, self-care")
     report["roles"] = unit_roles(core, net, settings, reference)
+    if net.kin_match:
+        progress("the marker comparator ablated: recognition without care?")
+        comparator = activations(net, data.obs)["hook_kin_match"]
+        report["comparator"] = comparator_ablation(task, core, net, settings, comparator)
     circuit_plots.plot_roles(report["roles"], out / "roles.png")
     curve = ablation_curve(
         core,
@@ -213,6 +218,45 @@ def unit_roles(core: Any, net: MotherNet, settings: ProbeSettings, reference: An
     }
 
 
+COMPARATOR = "hook_kin_match"
+
+
+def comparator_ablation(
+    task: Any, core: Any, net: MotherNet, settings: ProbeSettings, reference: torch.Tensor
+) -> dict[str, Any]:
+    """A mother with a marker comparator (`kin_match`), untreated and with the comparator's output
+    mean-ablated (over `reference`, her own rollout states): every marker she sees or hears then reads
+    as the average one, so what is left of her care cannot tell hers. The role scores (`role_scores`,
+    batteries of their own seed) and, on the ablation's episodes, her baby's survival with her marker
+    and with a never-seen one, and her own, in both worlds."""
+    foster = task.make_core(
+        build_config(task.config_class, {**dataclasses.asdict(core.config), "baby_markers": "novel"}),
+        core.device,
+    )
+    care = assays.build_battery(core, settings.instances, settings.seed + 3, "kin")
+    recognition = {
+        marker: assays.build_battery(core, settings.instances, settings.seed + 3, marker, assays.RECOGNITIONS)
+        for marker in ("kin", "novel")
+    }
+    mother, seed = TrainedMother(net), settings.seed + 2
+
+    def measured() -> dict[str, float]:
+        own = task.evaluate(core, mother, settings.episodes, seed)
+        new = task.evaluate(foster, mother, settings.episodes, seed)
+        return {
+            **role_scores(net, care, recognition),
+            "own_baby_survival": own["baby_survival_rate"],
+            "new_baby_survival": new["baby_survival_rate"],
+            "mother_survival": own["mother_survival_rate"],
+            "mother_survival_foster": new["mother_survival_rate"],
+        }
+
+    untreated = measured()
+    with ablate(net, COMPARATOR, None, "mean", reference):
+        ablated = measured()
+    return {"site": COMPARATOR, "mode": "mean", "untreated": untreated, "ablated": ablated}
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The headline tables of a probe report, as markdown."""
     lines = [f"# Caring probe of {report['run']}", "", "## Caring assays (mean P(protective action))", ""]
@@ -244,6 +288,23 @@ def format_report(report: dict[str, Any]) -> str:
     for role, units in roles["top_units"].items():
         drops = ", ".join(f"{roles['drops'][role][u]:+.3f}" for u in units)
         lines.append(f"| {role} | {', '.join(map(str, units))} | {drops} |")
+    comparator = report.get("comparator")
+    if comparator:
+        names = {
+            "recognition": "recognition assay",
+            "care": "care assays",
+            "self": "self-care assays",
+            "own_baby_survival": "her baby's survival",
+            "new_baby_survival": "a never-seen baby's survival",
+            "mother_survival": "her survival",
+            "mother_survival_foster": "her survival (foster world)",
+        }
+        lines += ["", f"## The marker comparator ({comparator['site']}) mean-ablated", ""]
+        lines += ["| measure | untreated | comparator ablated |", "|---|---|---|"]
+        for key, name in names.items():
+            lines.append(
+                f"| {name} | {comparator['untreated'][key]:.3f} | {comparator['ablated'][key]:.3f} |"
+            )
     curve = report["ablation"]
     lines += ["", f"## Ablation of {curve['site']} ({curve['mode']}, ranked by {curve['ranking']})", ""]
     lines += [

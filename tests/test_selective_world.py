@@ -431,3 +431,39 @@ def test_babies_born_anywhere_land_on_every_floor_cell_alike():
     quarters = torch.histc(share, bins=4, min=0.0, max=1.0) / share.numel()
     assert (quarters - 0.25).abs().max() < 0.03
     assert (rank == 0).any() and (rank == floor.sum(-1, keepdim=True) - 1).any()
+
+
+def test_the_comparator_ablation_measures_her_untreated_and_changes_nothing_a_silent_comparator_says():
+    """`caring probe`'s comparator section: its untreated numbers are her evaluation's on the same
+    episodes; mean-ablating a comparator whose output never varies changes nothing; ablating one that
+    does changes what she does, and leaves no hook behind."""
+    from analysis.circuits import ProbeSettings, comparator_ablation
+    from analysis.probes import activations
+    from caring.networks import MotherNet
+    from caring.policies import TrainedMother
+    from caring.tasks import get_task
+
+    task = get_task("nursery")
+    core = NurseryCore(build_config(NurseryConfig, {"preset": "selective", "max_cycles": 60}))
+    torch.manual_seed(0)
+    net = MotherNet(core.obs_dim, 9, 16, kin_match=2, markers=core.marker_inputs())
+    settings = ProbeSettings(episodes=4, instances=2, seed=5)
+    _, obs = core.reset(torch.arange(4))
+    obs = obs.reshape(-1, core.obs_dim)
+    reference = activations(net, obs)["hook_kin_match"]
+    with torch.no_grad():
+        before = net(obs)[0]
+    found = comparator_ablation(task, core, net, settings, reference)
+    mine = task.evaluate(core, TrainedMother(net), settings.episodes, settings.seed + 2)
+    assert found["untreated"]["own_baby_survival"] == mine["baby_survival_rate"]
+    assert found["untreated"]["mother_survival"] == mine["mother_survival_rate"]
+    with torch.no_grad():
+        assert torch.equal(net(obs)[0], before)  # no hook left behind
+        from analysis.hooks import ablate
+
+        with ablate(net, "hook_kin_match", None, "mean", reference):
+            assert not torch.equal(net(obs)[0], before)  # this comparator's output matters to her
+        net.kin_match_2.weight.zero_()
+        net.kin_match_2.bias.fill_(0.3)  # a comparator that says the same of every marker
+    silent = comparator_ablation(task, core, net, settings, activations(net, obs)["hook_kin_match"])
+    assert silent["ablated"] == silent["untreated"]
