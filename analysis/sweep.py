@@ -75,7 +75,7 @@ import torch
 from analysis import assays
 from analysis.stats import summarize
 from analysis.sweep_plots import plot_sweep
-from caring.config import train_config
+from caring.config import train_config, world_preset
 from caring.episodes import MAX_EPISODES, MAX_SEED
 from caring.files import read_json, write_json
 from caring.plots import plot_run, smooth
@@ -273,7 +273,10 @@ def load_experiment(path: str | Path) -> Experiment:
             raise ConfigError(f"{where}: seeds come from the seeds list, not from a seed setting")
         settings = {**shared, **overrides}
         try:
-            train_config(task, settings)
+            for w in grid:
+                train_config(
+                    task, settings, world_preset(build_config(task.config_class, {**world, **grid[w]}))
+                )
         except ConfigError as err:
             raise ConfigError(f"{where}: methods.{name}: {err}") from None
         cells += [Cell(label(name, w), seed, settings, None, w) for w in grid for seed in seeds]
@@ -471,7 +474,8 @@ def check_existing_runs(experiment: Experiment, out: Path) -> None:
 
 def cell_config(experiment: Experiment, cell: Cell) -> Any:
     """The TrainConfig a trained cell's run trains with."""
-    return train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed})
+    preset = world_preset(experiment.world_of(cell))
+    return train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed}, preset)
 
 
 def short_of_budget(cell: Cell, experiment: Experiment, out: Path) -> bool:

@@ -207,17 +207,17 @@ def bench_train(
     import tempfile
     from pathlib import Path
 
-    from caring.config import train_config
+    from caring.config import train_config, world_preset
     from caring.train import TIMED, start_run
 
     task = task_of(config)
-    defaults = train_config(task, overrides)
+    defaults = train_config(task, overrides, world_preset(config))
     per_update = defaults.worlds * task.make_core(config, "cpu").M * defaults.rollout
     rows = []
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
             settings = {**(overrides or {}), "method": method, "demo_episodes": 8}
-            train = train_config(task, settings | {"steps": (1 + updates) * per_update})
+            train = train_config(task, settings | {"steps": (1 + updates) * per_update}, world_preset(config))
             trainer = start_run(Path(tmp), config, train, device, resume=False, log=lambda m: None)
             ceilings = _train_beside_ceiling(trainer)
             timed = list(csv.DictReader((Path(tmp) / "speed.csv").open()))[1:]

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import torch
 
 from caring.checkpoints import writing
-from caring.config import TrainConfig, train_config
+from caring.config import TrainConfig, train_config, world_preset
 from caring.episodes import MAX_EPISODES, MAX_SEED, render_episode
 from caring.files import write_atomic
 from caring.policies import TrainedMother, load_policy
@@ -298,10 +298,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             )
     world = world_config(args)
     task = task_of(world)
-    overrides = training_overrides(args, task)
+    overrides = training_overrides(args, task, world_preset(world))
     if args.resume and args.steps is None:  # continue to the run's own budget, not the default one
         overrides["steps"] = run_training(Path(args.out)).steps
-    config = train_config(task, overrides)
+    config = train_config(task, overrides, world_preset(world))
     trainer = start_run(Path(args.out), world, config, device(args.device), args.resume)
     written = [
         "metrics.csv",
@@ -311,7 +311,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"trained {trainer.update} updates into {args.out}: {', '.join(written)}")
 
 
-def training_overrides(args: argparse.Namespace, task: Any) -> dict[str, Any]:
+def training_overrides(args: argparse.Namespace, task: Any, preset: str) -> dict[str, Any]:
     """The training settings `caring train` was given: --train-config's file, then --train-set, then
     the flags, each over the one before. A setting the file gets wrong is one line naming the file
     (the command line's own mistakes are named as ever)."""
@@ -323,9 +323,9 @@ def training_overrides(args: argparse.Namespace, task: Any) -> dict[str, Any]:
         return given
     overrides = load_config_file(args.train_config) | given
     try:
-        train_config(task, overrides)
+        train_config(task, overrides, preset)
     except ConfigError as err:
-        train_config(task, given)  # without the file it fails too: the command line's mistake
+        train_config(task, given, preset)  # without the file it fails too: the command line's mistake
         raise ConfigError(f"--train-config {args.train_config}: {err}") from None
     return overrides
 
@@ -360,7 +360,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.steps != 0:
         run = out / "mother"
         overrides = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
-        config = train_config(task, overrides)
+        config = train_config(task, overrides, world_preset(core.config))
         resume = is_run(run)  # an interrupted demo continues where it stopped
         if resume and not started_with(run, core.config, config):
             raise ConfigError(f"{run} holds a run with other settings; delete it or choose another --out")
@@ -603,13 +603,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--method", choices=tuple(STREAMS), help="with --train: this method's defaults in the world"
     )
+    p.add_argument("--preset", help="with --train: the defaults in this named world (e.g. selective)")
     p.set_defaults(func=cmd_params)
 
 
 def cmd_params(args: argparse.Namespace) -> None:
     task = get_task(args.world)
     if args.train:
-        defaults = dataclasses.asdict(train_config(task, {"method": args.method} if args.method else {}))
+        preset = world_preset(build_config(task.config_class, {"preset": args.preset})) if args.preset else ""
+        given = {"method": args.method} if args.method else {}
+        defaults = dataclasses.asdict(train_config(task, given, preset))
         rows = [(name, kind, defaults[name], meaning) for name, kind, _, meaning in describe(TrainConfig)]
     else:
         rows = describe(task.config_class)

@@ -4,8 +4,9 @@ A stream declares its settings in its own file; they join TrainConfig from the r
 
 Defaults are the recipe that works in the nursery (RLMF, adaptive β₁, M's learned judgement weighted
 0.1 against its rules, 12M agent-steps: README "Training"); a world's task may set its own
-(`Task.train_defaults`), and each method its own recipe there (`Task.method_defaults`), which
-`train_config` puts under whatever the user sets.
+(`Task.train_defaults`), each method its own recipe there (`Task.method_defaults`), and a named
+world preset its own (`Task.preset_train_defaults`), which `train_config` puts under whatever the user
+sets.
 """
 
 from __future__ import annotations
@@ -156,11 +157,18 @@ TrainConfig = _compose()
 DEFAULT_METHOD = TrainConfig.__dataclass_fields__["method"].default
 
 
-def train_config(task: Any, overrides: dict[str, Any] | None = None) -> Any:
+def world_preset(world: Any) -> str:
+    """The named preset a world's config was built from ("" for a world without presets)."""
+    return getattr(world, "preset", "")
+
+
+def train_config(task: Any, overrides: dict[str, Any] | None = None, preset: str = "") -> Any:
     """The TrainConfig for training in `task`'s world: its defaults (`Task.train_defaults`), then the
-    chosen method's recipe there (`Task.method_defaults`), under the given overrides (strings or typed
+    chosen method's recipe there (`Task.method_defaults`), then the recipe of the world's named
+    `preset` if it has one (`Task.preset_train_defaults`), under the given overrides (strings or typed
     values), validated."""
     overrides = overrides or {}
-    method = overrides.get("method", task.train_defaults.get("method", DEFAULT_METHOD))
+    world = task.preset_train_defaults.get(preset, {})
+    method = overrides.get("method", world.get("method", task.train_defaults.get("method", DEFAULT_METHOD)))
     recipe = task.method_defaults.get(method, {})
-    return build_config(TrainConfig, {**task.train_defaults, **recipe, **overrides})
+    return build_config(TrainConfig, {**task.train_defaults, **recipe, **world, **overrides})

@@ -44,6 +44,7 @@ class Task(Protocol):
     scripted: dict[str, Callable[[Any], Policy]]  # name -> factory(core)
     train_defaults: dict[str, Any]  # TrainConfig settings of the recipe that works in this world
     method_defaults: dict[str, dict[str, Any]]  # per method: its best settings here, over train_defaults
+    preset_train_defaults: dict[str, dict[str, Any]]  # per world preset: its recipe, over the method's
     train_columns: tuple[str, ...]  # per-update outcome columns of metrics.csv; the first two are rates
     headline: str  # the train column a progress bar shows
     eval_metrics: dict[str, tuple[str, int]]  # scalar keys of `evaluate`'s result -> (label, digits)

@@ -5,6 +5,7 @@ training settings can come from a file, checked like --train-set."""
 import csv
 import dataclasses
 import io
+import json
 import math
 import os
 import subprocess
@@ -299,3 +300,26 @@ def test_a_methods_recipe_in_a_world_sits_between_the_worlds_defaults_and_the_us
     assert main(["params", "lava", "--train"]) == 0
     shown = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
     assert (shown["method"], shown["critics"], shown["steps"]) == ("rlmf", "separate", "4000000")
+
+
+def test_a_world_presets_recipe_sits_over_the_methods_and_under_the_users_settings(tmp_path, capsys):
+    """`--preset selective` trains with the selective world's recipe (the marker comparator, plain PPO,
+    its own PPO settings and budget) unless told otherwise; the default world keeps its own."""
+    task = get_task("nursery")
+    recipe = task.preset_train_defaults["selective"]
+    selective = train_config(task, {}, "selective")
+    assert {key: getattr(selective, key) for key in recipe} == recipe
+    assert (selective.method, selective.kin_match) == ("ppo", 4)
+    default = train_config(task, {}, "default")
+    assert (default.method, default.kin_match, default.lr) == ("rlmf", 0, 3e-4)
+    mine = train_config(task, {"method": "rlmf", "kin_match": "2"}, "selective")  # the user's settings win
+    assert (mine.method, mine.kin_match, mine.lr) == ("rlmf", 2, recipe["lr"])
+    assert main(["params", "nursery", "--train", "--preset", "selective"]) == 0
+    shown = {line.split()[0]: line.split()[2] for line in capsys.readouterr().out.splitlines()}
+    assert (shown["method"], shown["kin_match"], shown["steps"]) == ("ppo", "4", "64000000")
+    # what a run records is what it trained with
+    args = ["train", "nursery", "--preset", "selective", "--steps", "128", "--out", str(tmp_path / "run"),
+            "--train-set", "worlds=8", "--train-set", "rollout=8", "--train-set", "hidden=16"]  # fmt: skip
+    assert main(args) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (saved["method"], saved["kin_match"], saved["gamma"], saved["steps"]) == ("ppo", 4, 0.995, 128)

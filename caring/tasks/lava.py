@@ -53,6 +53,7 @@ class LavaTask:
             "harm_threshold_relative": 0.5,
         }
     }
+    preset_train_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     train_columns = ("success", "lava_episode_rate", "lava_per_episode", "steps_to_goal")
     headline = "success"
     eval_metrics: ClassVar[dict[str, tuple[str, int]]] = {
