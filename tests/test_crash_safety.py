@@ -324,7 +324,11 @@ def test_rerunning_a_demo_killed_while_its_maternal_model_was_fitted_continues_i
 
     tiny = {key: value for key, value in SETTINGS.items() if key != "seed"}
     train_config_of = caring.commands.train_config
-    monkeypatch.setattr(caring.commands, "train_config", lambda task, o: train_config_of(task, {**tiny, **o}))
+    monkeypatch.setattr(
+        caring.commands,
+        "train_config",
+        lambda task, o, preset="": train_config_of(task, {**tiny, **o}, preset),
+    )
     demo = ["demo", "--out", str(tmp_path), "--steps", str(2 * PER_UPDATE), "--episodes", "1",
             *(a for key, value in WORLD.items() for a in ("--set", f"{key}={value}"))]  # fmt: skip
 
