@@ -193,15 +193,23 @@ def run_probe(
 TOP_ROLE_UNITS = 10  # units listed per role in a probe report
 
 
-def unit_roles(core: Any, net: MotherNet, settings: ProbeSettings, reference: Any) -> dict[str, Any]:
-    """Each unit's drop of recognition, care and self-care when ablated alone (`role_effects`), on
-    batteries of their own seed; the top units of each role and how far the recognition and care sets
-    overlap (the same units, or separate parts?)."""
+def role_batteries(core: Any, settings: ProbeSettings) -> tuple[assays.Battery, dict[str, assays.Battery]]:
+    """The batteries the role scores (`role_scores`) are measured on, of their own seed: the care and
+    self-care situations with her kin marker, and the recognition ones with her marker and a never-seen
+    one."""
     care = assays.build_battery(core, settings.instances, settings.seed + 3, "kin")
     recognition = {
         marker: assays.build_battery(core, settings.instances, settings.seed + 3, marker, assays.RECOGNITIONS)
         for marker in ("kin", "novel")
     }
+    return care, recognition
+
+
+def unit_roles(core: Any, net: MotherNet, settings: ProbeSettings, reference: Any) -> dict[str, Any]:
+    """Each unit's drop of recognition, care and self-care when ablated alone (`role_effects`), on
+    batteries of their own seed; the top units of each role and how far the recognition and care sets
+    overlap (the same units, or separate parts?)."""
+    care, recognition = role_batteries(core, settings)
     base = role_scores(net, care, recognition)
     effects = role_effects(net, settings.site, reference, care, recognition)
     top = {role: effects[role].argsort(descending=True)[:TOP_ROLE_UNITS].tolist() for role in ROLES}
@@ -233,11 +241,7 @@ def comparator_ablation(
         build_config(task.config_class, {**dataclasses.asdict(core.config), "baby_markers": "novel"}),
         core.device,
     )
-    care = assays.build_battery(core, settings.instances, settings.seed + 3, "kin")
-    recognition = {
-        marker: assays.build_battery(core, settings.instances, settings.seed + 3, marker, assays.RECOGNITIONS)
-        for marker in ("kin", "novel")
-    }
+    care, recognition = role_batteries(core, settings)
     mother, seed = TrainedMother(net), settings.seed + 2
 
     def measured() -> dict[str, float]:
