@@ -14,6 +14,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 
 from analysis import assays, circuit_plots
 from analysis.attribution import integrated_gradients, unit_conductance
-from analysis.hooks import ablate
+from analysis.hooks import Intervened, ablate
 from analysis.localize import ROLES, ablation_curve, localisation_goal, rank_units, role_effects, role_scores
 from analysis.probes import FACTS, activations, collect, probe_all
 from caring.files import write_atomic, write_json
@@ -243,21 +244,22 @@ def comparator_ablation(
     )
     care, recognition = role_batteries(core, settings)
     mother, seed = TrainedMother(net), settings.seed + 2
-
-    def measured() -> dict[str, float]:
-        own = task.evaluate(core, mother, settings.episodes, seed)
-        new = task.evaluate(foster, mother, settings.episodes, seed)
-        return {
-            **role_scores(net, care, recognition),
+    mothers = [mother, Intervened(mother, partial(ablate, net, COMPARATOR, None, "mean", reference))]
+    owns = task.evaluate_each(core, mothers, settings.episodes, seed)
+    news = task.evaluate_each(foster, mothers, settings.episodes, seed)
+    roles = [role_scores(net, care, recognition)]
+    with ablate(net, COMPARATOR, None, "mean", reference):
+        roles.append(role_scores(net, care, recognition))
+    untreated, ablated = (
+        {
+            **role,
             "own_baby_survival": own["baby_survival_rate"],
             "new_baby_survival": new["baby_survival_rate"],
             "mother_survival": own["mother_survival_rate"],
             "mother_survival_foster": new["mother_survival_rate"],
         }
-
-    untreated = measured()
-    with ablate(net, COMPARATOR, None, "mean", reference):
-        ablated = measured()
+        for role, own, new in zip(roles, owns, news, strict=True)
+    )
     return {"site": COMPARATOR, "mode": "mean", "untreated": untreated, "ablated": ablated}
 
 

@@ -9,12 +9,14 @@ restored exactly. Activations are (N, units) at every hook point but the logits 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
 from caring.networks import MotherNet
+from caring.protocols import Policy
 from worlds.config import ConfigError
 
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -125,3 +127,16 @@ def patch(net: MotherNet, name: str, source: torch.Tensor, units: torch.Tensor |
 def steer(net: MotherNet, name: str, vector: torch.Tensor, coefficient: float = 1.0):
     """Add `coefficient` x `vector` (units,) to hook point `name`'s output."""
     return intervene(net, {name: lambda out: out + coefficient * vector.to(out)})
+
+
+class Intervened:
+    """A policy that acts under an intervention: `context()` (e.g. `lambda: ablate(net, ...)`) is
+    entered for each of its steps only, so mothers under different interventions can be evaluated
+    side by side on one batch of worlds (`Task.evaluate_each`) without one's hooks touching another's."""
+
+    def __init__(self, policy: Policy, context: Callable[[], AbstractContextManager]):
+        self.policy, self.context = policy, context
+
+    def __call__(self, state: Any, obs: torch.Tensor) -> torch.Tensor:
+        with self.context():
+            return self.policy(state, obs)

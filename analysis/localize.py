@@ -12,13 +12,14 @@ on the same episodes, so differences between points are paired.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 
 from analysis import assays
 from analysis.attribution import unit_conductance
-from analysis.hooks import ablate
+from analysis.hooks import Intervened, ablate
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
 from worlds.config import ConfigError
@@ -121,23 +122,35 @@ def ablation_curve(
         raise ConfigError(f"ablation sizes must lie in 0..{units} for {site}")
     generator = torch.Generator().manual_seed(seed)
 
-    def measure(chosen: list[int]) -> dict[str, float]:
-        with ablate(net, site, chosen, mode, reference, generator=torch.Generator().manual_seed(seed)):
-            result = task.evaluate(core, TrainedMother(net), episodes, seed)
-            scores = care_and_self(net, battery)
-        return {
-            "baby_survival": result["baby_survival_rate"],
-            "mother_survival": result["mother_survival_rate"],
-            "care_assay": scores["care"],
-            "self_assay": scores["self"],
-        }
+    def measure_all(unit_sets: list[list[int]]) -> list[dict[str, float]]:
+        """Each set ablated, evaluated side by side on the same episodes, then its assays scored (a
+        resampling ablation draws from a generator of its own per set, evaluation first)."""
+        draws = [torch.Generator().manual_seed(seed) for _ in unit_sets]
+        mothers = [
+            Intervened(TrainedMother(net), partial(ablate, net, site, chosen, mode, reference, generator=g))
+            for chosen, g in zip(unit_sets, draws, strict=True)
+        ]
+        results = task.evaluate_each(core, mothers, episodes, seed)
+        points = []
+        for chosen, g, result in zip(unit_sets, draws, results, strict=True):
+            with ablate(net, site, chosen, mode, reference, generator=g):
+                scores = care_and_self(net, battery)
+            points.append(
+                {
+                    "baby_survival": result["baby_survival_rate"],
+                    "mother_survival": result["mother_survival_rate"],
+                    "care_assay": scores["care"],
+                    "self_assay": scores["self"],
+                }
+            )
+        return points
 
     curve: dict[str, Any] = {"site": site, "mode": mode, "units": units, "episodes": episodes, "points": []}
     for k in sizes:
-        top = measure(ranking[:k].tolist())
-        randoms = [
-            measure(torch.randperm(units, generator=generator)[:k].tolist()) for _ in range(random_sets)
+        sets = [ranking[:k].tolist()] + [
+            torch.randperm(units, generator=generator)[:k].tolist() for _ in range(random_sets)
         ]
+        top, *randoms = measure_all(sets)
         curve["points"].append({"k": k, "top": top, "random": randoms})
         if progress:
             progress(

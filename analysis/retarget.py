@@ -40,6 +40,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from torch import nn
 
 from analysis import assays, circuit_plots
 from analysis.circuits import check_hidden_site, load_run
-from analysis.hooks import cache, intervene, steer, units_mask
+from analysis.hooks import Intervened, cache, intervene, steer, units_mask
 from analysis.localize import MOTHER_MOVE, rank_units  # her own survival may move this much
 from analysis.probes import activations
 from caring.config import TrainConfig
@@ -172,7 +173,17 @@ class Study:
 
 
 def measure(core: NurseryCore, task: Any, policy: Any, episodes: int, seed: int) -> dict[str, Any]:
-    result = task.evaluate(core, policy, episodes, seed)
+    return measure_each(core, task, [policy], episodes, seed)[0]
+
+
+def measure_each(
+    core: NurseryCore, task: Any, policies: list[Any], episodes: int, seed: int
+) -> list[dict[str, Any]]:
+    """Each policy's survival numbers on the same episodes, the policies stepped side by side."""
+    return [_measured(result) for result in task.evaluate_each(core, policies, episodes, seed)]
+
+
+def _measured(result: dict[str, Any]) -> dict[str, Any]:
     measured = {
         "baby_survival": result["baby_survival_rate"],
         "baby_survival_ci95": result["baby_survival_ci95"],
@@ -262,10 +273,8 @@ def run_retarget(
         after = all_worlds(policy, test_seed)
     report.update(extra)
     if controls:  # the same dose of a random intervention, on the same test episodes
-        measured = []
-        for control_context, control_policy in controls:
-            with control_context():
-                measured.append(measure(foster_core, task, control_policy, settings.episodes, test_seed))
+        treated = [Intervened(policy, context) for context, policy in controls]
+        measured = measure_each(foster_core, task, treated, settings.episodes, test_seed)
         report["controls"] = measured
         report["new_baby_survival_control"] = sum(m["baby_survival"] for m in measured) / len(measured)
     report["after"] = after
@@ -382,18 +391,19 @@ def _coefficient_sweep(
         r = torch.randn(direction.shape, generator=generator).to(direction)
         randoms.append(r * direction.norm() / r.norm())
     mother, n, seed = TrainedMother(study.net), settings.episodes, study.select_seed
+    cs, per = settings.coefficients, 1 + len(randoms)  # per coefficient: her direction, then the randoms
+    fosters = [Intervened(mother, partial(intervention, d, c)) for c in cs for d in (direction, *randoms)]
+    owns = [Intervened(mother, partial(intervention, direction, c)) for c in cs]
+    foster = measure_each(study.foster_core, task, fosters, n, seed)
+    own = measure_each(study.kin_core, task, owns, n, seed)
     dose = []
-    for c in settings.coefficients:
-        with intervention(direction, c):
-            row = {
-                "coefficient": c,
-                "foster": measure(study.foster_core, task, mother, n, seed),
-                "own": measure(study.kin_core, task, mother, n, seed),
-                "random": [],
-            }
-        for r in randoms:
-            with intervention(r, c):
-                row["random"].append(measure(study.foster_core, task, mother, n, seed))
+    for i, c in enumerate(cs):
+        row = {
+            "coefficient": c,
+            "foster": foster[i * per],
+            "own": own[i],
+            "random": foster[i * per + 1 : (i + 1) * per],
+        }
         dose.append(row)
         progress(
             f"c={c}: foster baby survival {row['foster']['baby_survival']:.3f}, own baby "
@@ -415,17 +425,12 @@ def _patch(study: Study) -> Chosen:
     foster, _ = paired_observations(foster_core, net, settings.vector_episodes, settings.seed)
     reference = activations(net, foster)[settings.site]
     ranking = rank_units(net, battery, settings.site, reference).tolist()
-    dose = []
-    for k in settings.units:
-        patched = PatchedMother(net, foster_core.config, settings.site, ranking[:k])
-        dose.append(
-            {
-                "units": k,
-                "foster": measure(foster_core, task, patched, settings.episodes, select_seed),
-                "own": measure(kin_core, task, patched, settings.episodes, select_seed),
-            }
-        )
-        progress(f"k={k}: foster baby survival {dose[-1]['foster']['baby_survival']:.3f}")
+    patched = [PatchedMother(net, foster_core.config, settings.site, ranking[:k]) for k in settings.units]
+    foster = measure_each(foster_core, task, patched, settings.episodes, select_seed)
+    own = measure_each(kin_core, task, patched, settings.episodes, select_seed)
+    dose = [{"units": k, "foster": f, "own": o} for k, f, o in zip(settings.units, foster, own, strict=True)]
+    for row in dose:
+        progress(f"k={row['units']}: foster baby survival {row['foster']['baby_survival']:.3f}")
     chosen = _best(study, dose, "units")["units"]
     extra = {
         "site": settings.site,

@@ -34,7 +34,7 @@ from analysis import assays, circuit_plots
 from analysis.circuits import load_run
 from analysis.localize import rank_units
 from analysis.probes import activations, collect
-from analysis.retarget import measure
+from analysis.retarget import measure, measure_each
 from caring.files import write_json
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
@@ -176,16 +176,23 @@ def run_transplant(
         "site": SITE,
         "units": units,
         "adapter_heldout_r2": r2,
-        "donor_untreated": measure(core, task, TrainedMother(donor), settings.episodes, test_seed),
-        "before": measure(core, task, TrainedMother(recipient), settings.episodes, test_seed),
     }
-    untreated_selection = measure(core, task, TrainedMother(recipient), settings.episodes, select_seed)
-    dose = []
-    for c in settings.coefficients:
-        policy = TransplantedMother(recipient, donor, units, c, adapter)
-        dose.append({"coefficient": c, **measure(core, task, policy, settings.episodes, select_seed)})
+    report["donor_untreated"], report["before"] = measure_each(
+        core, task, [TrainedMother(donor), TrainedMother(recipient)], settings.episodes, test_seed
+    )
+    untreated_selection, *doses = measure_each(
+        core,
+        task,
+        [TrainedMother(recipient)]
+        + [TransplantedMother(recipient, donor, units, c, adapter) for c in settings.coefficients],
+        settings.episodes,
+        select_seed,
+    )
+    dose = [{"coefficient": c, **row} for c, row in zip(settings.coefficients, doses, strict=True)]
+    for row in dose:
         progress(
-            f"c={c}: baby survival {dose[-1]['baby_survival']:.3f}, mother {dose[-1]['mother_survival']:.3f}"
+            f"c={row['coefficient']}: baby survival {row['baby_survival']:.3f}, "
+            f"mother {row['mother_survival']:.3f}"
         )
     floor = untreated_selection["mother_survival"] - MOTHER_SURVIVAL_SLACK
     allowed = [row for row in dose if row["mother_survival"] >= floor] or dose[:1]
@@ -193,11 +200,11 @@ def run_transplant(
     after = measure(
         core, task, TransplantedMother(recipient, donor, units, chosen, adapter), settings.episodes, test_seed
     )
-    controls = []
-    for random_units in random_sets:
-        random_adapter, _ = make(random_units)
-        control = TransplantedMother(recipient, donor, random_units, chosen, random_adapter)
-        controls.append(measure(core, task, control, settings.episodes, test_seed))
+    random_mothers = [
+        TransplantedMother(recipient, donor, random_units, chosen, make(random_units)[0])
+        for random_units in random_sets
+    ]
+    controls = measure_each(core, task, random_mothers, settings.episodes, test_seed)
     report |= {
         "before_selection": untreated_selection,
         "dose_response": dose,

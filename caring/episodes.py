@@ -8,7 +8,7 @@ needs (events, the state before, the actions taken) and stops early with a plain
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,61 @@ def play(
         after, out = core.step(state, action)
         yield Transition(state, obs, action, after, out)
         state, obs = after, out.obs
+
+
+class SideBySide:
+    """Several policies acting in one batch of worlds, each in its own consecutive block of worlds, so
+    they share each step of the world (below a few thousand worlds a step costs about the same however
+    many it steps). Each policy sees exactly its block: what it would have seen stepped alone."""
+
+    def __init__(self, blocks: Sequence[tuple[Policy, int]]):  # (policy, worlds) in batch order
+        self.blocks = list(blocks)
+
+    def __call__(self, state: Any, obs: torch.Tensor) -> torch.Tensor:
+        if len(self.blocks) == 1:
+            return self.blocks[0][0](state, obs)
+        actions, start = [], 0
+        for policy, worlds in self.blocks:
+            block = slice(start, start + worlds)
+            actions.append(policy(state.index(block), obs[block]))
+            start += worlds
+        return torch.cat(actions)
+
+
+def side_by_side(
+    tally: Callable[[Policy, torch.Tensor], dict[str, torch.Tensor]],
+    summarise: Callable[[dict[str, torch.Tensor]], dict[str, Any]],
+    policies: Sequence[Policy],
+    keys: torch.Tensor,
+    batch: int,
+) -> list[dict[str, Any]]:
+    """Each policy's evaluation on the episodes of `keys` (E,), stepped side by side in runs of at
+    most `batch` worlds. `tally(policy, keys)` plays one run and returns per-world tallies (each with
+    the world first); `summarise` turns one policy's tallies over all E episodes into its evaluation.
+    A policy alone is run in the chunks of `batch` episodes it always was, so every world (and, for
+    a network, every forward pass) is the one it would have been evaluated alone."""
+    E = keys.shape[0]
+    parts: list[list[dict[str, torch.Tensor]]] = [[] for _ in policies]
+    run: list[tuple[int, int, int]] = []  # (policy, first episode, end) blocks of the next run
+
+    def play_run() -> None:
+        blocks = SideBySide([(policies[g], b - a) for g, a, b in run])
+        tallies = tally(blocks, torch.cat([keys[a:b] for _, a, b in run]))
+        offset = 0
+        for g, a, b in run:
+            parts[g].append({name: value[offset : offset + b - a] for name, value in tallies.items()})
+            offset += b - a
+        run.clear()
+
+    for g in range(len(policies)):
+        for a in range(0, E, batch):
+            b = min(a + batch, E)
+            if run and sum(stop - start for _, start, stop in run) + b - a > batch:
+                play_run()
+            run.append((g, a, b))
+    if run:
+        play_run()
+    return [summarise({name: torch.cat([p[name] for p in chunks]) for name in chunks[0]}) for chunks in parts]
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: a viewer redraws when the moment changes

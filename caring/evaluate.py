@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 
-from caring.episodes import episode_keys, play, wilson_ci95
+from caring.episodes import episode_keys, play, side_by_side, wilson_ci95
 from caring.protocols import Policy
 from worlds.nursery.core import HARM_CAUSES, NurseryCore
 
 MOTHER_DEATH_CAUSES = ("hazard", "starved")  # a mother drowns, or her energy runs out
 
 
-@torch.inference_mode()
 def evaluate(core: NurseryCore, policy: Policy, episodes: int, seed: int, batch: int = 1024) -> dict:
     """Run `episodes` full episodes (max_cycles steps each) and summarise them. A world of several
     generations also gets its lineage length and each generation's baby survival."""
-    per_slot: dict[str, torch.Tensor] = {}  # name -> (A,) summed over episodes
-    all_keys = episode_keys(seed, episodes, core.device)
-    for start in range(0, episodes, batch):
-        for name, value in _run(core, policy, all_keys[start : start + batch]).items():
-            per_slot[name] = per_slot.get(name, 0.0) + value
+    return evaluate_each(core, [policy], episodes, seed, batch)[0]
+
+
+@torch.inference_mode()
+def evaluate_each(
+    core: NurseryCore, policies: Sequence[Policy], episodes: int, seed: int, batch: int = 1024
+) -> list[dict]:
+    """`evaluate` of each policy on the same episodes, the policies stepped side by side: a dose
+    sweep or an ablation curve at the cost of a few evaluations instead of one per point."""
+    keys = episode_keys(seed, episodes, core.device)
+    summarise = partial(_summarise, core, episodes=episodes, seed=seed)
+    return side_by_side(partial(_run, core), summarise, policies, keys, batch)
+
+
+def _summarise(core: NurseryCore, per_world: dict[str, torch.Tensor], episodes: int, seed: int) -> dict:
+    """One policy's evaluation from its per-world tallies, each (episodes, A)."""
+    per_slot = {name: value.sum(0).double() for name, value in per_world.items()}  # name -> (A,)
     totals = {name: float(value.sum()) for name, value in per_slot.items()}
     born = totals["babies_born"]
     # Babies who grew up (into mothers, or left at a scheduled birth) survived.
@@ -94,7 +106,7 @@ def death_causes(events: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One batch of episodes -> per-slot sums (A,) over its worlds."""
+    """One batch of episodes -> per-world tallies, each (B, A)."""
     state, obs = core.reset(keys)
     B = keys.shape[0]
     zeros = torch.zeros(B, core.A, dtype=torch.int64, device=core.device)
@@ -146,4 +158,4 @@ def _run(core: NurseryCore, policy: Policy, keys: torch.Tensor) -> dict[str, tor
     acc["mothers_joined"] = state.joined.long().T
     acc["orphans_born"] = orphan_born.long().T
     acc["orphans_alive_at_end"] = (state.baby_alive & core.orphan).long().T
-    return {name: value.sum(0).double() for name, value in acc.items()}
+    return acc

@@ -7,7 +7,7 @@ batch-first, like the cores' outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,6 +109,11 @@ class Task(Protocol):
         """name -> (policy, episodes, label: a constant or a Labeller) that M learns from."""
 
     def evaluate(self, core: Any, policy: Policy, episodes: int, seed: int) -> dict[str, Any]: ...
+
+    def evaluate_each(
+        self, core: Any, policies: Sequence[Policy], episodes: int, seed: int
+    ) -> list[dict[str, Any]]:
+        """`evaluate` of each policy on the same episodes, stepped side by side (`caring.episodes`)."""
 
     def from_counts(self, evaluation: dict[str, Any]) -> dict[str, float]:
         """The eval metrics that `evaluate`'s stored counts still give: a sweep fills them into cells

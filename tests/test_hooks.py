@@ -1,10 +1,12 @@
 """analysis.hooks: every intervention does what it says inside its block and leaves the network exactly
 as it was afterwards, exceptions included."""
 
+import json
+
 import pytest
 import torch
 
-from analysis.hooks import ablate, cache, intervene, patch, steer
+from analysis.hooks import Intervened, ablate, cache, intervene, patch, steer
 from caring.networks import MotherNet
 from worlds.config import ConfigError
 
@@ -97,4 +99,41 @@ def test_bad_interventions_get_one_clear_error(net_and_obs):
     shrink = {"hook_trunk_1": lambda out: out[:, :3]}
     with pytest.raises(ValueError, match="changed an activation's shape"), intervene(net, shrink):
         net(obs)
+    assert no_hooks_left(net)
+
+
+def test_mothers_under_different_interventions_evaluated_side_by_side_equal_each_alone():
+    """Task.evaluate_each steps several policies in one batch of worlds, each in its own block: every
+    policy's evaluation (a resampling ablation's draws included) is the one it gets alone, whether its
+    episodes fill several runs or share a run with another's, and no hook is left behind."""
+    from pathlib import Path
+
+    from caring.evaluate import evaluate, evaluate_each
+    from caring.policies import TrainedMother
+    from caring.runs import load_mother
+    from caring.tasks import get_task
+    from worlds.nursery.config import NurseryConfig
+    from worlds.nursery.core import N_ACTIONS, NurseryCore
+    from worlds.nursery.scripted import SCRIPTED
+
+    core = NurseryCore(NurseryConfig(max_cycles=60))
+    net = load_mother(Path(__file__).parent.parent / "notebooks" / "mother", core, get_task("nursery"))
+    reference = torch.randn(32, net.hidden)
+    mother = TrainedMother(net)
+
+    def policies() -> list:  # fresh generators: each list draws its resampled rows from the start
+        draws = torch.Generator().manual_seed(5)
+        return [
+            mother,
+            Intervened(mother, lambda: ablate(net, "hook_trunk_1", None, "zero")),
+            Intervened(mother, lambda: ablate(net, "hook_trunk_2", None, "resample", reference, draws)),
+            SCRIPTED["expert"](core),
+            Intervened(mother, lambda: steer(net, "hook_logits", torch.arange(N_ACTIONS).float(), 2.0)),
+        ]
+
+    alone = [evaluate(core, policy, 7, seed=4) for policy in policies()]
+    assert evaluate_each(core, policies(), 7, seed=4, batch=16) == alone  # two policies a run
+    spanning = [evaluate(core, policy, 11, seed=4, batch=8) for policy in policies()[1:3]]
+    assert evaluate_each(core, policies()[1:3], 11, seed=4, batch=8) == spanning  # runs of 8, 3
+    assert len({json.dumps(result) for result in alone}) == len(alone)  # each intervention does act
     assert no_hooks_left(net)

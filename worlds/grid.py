@@ -59,18 +59,25 @@ class BatchLastState:
 
 
 def distance_field(passable: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """Steps to the nearest source through passable cells: (H, W, N) bool x2 -> (H, W, N) int32."""
-    dist = torch.where(sources, 0, UNREACHABLE).int()
-    for _ in range(passable.shape[0] * passable.shape[1]):
-        p = F.pad(dist, (0, 0, 1, 1, 1, 1), value=UNREACHABLE)
-        neighbours = torch.minimum(
-            torch.minimum(p[:-2, 1:-1], p[2:, 1:-1]), torch.minimum(p[1:-1, :-2], p[1:-1, 2:])
+    """Steps to the nearest source through passable cells: (H, W, N) bool x2 -> (H, W, N) int32.
+
+    Relaxed on int16 with a step cost of UNREACHABLE + 1 into impassable cells instead of a masked
+    select: on this project's CPU (torch 2.13) `torch.where` costs about ten times an int16 minimum,
+    and the scripted experts plan two fields a step."""
+    H, W, N = passable.shape
+    step = (~passable).to(torch.int16) * UNREACHABLE + 1  # (H, W, N): the cost of stepping onto a cell
+    dist = torch.full((H + 2, W + 2, N), UNREACHABLE, dtype=torch.int16, device=passable.device)
+    inner = dist[1:-1, 1:-1]  # the grid, inside a border no walk can cross
+    inner.masked_fill_(sources, 0)
+    for _ in range(H * W):
+        before = inner.clone()
+        near = torch.minimum(
+            torch.minimum(dist[:-2, 1:-1], dist[2:, 1:-1]), torch.minimum(dist[1:-1, :-2], dist[1:-1, 2:])
         )
-        new = torch.where(passable, torch.minimum(dist, neighbours + 1), dist)
-        if torch.equal(new, dist):
+        torch.minimum(inner, near + step, out=inner)
+        if torch.equal(before, inner):
             break
-        dist = new
-    return dist
+    return inner.int()
 
 
 def connected(passable: torch.Tensor) -> torch.Tensor:

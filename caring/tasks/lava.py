@@ -4,11 +4,13 @@ of training altogether: it exists to test whether avoidance generalises to a haz
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
 
-from caring.episodes import episode_keys, play, wilson_ci95
+from caring.episodes import episode_keys, play, side_by_side, wilson_ci95
 from caring.maternal import PerturbedExpert
 from caring.protocols import Policy
 from worlds.config import ConfigError
@@ -174,16 +176,22 @@ class LavaTask:
     def from_counts(self, evaluation: dict[str, Any]) -> dict[str, float]:
         return {}
 
-    @torch.inference_mode()
-    def evaluate(
-        self, core: LavaCore, policy: Policy, episodes: int, seed: int, batch: int = 4096
-    ) -> dict[str, Any]:
+    def evaluate(self, core: LavaCore, policy: Policy, episodes: int, seed: int) -> dict[str, Any]:
         """Run `episodes` episodes to the goal or max_cycles and summarise them. Lava contacts are steps
         that end on lava; quicksand contacts are entries into quicksand (each then holds the walker);
         steps to goal are averaged over the successful episodes."""
+        return self.evaluate_each(core, [policy], episodes, seed)[0]
+
+    @torch.inference_mode()
+    def evaluate_each(
+        self, core: LavaCore, policies: Sequence[Policy], episodes: int, seed: int, batch: int = 4096
+    ) -> list[dict[str, Any]]:
         keys = episode_keys(seed, episodes, core.device)
-        parts = [self._run(core, policy, keys[start : start + batch]) for start in range(0, episodes, batch)]
-        totals = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # each (episodes,)
+        summarise = partial(self._summarise, episodes=episodes, seed=seed)
+        return side_by_side(partial(self._run, core), summarise, policies, keys, batch)
+
+    def _summarise(self, totals: dict[str, torch.Tensor], episodes: int, seed: int) -> dict[str, Any]:
+        """One policy's evaluation from its per-episode totals, each (episodes,)."""
         success = totals["success"]
         n_success = float(success.sum())
         lo, hi = wilson_ci95(n_success, episodes)

@@ -3,11 +3,12 @@ steps while a mother's baby lives, and its rules punish catastrophes she could h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 
-from caring.evaluate import evaluate, from_counts
+from caring.evaluate import evaluate, evaluate_each, from_counts
 from caring.maternal import PerturbedExpert
 from caring.protocols import Policy
 from worlds.config import ConfigError
@@ -258,6 +259,11 @@ class NurseryTask:
 
     def evaluate(self, core: NurseryCore, policy: Policy, episodes: int, seed: int) -> dict[str, Any]:
         return evaluate(core, policy, episodes, seed)
+
+    def evaluate_each(
+        self, core: NurseryCore, policies: Sequence[Policy], episodes: int, seed: int
+    ) -> list[dict[str, Any]]:
+        return evaluate_each(core, policies, episodes, seed)
 
     def from_counts(self, evaluation: dict[str, Any]) -> dict[str, float]:
         return from_counts(evaluation)
