@@ -473,9 +473,13 @@ def check_existing_runs(experiment: Experiment, out: Path) -> None:
 
 
 def cell_config(experiment: Experiment, cell: Cell) -> Any:
-    """The TrainConfig a trained cell's run trains with."""
+    """The TrainConfig a trained cell's run trains with; `{seed}` in its `init_from` is the cell's seed
+    (a second phase for every seed of an earlier sweep from one file)."""
     preset = world_preset(experiment.world_of(cell))
-    return train_config(experiment.task, {**(cell.train or {}), "seed": cell.seed}, preset)
+    settings = {**(cell.train or {}), "seed": cell.seed}
+    if "init_from" in settings:
+        settings["init_from"] = str(settings["init_from"]).replace("{seed}", str(cell.seed))
+    return train_config(experiment.task, settings, preset)
 
 
 def short_of_budget(cell: Cell, experiment: Experiment, out: Path) -> bool:

@@ -88,7 +88,8 @@ class TrainerSettings:
     init_from: str = param(
         "",
         "a run directory whose trained mother the network starts from (the same network settings; a fresh "
-        "optimiser): e.g. a second phase of training with other PPO settings",
+        "optimiser): e.g. a second phase of training with other PPO settings; in a sweep file, {seed} "
+        "stands for each cell's seed",
     )
     value_norm: bool = param(False, "PopArt: each critic learns its returns in running-normalised units")
     adv_norm: str = param(

@@ -147,6 +147,13 @@ def scheduled_updates(config: Any, agents: int) -> int:
     return max(1, -(-config.steps // (config.worlds * agents * config.rollout)))
 
 
+def updates_total(config: Any, agents: int) -> int:
+    """Updates of a whole run: the scheduled phase, then `wean_steps` with β₁ = 0."""
+    return scheduled_updates(config, agents) + -(
+        -config.wean_steps // (config.worlds * agents * config.rollout)
+    )
+
+
 def weaning_mother(run: Path, agents: int) -> Path:
     """The snapshot of a weaned run's mother as she was when β₁ went to 0 (the trainer keeps it)."""
     return Path(run) / SNAPSHOTS / snapshot_name(scheduled_updates(run_training(run), agents))

@@ -28,7 +28,15 @@ from caring.config import warmup_settings
 from caring.episodes import episode_keys
 from caring.files import check_tensors, fsync_dir, remove_temporaries, run_lock, write_json
 from caring.protocols import Transition
-from caring.runs import load_mother, mother_net, run_config, run_training, run_world, scheduled_updates
+from caring.runs import (
+    load_mother,
+    mother_net,
+    run_config,
+    run_training,
+    run_world,
+    scheduled_updates,
+    updates_total,
+)
 from caring.streams import Context, get_stream
 from caring.tasks import task_of
 from worlds import rng
@@ -92,8 +100,19 @@ class Trainer:
 
     def start_from(self, run: Path) -> None:
         """The network's weights from another run's trained mother (`init_from`), checked name by name,
-        shape by shape: only a fresh run starts from them (a resumed one has its own checkpoint)."""
+        shape by shape: only a fresh run starts from them (a resumed one has its own checkpoint). A run
+        still training is refused: its mother.safetensors is only its latest checkpoint's."""
         donor = load_mother(run, self.core, self.task).state_dict()
+        trained = checkpoints.committed_update(
+            run
+        )  # None: a mother kept without her checkpoint (shipped ones)
+        if trained is not None:
+            _, world = run_world(run)
+            total = updates_total(run_training(run), self.task.make_core(world, "cpu").M)
+            if trained < total:
+                raise ConfigError(
+                    f"init_from: {run} has trained {trained} of its {total} updates; let it finish first"
+                )
         check_tensors(f"{run}/mother.safetensors", "this run's network", donor, self.net.state_dict())
         self.net.load_state_dict(donor)
 
@@ -245,7 +264,7 @@ class Trainer:
 
     @property
     def updates_total(self) -> int:
-        return self.updates_weaning_starts + -(-self.config.wean_steps // self.per_update)
+        return updates_total(self.config, self.core.M)
 
     def run(self, progress: Callable[[int, int, dict, float], None] | None = None) -> None:
         with run_lock(self.out):

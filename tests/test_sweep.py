@@ -488,3 +488,14 @@ def test_steps_to_reach_counts_only_the_updates_after_a_warm_up(tmp_path):
     assert sweep.steps_to_reach(metrics, "baby_survival", 0.8) == 500
     assert sweep.steps_to_reach(metrics, "baby_survival", 0.8, after=600) == 1700  # a full window after it
     assert math.isnan(sweep.steps_to_reach(metrics, "baby_survival", 0.8, after=1800))
+
+
+def test_a_second_phase_file_starts_each_seed_from_that_seeds_first_phase(tmp_path):
+    """`{seed}` in a sweep file's init_from is each cell's own seed: one file continues every seed."""
+    spec = tmp_path / "phase2.toml"
+    first = tmp_path / "first" / "runs" / "ppo"
+    phase2 = f'demo_episodes = 3\ninit_from = "{first}/seed{{seed}}"'
+    spec.write_text(TINY.replace("demo_episodes = 3", phase2))
+    experiment = sweep.load_experiment(spec)
+    starts = {c.seed: sweep.cell_config(experiment, c).init_from for c in experiment.cells if c.train}
+    assert starts == {0: f"{first}/seed0", 1: f"{first}/seed1"}

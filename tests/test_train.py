@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -410,9 +411,15 @@ def test_a_run_can_start_from_another_runs_mother_and_refuses_one_that_does_not_
         tmp_path / "first"
     )
     capsys.readouterr()
+    unfinished = tmp_path / "unfinished"  # the first run, its budget since doubled: half trained
+    shutil.copytree(tmp_path / "first", unfinished)
+    saved = json.loads((unfinished / "config.json").read_text())
+    saved["train"]["steps"] *= 2
+    (unfinished / "config.json").write_text(json.dumps(saved))
     for bad, message in (
         ([*TINY, "--train-set", "hidden=32"], "does not fit this run's network"),  # another network
         ([*TINY, "--train-set", f"init_from={tmp_path / 'none'}"], "none"),  # no run there
+        ([*TINY, "--train-set", f"init_from={unfinished}"], "has trained 2 of its 4 updates"),
     ):
         args = ["train", "nursery", "--method", "ppo", "--steps", str(PER_UPDATE), "--out",
                 str(tmp_path / "bad"), "--train-set", f"init_from={tmp_path / 'first'}", *bad]  # fmt: skip
