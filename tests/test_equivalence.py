@@ -61,7 +61,7 @@ def test_batched_core_equals_pettingzoo_envs(name, compiled):
     a minute and a half, then it is cached) and must still equal the eager batched core bit for bit.
     Eight worlds in the busiest config, four in the others (each view steps its own B=1 core, about
     40 seconds per eight worlds on this project's CPU)."""
-    config, B, steps = CONFIGS[name], 8 if name == "busy" else 4, 500
+    config, B, steps = CONFIGS[name], 8 if name == "busy" else 4, 300
     envs = [NurseryEnv(compile=compiled, **config) for _ in range(B)]
     if compiled:
         assert envs[0]._step != envs[0].core.step, "the compiled step was not used"
@@ -71,7 +71,7 @@ def test_batched_core_equals_pettingzoo_envs(name, compiled):
     env_obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
     agents = envs[0].possible_agents
     gen = np.random.default_rng(0)
-    checked = 0
+    checked, resets = 0, torch.zeros(B, dtype=torch.long)
     for _ in range(steps):
         for b, env in enumerate(envs):
             for a in env.agents:
@@ -94,6 +94,7 @@ def test_batched_core_equals_pettingzoo_envs(name, compiled):
         # Episode ends: the env resets itself without a seed, the core with reset_done: same key chain.
         done = out.truncated | ~state.mother_alive.any(0)
         if done.any():
+            resets += done.long()
             state, obs = core.reset_done(state, out.obs, done)
             for b in torch.nonzero(done).flatten().tolist():
                 assert not envs[b].agents
@@ -101,6 +102,7 @@ def test_batched_core_equals_pettingzoo_envs(name, compiled):
         else:
             obs = out.obs
     assert checked > B * core.M * steps // 2  # most agent-steps were compared (the rest were dead)
+    assert (resets >= (1 if name == "default" else 2)).all()  # across episode ends (the default's: 200 steps)
 
 
 def test_a_compiled_step_that_cannot_be_built_falls_back_to_the_eager_step(monkeypatch, tmp_path):
