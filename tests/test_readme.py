@@ -16,8 +16,9 @@ def test_python_examples_run():
         exec(compile(textwrap.dedent(block), "README.md", "exec"), spaces[-1])
     assert spaces[0]["obs"].shape == (4096, 3, 500)
     assert spaces[1]["acts"]["hook_trunk_2"].shape == (32, 128)
-    assert spaces[2]["obs"].shape == (64, 500) and spaces[2]["rewards"].shape == (64,)  # the vector env
-    assert spaces[3]["Steady"].name == "steady"  # the training-method example (tests/test_streams.py runs it)
+    assert [r["episodes"] for r in spaces[2]["results"]] == [16, 16, 16]  # mothers side by side
+    assert spaces[3]["obs"].shape == (64, 500) and spaces[3]["rewards"].shape == (64,)  # the vector env
+    assert spaces[4]["Steady"].name == "steady"  # the training-method example (tests/test_streams.py runs it)
 
 
 def test_ci_runs_the_readme_test_command():
