@@ -230,33 +230,19 @@ def run_retarget(
     mother = TrainedMother(net)
     out.mkdir(parents=True, exist_ok=True)
 
-    def all_worlds(policy: Any, seed: int) -> dict[str, Any]:
-        measured = {
-            "foster": measure(foster_core, task, policy, settings.episodes, seed),
-            "own": measure(kin_core, task, policy, settings.episodes, seed),
-            "foster_transfer": measure(transfer["novel"], task, policy, settings.episodes, seed),
-            "own_transfer": measure(transfer["kin"], task, policy, settings.episodes, seed),
-        }
-        if both is not None:
-            measured["both"] = measure(both, task, policy, settings.episodes, seed)
-        return measured
-
-    progress("the untreated mother")
-    before = all_worlds(mother, test_seed)
-    report: dict[str, Any] = {
-        "run": str(run),
-        "method": settings.method,
-        "settings": dataclasses.asdict(settings),
-        "before": before,
-        "before_selection": {  # the dose-response's baseline: the episodes the dose is chosen on
-            "foster": measure(foster_core, task, mother, settings.episodes, select_seed),
-            "own": measure(kin_core, task, mother, settings.episodes, select_seed),
-        },
-        "new_baby_survival_before": before["foster"]["baby_survival"],
-        "own_baby_survival_before": before["own"]["baby_survival"],
-        "goal_met_before": _share_reached(before["foster"]["baby_survival"], before["own"]["baby_survival"]),
+    worlds = {
+        "foster": foster_core,
+        "own": kin_core,
+        "foster_transfer": transfer["novel"],
+        "own_transfer": transfer["kin"],
     }
-
+    if both is not None:
+        worlds["both"] = both
+    progress("the untreated mother on the selection episodes")
+    before_selection = {  # the dose-response's baseline: the episodes the dose is chosen on
+        name: measure(worlds[name], task, mother, settings.episodes, select_seed)
+        for name in ("foster", "own")
+    }
     method = {
         "steer": _steer,
         "patch": _patch,
@@ -264,17 +250,33 @@ def run_retarget(
         "imprint": _imprint,
         "finetune": _finetune,
     }[settings.method]
-    her_before = report["before_selection"]["foster"]["mother_survival"]
+    her_before = before_selection["foster"]["mother_survival"]
     study = Study(
         Path(run), out, settings, task, foster_core, kin_core, net, select_seed, progress, her_before
     )
     extra, context, policy, controls = method(study)
-    with context():
-        after = all_worlds(policy, test_seed)
+    progress("untreated and treated on the test episodes, side by side")
+    treated = Intervened(policy, context)
+    randoms = [Intervened(control, control_context) for control_context, control in controls]
+    before, after, measured = {}, {}, []  # the random controls: same dose, same test episodes, foster world
+    for name, world in worlds.items():
+        extras = randoms if name == "foster" else []
+        before[name], after[name], *rest = measure_each(
+            world, task, [mother, treated, *extras], settings.episodes, test_seed
+        )
+        measured += rest
+    report: dict[str, Any] = {
+        "run": str(run),
+        "method": settings.method,
+        "settings": dataclasses.asdict(settings),
+        "before": before,
+        "before_selection": before_selection,
+        "new_baby_survival_before": before["foster"]["baby_survival"],
+        "own_baby_survival_before": before["own"]["baby_survival"],
+        "goal_met_before": _share_reached(before["foster"]["baby_survival"], before["own"]["baby_survival"]),
+    }
     report.update(extra)
-    if controls:  # the same dose of a random intervention, on the same test episodes
-        treated = [Intervened(policy, context) for context, policy in controls]
-        measured = measure_each(foster_core, task, treated, settings.episodes, test_seed)
+    if controls:
         report["controls"] = measured
         report["new_baby_survival_control"] = sum(m["baby_survival"] for m in measured) / len(measured)
     report["after"] = after
