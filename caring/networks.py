@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class HookPoint(nn.Identity):
@@ -126,9 +127,16 @@ class MotherNet(nn.Module):
 
     def trunk(self, obs: torch.Tensor) -> torch.Tensor:
         x = self.hook_obs(obs.float() * (1.0 / 255.0))
-        if self.kin_match:
-            x = torch.cat([x, self.match_kin(x)], 1)
-        x = self.hook_trunk_1(self.relu_1(self.trunk_1(x)))
+        if self.kin_match:  # trunk_1 reads the observation, then the comparator's output
+            weight, seen = self.trunk_1.weight, x.shape[1]  # (hidden, obs_dim + markers * kin_match)
+            # two products, not one over their concatenation: backward then takes no gradient for
+            # the observation's columns, most of the layer (a quarter of a PPO update's work)
+            x = F.linear(x, weight[:, :seen], self.trunk_1.bias) + F.linear(
+                self.match_kin(x), weight[:, seen:]
+            )
+        else:
+            x = self.trunk_1(x)
+        x = self.hook_trunk_1(self.relu_1(x))
         return self.hook_trunk_2(self.relu_2(self.trunk_2(x)))
 
     def match_kin(self, x: torch.Tensor) -> torch.Tensor:

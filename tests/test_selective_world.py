@@ -167,6 +167,11 @@ def test_the_marker_comparator_reads_each_marker_she_sees_or_hears_with_one_set_
     assert not torch.equal(features(other_kin)[0], before[0]) and torch.equal(
         features(other_kin)[1], before[1]
     )
+    # trunk_1 reads the observation, then the comparator's features, with one weight matrix
+    with cache(net, ["hook_obs", "hook_kin_match", "hook_trunk_1"]) as acts:
+        net(obs)
+    both = torch.cat([acts["hook_obs"], acts["hook_kin_match"]], 1)
+    torch.testing.assert_close(acts["hook_trunk_1"], torch.relu(net.trunk_1(both)))
 
 
 def test_kin_match_is_refused_in_a_world_without_markers(tmp_path, capsys):
