@@ -439,3 +439,18 @@ def test_step_rejects_unknown_agents_and_step_before_reset():
     with pytest.raises(ValueError, match="unknown agent 'runner_0'"):
         env.step({"runner_0": 0})
     assert env.step({WALKER: np.int64(3)})[0]  # numpy ints are fine
+
+
+def test_lava_walkers_evaluated_side_by_side_equal_each_alone():
+    """The lava task's evaluate_each: each walker's evaluation is the one it gets alone, whether it
+    shares a run with another walker or its episodes fill several runs."""
+    from caring.tasks import get_task
+    from worlds.lava.config import LavaConfig
+    from worlds.lava.core import LavaCore
+
+    task, core = get_task("lava"), LavaCore(LavaConfig(quicksand=0.5))
+    walkers = [task.scripted[name](core) for name in ("expert", "shortcut", "random")]
+    alone = [task.evaluate(core, walker, 50, seed=3) for walker in walkers]
+    assert len({r["lava_contacts_per_episode"] for r in alone}) == 3  # three different walkers
+    assert task.evaluate_each(core, walkers, 50, seed=3) == alone  # all three in one run
+    assert task.evaluate_each(core, walkers, 50, seed=3, batch=20) == alone  # runs of 20, 20, 10
