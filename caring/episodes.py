@@ -70,12 +70,15 @@ def side_by_side(
     policies: Sequence[Policy],
     keys: torch.Tensor,
     batch: int,
+    reduce: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda tallies: tallies,
 ) -> list[dict[str, Any]]:
     """Each policy's evaluation on the episodes of `keys` (E,), stepped side by side in runs of at
     most `batch` worlds. `tally(policy, keys)` plays one run and returns per-world tallies (each with
-    the world first); `summarise` turns one policy's tallies over all E episodes into its evaluation.
-    A policy alone is run in the chunks of `batch` episodes it always was, so every world (and, for
-    a network, every forward pass) is the one it would have been evaluated alone."""
+    the world first); `reduce` shrinks one policy's share of a run as it is kept (e.g. to sums with a
+    leading dimension of 1, so a million episodes' tallies never sit in memory); `summarise` turns one
+    policy's kept tallies, concatenated, into its evaluation. A policy alone is run in the chunks of
+    `batch` episodes it always was, so every world (and, for a network, every forward pass) is the one
+    it would have been evaluated alone."""
     E = keys.shape[0]
     parts: list[list[dict[str, torch.Tensor]]] = [[] for _ in policies]
     run: list[tuple[int, int, int]] = []  # (policy, first episode, end) blocks of the next run
@@ -85,7 +88,7 @@ def side_by_side(
         tallies = tally(blocks, torch.cat([keys[a:b] for _, a, b in run]))
         offset = 0
         for g, a, b in run:
-            parts[g].append({name: value[offset : offset + b - a] for name, value in tallies.items()})
+            parts[g].append(reduce({name: value[offset : offset + b - a] for name, value in tallies.items()}))
             offset += b - a
         run.clear()
 

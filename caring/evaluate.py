@@ -29,11 +29,16 @@ def evaluate_each(
     sweep or an ablation curve at the cost of a few evaluations instead of one per point."""
     keys = episode_keys(seed, episodes, core.device)
     summarise = partial(_summarise, core, episodes=episodes, seed=seed)
-    return side_by_side(partial(_run, core), summarise, policies, keys, batch)
+    return side_by_side(partial(_run, core), summarise, policies, keys, batch, _chunk_sums)
+
+
+def _chunk_sums(per_world: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One chunk's tallies (B, A) summed over its worlds, kept as (1, A)."""
+    return {name: value.sum(0, keepdim=True) for name, value in per_world.items()}
 
 
 def _summarise(core: NurseryCore, per_world: dict[str, torch.Tensor], episodes: int, seed: int) -> dict:
-    """One policy's evaluation from its per-world tallies, each (episodes, A)."""
+    """One policy's evaluation from its tallies, each (chunks, A) (sums over each chunk's worlds)."""
     per_slot = {name: value.sum(0).double() for name, value in per_world.items()}  # name -> (A,)
     totals = {name: float(value.sum()) for name, value in per_slot.items()}
     born = totals["babies_born"]
