@@ -34,7 +34,7 @@ from analysis import assays, circuit_plots
 from analysis.circuits import load_run
 from analysis.localize import rank_units
 from analysis.probes import activations, collect
-from analysis.retarget import measure, measure_each
+from analysis.retarget import measure_each
 from caring.files import write_json
 from caring.networks import MotherNet
 from caring.policies import TrainedMother
@@ -177,9 +177,6 @@ def run_transplant(
         "units": units,
         "adapter_heldout_r2": r2,
     }
-    report["donor_untreated"], report["before"] = measure_each(
-        core, task, [TrainedMother(donor), TrainedMother(recipient)], settings.episodes, test_seed
-    )
     untreated_selection, *doses = measure_each(
         core,
         task,
@@ -197,14 +194,16 @@ def run_transplant(
     floor = untreated_selection["mother_survival"] - MOTHER_SURVIVAL_SLACK
     allowed = [row for row in dose if row["mother_survival"] >= floor] or dose[:1]
     chosen = max(allowed, key=lambda row: (row["baby_survival"], -row["coefficient"]))["coefficient"]
-    after = measure(
-        core, task, TransplantedMother(recipient, donor, units, chosen, adapter), settings.episodes, test_seed
-    )
     random_mothers = [
         TransplantedMother(recipient, donor, random_units, chosen, make(random_units)[0])
         for random_units in random_sets
     ]
-    controls = measure_each(core, task, random_mothers, settings.episodes, test_seed)
+    # every test-episode measurement side by side: donor, recipient before and after, random controls
+    transplanted = TransplantedMother(recipient, donor, units, chosen, adapter)
+    mothers = [TrainedMother(donor), TrainedMother(recipient), transplanted, *random_mothers]
+    report["donor_untreated"], report["before"], after, *controls = measure_each(
+        core, task, mothers, settings.episodes, test_seed
+    )
     report |= {
         "before_selection": untreated_selection,
         "dose_response": dose,
