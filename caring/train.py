@@ -101,11 +101,16 @@ class Trainer:
     def start_from(self, run: Path) -> None:
         """The network's weights from another run's trained mother (`init_from`), checked name by name,
         shape by shape: only a fresh run starts from them (a resumed one has its own checkpoint). A run
-        still training is refused: its mother.safetensors is only its latest checkpoint's."""
+        still training is refused, held by its trainer or short of its own budget: its
+        mother.safetensors is only its latest checkpoint's. (A run whose budget a sweep extended and
+        that was then stopped short cannot be told from a finished one here.)"""
         donor = load_mother(run, self.core, self.task).state_dict()
-        trained = checkpoints.committed_update(
-            run
-        )  # None: a mother kept without her checkpoint (shipped ones)
+        try:
+            with run_lock(run):
+                pass
+        except ConfigError:
+            raise ConfigError(f"init_from: {run} is still training; let it finish first") from None
+        trained = checkpoints.committed_update(run)  # None: kept without her checkpoint (shipped ones)
         if trained is not None:
             _, world = run_world(run)
             total = updates_total(run_training(run), self.task.make_core(world, "cpu").M)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from analysis.cli import main
+from caring.files import run_lock
 from caring.runs import snapshots, weaning_mother
 from caring.train import Trainer
 from worlds.config import build_config
@@ -427,3 +428,10 @@ def test_a_run_can_start_from_another_runs_mother_and_refuses_one_that_does_not_
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()  # nothing written
+    with run_lock(tmp_path / "first"):  # her trainer still holds the run: her weights are not final
+        args = ["train", "nursery", "--method", "ppo", "--steps", str(PER_UPDATE), "--out",
+                str(tmp_path / "bad"), *TINY, "--train-set", f"init_from={tmp_path / 'first'}"]  # fmt: skip
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is still training" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
