@@ -161,3 +161,30 @@ def test_tom_without_its_loss_trains_exactly_as_ppo(tmp_path):
     assert all(0 <= a <= 1 for a in accuracy[1:])  # updates after the births judge some moves
     with pytest.raises(ConfigError, match="tom needs a baby"):
         Trainer(tmp_path / "lava", LavaConfig(), TrainConfig(method="tom", **base))
+
+
+def test_distance_fields_are_breadth_first_walks_through_open_cells():
+    """worlds.grid.distance_field against a plain breadth-first search, on random grids with walls and
+    sources anywhere: a walk enters only open cells, and a source on a closed cell (a baby on water)
+    is reached from the open cells beside it."""
+    from collections import deque
+
+    from worlds.grid import UNREACHABLE, distance_field
+
+    gen = torch.Generator().manual_seed(0)
+    passable = torch.rand(6, 9, 12, generator=gen) < 0.7  # (H, W, N)
+    sources = torch.rand(6, 9, 12, generator=gen) < 0.05
+    field = distance_field(passable, sources)
+    assert field.dtype == torch.int32 and field.shape == passable.shape
+    H, W, N = passable.shape
+    for n in range(N):
+        want = [[0 if sources[r, c, n] else UNREACHABLE for c in range(W)] for r in range(H)]
+        queue = deque((r, c) for r in range(H) for c in range(W) if sources[r, c, n])
+        while queue:
+            r, c = queue.popleft()
+            for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                if 0 <= nr < H and 0 <= nc < W and passable[nr, nc, n] and want[nr][nc] > want[r][c] + 1:
+                    want[nr][nc] = want[r][c] + 1
+                    queue.append((nr, nc))
+        assert field[:, :, n].tolist() == want, n
+    assert (field == UNREACHABLE).any() and (field > 3).any()  # walls cut some cells off; walks are long
