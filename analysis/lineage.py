@@ -86,28 +86,30 @@ def run_lineage(
     generator = torch.Generator().manual_seed(settings.seed)
     eval_seed = settings.seed + 2  # not the rollouts whose states give the mean-ablation reference
 
-    def measure(where: torch.Tensor, units: list[int]) -> list[float]:
-        result = task.evaluate(
-            core, AblatedIn(net, where, settings.site, units, reference), settings.episodes, eval_seed
-        )
-        return [result[f"gen{g + 1}_baby_survival"] for g in range(G)]
+    def measure_each(where: torch.Tensor, unit_sets: list[list[int]]) -> list[list[float]]:
+        """Each unit set ablated in the mothers of `where`, side by side on the same episodes: per set,
+        each generation's baby survival."""
+        mothers = [AblatedIn(net, where, settings.site, units, reference) for units in unit_sets]
+        results = task.evaluate_each(core, mothers, settings.episodes, eval_seed)
+        return [[result[f"gen{g + 1}_baby_survival"] for g in range(G)] for result in results]
 
     nowhere = torch.zeros(core.A, dtype=torch.bool, device=core.device)
     report: dict[str, Any] = {
         "run": str(run),
         "settings": dataclasses.asdict(settings),
         "top_units": top,
-        "intact": measure(nowhere, []),
+        "intact": measure_each(nowhere, [[]])[0],
         "ablated_in": [],
     }
     progress("intact: " + _survivals(report["intact"]))
     for g in range(G):
         where = core.generation == g
         randoms = [
-            measure(where, torch.randperm(net.hidden, generator=generator)[: settings.units].tolist())
+            torch.randperm(net.hidden, generator=generator)[: settings.units].tolist()
             for _ in range(settings.random_sets)
         ]
-        row = {"generation": g + 1, "top": measure(where, top), "random": randoms}
+        top_ablated, *random_ablated = measure_each(where, [top, *randoms])
+        row = {"generation": g + 1, "top": top_ablated, "random": random_ablated}
         report["ablated_in"].append(row)
         progress(f"top {settings.units} ablated in generation {g + 1}: " + _survivals(row["top"]))
     write_json(out / "report.json", report)
